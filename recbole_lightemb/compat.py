@@ -1,0 +1,105 @@
+"""Targeted fixes that let RecBole 1.2.1 run on today's NumPy, SciPy and PyTorch.
+
+Applied once, when ``recbole_lightemb`` is imported, so a user's own
+``from recbole.quick_start import run_recbole`` works afterwards too. Each fix checks
+that the thing it repairs is really missing or broken, and leaves RecBole alone otherwise.
+The README lists them; the pins that remain (``numpy<2``, ``setuptools<82``) are in
+``pyproject.toml`` because no import-time fix can reach them: RecBole 1.2.1 requires
+``ray<=2.6.3``, which is imported by ``recbole.quick_start`` and needs ``pkg_resources``
+and NumPy 1 (``np.bool8`` in class bodies). ``numpy<2`` also keeps pandas below 3, whose
+copy-on-write would silently turn RecBole's chained ``fillna(inplace=True)`` into a no-op.
+"""
+
+import copy
+import functools
+
+import numpy as np
+import torch
+from scipy.sparse import dok_matrix
+
+
+def _dok_update(self, data):
+    """The bulk update RecBole's graph models call (``dok_matrix._update``, removed in SciPy 1.13)."""
+    self.update(data)
+
+
+def patch_scipy_dok():
+    """Give ``dok_matrix`` back the private ``_update`` that LightGCN, NGCF, … use."""
+    if not hasattr(dok_matrix, "_update"):
+        dok_matrix._update = _dok_update
+
+
+def recbole_checkpoint_globals():
+    """The classes a RecBole checkpoint holds besides tensors: data only, no code runs on load."""
+    import yaml
+    from recbole.config import Config
+    from recbole.utils import EvaluatorType, InputType, ModelType
+
+    from recbole_lightemb.config import Config as LightConfig
+
+    allowed = [Config, LightConfig, ModelType, InputType, EvaluatorType, yaml.FullLoader, np.dtype]
+    allowed.append(np.core.multiarray.scalar)
+    allowed += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return allowed
+
+
+def _with_safe_globals(func):
+    """Run ``func`` with ``torch.load`` in weights-only mode allowing RecBole's own data classes."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with torch.serialization.safe_globals(recbole_checkpoint_globals()):
+            return func(*args, **kwargs)
+
+    wrapper.__lightemb_safe_load__ = True
+    return wrapper
+
+
+def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+    """RecBole's checkpoint, written with the default pickle protocol (2).
+
+    RecBole 1.2.1 writes protocol 4, which PyTorch's weights-only loader cannot read at all;
+    with protocol 2 the checkpoint loads with ``weights_only=True`` plus an allow-list of
+    RecBole's config classes, so no arbitrary pickle is ever executed.
+    """
+    from recbole.utils import set_color
+
+    if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        return
+    saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+    config = copy.copy(self.config)
+    config.model_class = None  # a class reference is code, not data: keep the checkpoint data-only
+    state = {
+        "config": config,
+        "epoch": epoch,
+        "cur_step": self.cur_step,
+        "best_valid_score": float(self.best_valid_score),
+        "state_dict": self.model.state_dict(),
+        "other_parameter": self.model.other_parameter(),
+        "optimizer": self.optimizer.state_dict(),
+    }
+    torch.save(state, saved_model_file)
+    if verbose:
+        self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+
+def patch_torch_load():
+    """Make RecBole's trainer and ``load_data_and_model`` read its checkpoints safely on torch ≥ 2.6."""
+    import recbole.quick_start
+    import recbole.quick_start.quick_start as qs
+    from recbole.trainer import Trainer
+
+    if getattr(Trainer.evaluate, "__lightemb_safe_load__", False):
+        return
+    Trainer._save_checkpoint = _save_checkpoint
+    Trainer.resume_checkpoint = _with_safe_globals(Trainer.resume_checkpoint)
+    Trainer.evaluate = _with_safe_globals(Trainer.evaluate)
+    safe_loader = _with_safe_globals(qs.load_data_and_model)
+    qs.load_data_and_model = safe_loader
+    recbole.quick_start.load_data_and_model = safe_loader
+
+
+def apply():
+    """Apply every fix; safe to call more than once."""
+    patch_scipy_dok()
+    patch_torch_load()

@@ -1,0 +1,3 @@
+"""The built-in methods; importing this module registers them."""
+
+from recbole_lightemb.methods import full, uniform  # noqa: F401

@@ -1,0 +1,7 @@
+"""Embedding tables that stand in for ``nn.Embedding``."""
+
+from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.full import FullEmbedding
+from recbole_lightemb.modules.uniform import UniformEmbedding
+
+__all__ = ["FLOAT_BYTES", "LightEmbedding", "FullEmbedding", "UniformEmbedding"]

@@ -1,0 +1,38 @@
+"""A plan: what a planner decided (widths, codes, …), saved beside the checkpoint as ``.npz``."""
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+META_KEY = "__meta__"
+
+
+@dataclass
+class Plan:
+    """Per-entity arrays plus JSON-able facts; the only thing that flows from planner to model."""
+
+    method: str
+    arrays: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __getitem__(self, key):
+        return self.arrays[key]
+
+    def save(self, path):
+        """Write ``path`` (``.npz``); returns the path written."""
+        meta = json.dumps({"method": self.method, **self.meta})
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **{META_KEY: np.array(meta)}, **self.arrays)
+        return path
+
+    @classmethod
+    def load(cls, path, method=None):
+        """Read a saved plan; ``method`` checks it was made by the method about to use it."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data[META_KEY]))
+            arrays = {k: data[k] for k in data.files if k != META_KEY}
+        saved_method = meta.pop("method")
+        if method is not None and saved_method != method:
+            raise ValueError(f"plan file {path!r} was made by emb={saved_method!r}, not emb={method!r}")
+        return cls(saved_method, arrays, meta)

@@ -1,0 +1,129 @@
+"""``run_recbole_lightemb``: RecBole's ``run_recbole`` with the embeddings swapped and measured."""
+
+import json
+import os
+import sys
+import time
+from logging import getLogger
+
+import torch.distributed as dist
+from recbole.data import create_dataset, data_preparation
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, get_model, get_trainer, init_logger, init_seed, set_color
+
+from recbole_lightemb.config import Config
+from recbole_lightemb.registry import get_method
+from recbole_lightemb.report import compression_report, format_report
+from recbole_lightemb.swap import swap_embeddings
+
+
+def plan_path(saved_model_file):
+    """Where a run's plan lives: beside its checkpoint, same stem."""
+    return os.path.splitext(saved_model_file)[0] + ".plan.npz"
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def write_result(result, path):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2, default=_json_default)
+
+
+def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
+    """Train and test ``model`` on ``dataset`` with ``emb``'s tables; RecBole's result dict plus
+    ``compression`` (stored floats and bytes per table) and ``timing`` (plan, train, eval seconds)."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    method = get_method(config["emb"])(config)
+    method.check_config()
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    start = time.perf_counter()
+    plan = swap_embeddings(model, train_data._dataset, config, method=method)
+    plan_s = time.perf_counter() - start
+    logger.info(model)
+
+    transform = construct_transform(config)
+    flops = get_flops(model, dataset, config["device"], logger, transform)
+    logger.info(set_color("FLOPs", "blue") + f": {flops}")
+
+    trainer_class = method.trainer or get_trainer(config["MODEL_TYPE"], config["model"])
+    trainer = trainer_class(config, model)
+    plan_file = None
+    if saved and config["local_rank"] == 0:
+        plan_file = plan.save(plan_path(trainer.saved_model_file))
+        logger.info(set_color("Saving plan", "blue") + f": {plan_file}")
+
+    start = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    eval_s = time.perf_counter() - start
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    report = compression_report(model)
+    logger.info(format_report(report, config["emb"]))
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+
+    result = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "emb": config["emb"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "compression": report,
+        "plan": {"file": plan_file, **plan.meta},
+        "timing": {"plan_s": plan_s, "train_s": train_s, "eval_s": eval_s},
+    }
+    if config["result_file"] and config["local_rank"] == 0:
+        write_result(result, config["result_file"])
+        logger.info(set_color("Saving result", "blue") + f": {config['result_file']}")
+
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def _run_rank(rank, *args):
+    """One worker of a multi-process run (``mp.spawn`` passes the rank first)."""
+    model, dataset, config_file_list, kwargs = args
+    kwargs["config_dict"]["local_rank"] = rank
+    run_recbole_lightemb(model=model, dataset=dataset, config_file_list=config_file_list, **kwargs)
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
+    """Like ``recbole.quick_start.run``: one process, or ``nproc`` workers through RecBole's DDP path."""
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_lightemb(model=model, dataset=dataset, config_file_list=config_file_list,
+                                    config_dict=config_dict, saved=saved)
+    import torch.multiprocessing as mp
+
+    world_size = nproc if world_size == -1 else world_size
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {})
+    config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
+    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()

@@ -1,0 +1,99 @@
+"""Find a RecBole model's user/item embedding tables and replace them with lightweight ones."""
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from recbole_lightemb.modules import LightEmbedding
+from recbole_lightemb.registry import get_method
+
+ROLES = ("user", "item")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What a planner may know of a table: its place, its side and its shape (never the model)."""
+
+    name: str
+    role: str
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int = None
+
+
+def _role_by_size(name, table, n_users, n_items):
+    fits = [role for role, n in zip(ROLES, (n_users, n_items)) if table.num_embeddings == n]
+    if len(fits) == 2:  # as many users as items: only the name can tell
+        fits = [role for role in ROLES if role in name.lower()]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _named_tables(model, n_users, n_items, config):
+    """``{name: (role, module)}`` from ``emb_tables`` when given, else by size and name."""
+    explicit = config["emb_tables"]
+    modules = dict(model.named_modules())
+    if explicit:
+        if not isinstance(explicit, dict) or set(explicit) - set(ROLES):
+            raise ValueError(f"emb_tables={explicit!r}: expected a dict with keys from {ROLES}, e.g. "
+                             "{user: [user_embedding], item: [item_embedding]}")
+        tables = {}
+        for role, names in explicit.items():
+            for name in [names] if isinstance(names, str) else names:
+                if not isinstance(modules.get(name), nn.Embedding):
+                    found = [n for n, m in modules.items() if isinstance(m, nn.Embedding)]
+                    raise ValueError(f"emb_tables: {name!r} is not an nn.Embedding of model "
+                                     f"{type(model).__name__}; its embedding tables are {found}")
+                tables[name] = (role, modules[name])
+        return tables
+    tables = {}
+    for name, module in modules.items():
+        if isinstance(module, nn.Embedding):
+            role = _role_by_size(name, module, n_users, n_items)
+            if role is not None:
+                tables[name] = (role, module)
+    return tables
+
+
+def find_embedding_tables(model, dataset, config):
+    """The tables to compress, with their specs; a clear error when a model has none we can swap."""
+    n_users, n_items = dataset.user_num, dataset.item_num
+    if any(isinstance(m, LightEmbedding) for m in model.modules()):
+        raise ValueError(f"model {type(model).__name__} already has lightweight embeddings")
+    tables = _named_tables(model, n_users, n_items, config)
+    if not tables:
+        kind = type(model).__mro__[1].__name__
+        raise ValueError(
+            f"model={type(model).__name__} ({kind}) has no nn.Embedding with one row per user "
+            f"({n_users}) or per item ({n_items}); context-aware models keep ids inside "
+            "a shared FMEmbedding and are not supported. Name the tables with emb_tables if it has some."
+        )
+    specs = [TableSpec(name, role, t.num_embeddings, t.embedding_dim, t.padding_idx)
+             for name, (role, t) in tables.items()]
+    return specs, [module for _, module in tables.values()]
+
+
+def _replace(model, old, new):
+    """Put ``new`` wherever ``old`` is a child (tied tables are replaced everywhere at once)."""
+    for parent in model.modules():
+        for child_name, child in parent._modules.items():
+            if child is old:
+                parent._modules[child_name] = new
+
+
+def swap_embeddings(model, dataset, config, method=None, plan=None):
+    """Replace ``model``'s user/item tables as ``config['emb']`` asks; return the plan used.
+
+    Call it after building a RecBole model and before building its trainer (the optimizer
+    must see the new parameters). ``dataset`` is the training dataset (``train_data.dataset``).
+    """
+    method = method or get_method(config["emb"])(config)
+    specs, tables = find_embedding_tables(model, dataset, config)
+    if plan is None:
+        saved = config[f"{method.name}_plan"] or config["emb_plan"]
+        plan = method.load_plan(saved) if saved else method.plan(dataset, specs)
+    for spec, table in zip(specs, tables):
+        new = method.build(spec, table, plan).to(table.weight.device)
+        new.table_name = spec.name
+        new.role = spec.role
+        _replace(model, table, new)
+    return plan
