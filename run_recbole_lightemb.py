@@ -1,15 +1,38 @@
-"""Command line: RecBole's ``run_recbole.py`` flags plus ``--emb`` (and any ``--key=value``)."""
+"""Command line: RecBole's ``run_recbole.py`` flags plus ``--emb`` (and any ``--key=value``).
+
+``--compare`` runs the full model and every ``--emb=a,b,...`` at every ``--emb_budget=x,y,...``
+on the same data, split and seeds, and writes a table and a plot to ``--compare_dir``.
+"""
 
 import argparse
 
 from recbole_lightemb import run
+from recbole_lightemb.compare import compare
+
+
+def str2bool(text):
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def split_list(text):
+    return [part.strip() for part in text.split(",") if part.strip()] if text else []
+
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)  # --seed is not --seeds
     parser.add_argument("--model", "-m", type=str, default="BPR", help="name of models")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="name of datasets")
     parser.add_argument("--config_files", type=str, default=None, help="config files")
     parser.add_argument("--emb", type=str, default=None, help="embedding method: full, uniform, baco, ...")
+    parser.add_argument("--compare", type=str2bool, nargs="?", const=True, default=False,
+                        help="compare the full model with every --emb (comma list) at every --emb_budget")
+    parser.add_argument("--emb_budget", type=str, default=None, help="with --compare: comma list of fractions")
+    parser.add_argument("--seeds", type=int, default=1, help="with --compare: runs per arm (seed, seed+1, ...)")
+    parser.add_argument("--compare_dir", type=str, default=None, help="with --compare: where results go")
     parser.add_argument("--nproc", type=int, default=1, help="the number of process in this group")
     parser.add_argument("--ip", type=str, default="localhost", help="the ip of master node")
     parser.add_argument("--port", type=str, default="5678", help="the port of master node")
@@ -18,5 +41,9 @@ if __name__ == "__main__":
     args, _ = parser.parse_known_args()  # other --key=value pairs are read by RecBole's Config
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc,
-        world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+    if args.compare:
+        compare(args.model, args.dataset, split_list(args.emb) or ["full"], split_list(args.emb_budget),
+                config_file_list=config_file_list, seeds=args.seeds, compare_dir=args.compare_dir)
+    else:
+        run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc,
+            world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)

@@ -20,12 +20,6 @@ def _matrix(n_users, n_items, edges):
     return sp.csr_matrix((np.ones(len(edges)), (rows, cols)), shape=(n_users, n_items))
 
 
-def _random_graph(n_users, n_items, density, seed):
-    R = sp.random(n_users, n_items, density=density, format="csr", random_state=seed)
-    R.data[:] = 1.0
-    return R
-
-
 def _powerlaw_graph(n_users, n_items, n_edges, seed):
     """Chung-Lu style graph with heavy-tailed degrees, enough to exercise merging."""
     rng = np.random.default_rng(seed)
@@ -166,19 +160,14 @@ def test_matches_python_reference(n_passes, seed):
 
 
 def test_node_stays_when_best_neighbour_label_is_worse():
-    # Item 0 is shared by users 0 and 1 and wins them both; item 1 then sees
-    # one user of label {0,1,item0} and would pay gamma * w * W_U for two heavy
-    # users: worse than staying alone (gain 0), so it must stay.
-    R = _matrix(2, 2, [(0, 0), (1, 0), (0, 1)])
-    wu = node_weights([2, 1], "degree")
-    wi = node_weights([2, 1], "CPM")
-    gamma = 2.0
-    assert 1 - gamma * wi[1] * (wu[0] + wu[1]) < 0  # joining loses, staying scores 0
-    res = co_cluster(R, gamma, n_iter=5, seed=0, secondary=False)
-    *_, labels = _reference(R, gamma, res.passes, seed=0, secondary=False)
-    assert labels[0] == labels[1] == labels[2]  # users and item 0 together
-    assert labels[3] == 3  # item 1 kept its own label
-    assert res.n_item_codes == 2 and res.item_codes[0] != res.item_codes[1]
+    # One edge, both weights 1: joining the other's label gains 1 - gamma,
+    # staying alone gains 0.  Above gamma = 1 the only neighbour label is worse
+    # than staying, so both stay (always moving would merge them).
+    R = _matrix(1, 1, [(0, 0)])
+    stay = co_cluster(R, 1.5, secondary=False)
+    assert stay.n_codes == 2 and stay.objective == 0.0 and stay.passes == 1
+    merge = co_cluster(R, 0.5, secondary=False)
+    assert merge.objective == pytest.approx(0.5)
 
 
 def test_seed_determinism():
@@ -193,11 +182,26 @@ def test_seed_determinism():
 
 
 def test_zero_degree_nodes_keep_singletons():
-    R = _matrix(3, 3, [(1, 1), (2, 1), (1, 2), (2, 2)])  # user 0 and item 0 are padding
+    # user 0 and item 0 are padding ids, the rest one biclique
+    R = _matrix(4, 5, [(u, i) for u in range(1, 4) for i in range(1, 5)])
     res = co_cluster(R, 0.5)
     assert res.user_codes[0].tolist() == [0, -1]
-    assert res.item_codes[0] not in res.item_codes[1:]
-    assert res.n_user_codes == 2 and res.n_item_codes == 2
+    assert (res.user_codes[1:] == [1, -1]).all()
+    assert res.item_codes.tolist() == [0, 1, 1, 1, 1]
+
+
+def test_matrix_values_are_ignored_but_explicit_zeros_drop():
+    R = _powerlaw_graph(80, 90, 500, seed=6).tocoo()
+    r0, c0 = next((r, c) for r in range(80) for c in range(90) if not R.tocsr()[r, c])
+    # repeats and ratings count as one interaction; a stored zero is none
+    noisy = sp.csr_matrix((np.r_[3 * R.data, R.data, 0.0],
+                           (np.r_[R.row, R.row, r0], np.r_[R.col, R.col, c0])), shape=R.shape)
+    assert noisy.nnz == R.nnz + 1
+    a = co_cluster(R, 1.0)
+    b = co_cluster(noisy, 1.0)
+    np.testing.assert_array_equal(a.item_codes, b.item_codes)
+    np.testing.assert_array_equal(a.user_codes, b.user_codes)
+    assert a.objective == b.objective
 
 
 def test_budget_is_respected_and_resolution_is_largest_fitting():

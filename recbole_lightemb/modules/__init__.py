@@ -3,5 +3,6 @@
 from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
 from recbole_lightemb.modules.full import FullEmbedding
 from recbole_lightemb.modules.uniform import UniformEmbedding
+from recbole_lightemb.modules.variable import VariableWidthEmbedding
 
-__all__ = ["FLOAT_BYTES", "LightEmbedding", "FullEmbedding", "UniformEmbedding"]
+__all__ = ["FLOAT_BYTES", "LightEmbedding", "FullEmbedding", "UniformEmbedding", "VariableWidthEmbedding"]

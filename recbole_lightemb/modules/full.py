@@ -11,7 +11,8 @@ class FullEmbedding(LightEmbedding):
 
     def __init__(self, table):
         super().__init__(table.num_embeddings, table.embedding_dim, table.padding_idx)
-        self.register_parameter("weight", table.weight)
+        # Set directly: ``weight`` is the interface's property, so register_parameter would refuse it.
+        self._parameters["weight"] = table.weight
 
     def full_table(self):
         return self._parameters["weight"]

@@ -1,0 +1,1 @@
+"""CIESS: continuous input embedding size search by TD3, run inside RecBole's trainer."""

@@ -1,0 +1,76 @@
+"""CIESS widths and their cost: one width per entity on a reference scale, mapped onto every table.
+
+The agent picks a width ``s_e`` in ``s_min..D`` per user/item, where ``D`` is the widest
+swapped table. A table of width ``d_t`` (NeuMF keeps MF and MLP tables of different widths)
+stores ``ceil(s_e · d_t / D)`` floats of that entity: the same fraction of every table, never
+below one float and exactly ``d_t`` when ``s_e = D``. Costs are counted as the modules count
+them: ``4`` bytes per float plus one width index per stored row.
+"""
+
+import numpy as np
+
+from recbole_lightemb.modules.base import FLOAT_BYTES, index_bytes
+
+
+def table_widths(widths, dim, ref_dim):
+    """Floats per row of a ``dim``-wide table for reference widths ``widths`` (in ``1..ref_dim``)."""
+    widths = np.asarray(widths, dtype=np.int64)
+    return np.clip(-((-widths * dim) // ref_dim), 1, dim)
+
+
+def table_bytes(widths, dim, ref_dim):
+    """Stored bytes of one table under ``widths``: floats plus one width index per row."""
+    return int(table_widths(widths, dim, ref_dim).sum()) * FLOAT_BYTES + len(widths) * index_bytes(dim)
+
+
+def plan_bytes(widths_by_role, dims_by_role, ref_dim):
+    """Stored bytes of every table: ``widths_by_role[role]`` applies to all ``dims_by_role[role]``."""
+    return sum(table_bytes(widths_by_role[role], dim, ref_dim)
+               for role, dims in dims_by_role.items() for dim in dims)
+
+
+def full_plan_bytes(sizes_by_role, dims_by_role):
+    """Bytes of the plain float32 tables (the denominator of every budget fraction)."""
+    return sum(sizes_by_role[role] * dim * FLOAT_BYTES for role, dims in dims_by_role.items() for dim in dims)
+
+
+def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1):
+    """Shrink the largest widths first until the plan costs at most ``max_bytes``.
+
+    The result is ``min(s_e, c)`` for the largest cap ``c`` that fits, then the entities whose
+    width was above ``c`` get ``c + 1`` back, widest first, while the bytes still fit: exactly
+    what lowering the largest width one step at a time would reach, found without the loop.
+    Raises ``ValueError`` when even ``s_min`` everywhere is over ``max_bytes``.
+    """
+    widths = {role: np.asarray(w, dtype=np.int64) for role, w in widths_by_role.items()}
+
+    def cost(cap):
+        return plan_bytes({r: np.minimum(w, cap) for r, w in widths.items()}, dims_by_role, ref_dim)
+
+    if cost(s_min) > max_bytes:
+        raise ValueError(f"the smallest plan (width {s_min} everywhere) needs {cost(s_min)} bytes, "
+                         f"over the budget of {max_bytes} bytes")
+    top = max(int(w.max()) for w in widths.values() if w.size)
+    if cost(top) <= max_bytes:
+        return widths
+    lo, hi = s_min, top  # cost(lo) fits, cost(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= max_bytes else (lo, mid)
+    capped = {r: np.minimum(w, lo) for r, w in widths.items()}
+    slack = max_bytes - cost(lo)
+    # Candidates to regain one step: (role, index, extra bytes), widest original width first.
+    candidates = []
+    for role, w in widths.items():
+        above = np.flatnonzero(w > lo)
+        extra = sum((table_widths(np.full(len(above), lo + 1), d, ref_dim)
+                     - table_widths(np.full(len(above), lo), d, ref_dim)) * FLOAT_BYTES
+                    for d in dims_by_role[role])
+        candidates.extend(zip(-w[above], [role] * len(above), above, np.broadcast_to(extra, above.shape)))
+    candidates.sort(key=lambda c: c[0])
+    for _, role, index, extra in candidates:
+        if extra > slack:
+            break
+        capped[role][index] = lo + 1
+        slack -= extra
+    return capped

@@ -1,0 +1,83 @@
+"""``emb: ciess``: per-entity widths chosen by an actor-critic search (CIESS, SIGIR'23).
+
+The tables start full-width (:class:`VariableWidthEmbedding`); :class:`CIESSTrainer` runs the
+search inside ``fit``, applies the widths it found and trains the model again with them.
+A saved plan (``ciess_plan`` or ``emb_plan``) skips the search.
+
+Budget: ``emb_budget`` (the key every method shares), or ``ciess_budget`` as an alias: a
+fraction of the full tables' bytes, width indices counted.
+"""
+
+import numpy as np
+
+from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
+from recbole_lightemb.ciess.trainer import CIESSTrainer
+from recbole_lightemb.ciess.widths import table_widths
+from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.plan import Plan
+from recbole_lightemb.registry import EmbeddingMethod, register_method
+
+_INTS = {  # key: smallest allowed value
+    "ciess_pretrain_epochs": 0, "ciess_episodes": 1, "ciess_steps": 1, "ciess_step_batches": 1,
+    "ciess_s_min": 1, "ciess_walk_steps": 0, "ciess_walk_radius": 1, "ciess_hidden": 1,
+    "ciess_batch_size": 1, "ciess_buffer_size": 1, "ciess_updates_per_step": 0, "ciess_policy_delay": 1,
+}
+_FLOATS = {  # key: (low, high, low allowed, high allowed)
+    "ciess_lambda": (0.0, np.inf, True, False), "ciess_explore_sigma": (0.0, np.inf, True, False),
+    "ciess_actor_lr": (0.0, np.inf, False, False), "ciess_critic_lr": (0.0, np.inf, False, False),
+    "ciess_tau": (0.0, 1.0, False, True), "ciess_gamma": (0.0, 1.0, True, False),
+    "ciess_policy_noise": (0.0, np.inf, True, False), "ciess_noise_clip": (0.0, np.inf, True, False),
+}
+
+
+@register_method("ciess")
+class CIESS(EmbeddingMethod):
+    """Widths ``s_e`` in ``ciess_s_min..D`` per user/item (``D`` = widest swapped table)."""
+
+    trainer = CIESSTrainer
+
+    def check_config(self):
+        config = self.config
+        if budget_fraction(config) is None and not saved_plan_path(config):
+            raise ValueError("emb=ciess needs emb_budget (or its alias ciess_budget): a fraction of the full "
+                             "embedding memory in (0, 1], e.g. --emb_budget=0.1")
+        for key, low in _INTS.items():
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key}={value!r}: expected an integer >= {low}")
+        for key, (low, high, low_ok, high_ok) in _FLOATS.items():
+            value = config[key]
+            ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+                  and (low <= value if low_ok else low < value) and (value <= high if high_ok else value < high))
+            if not ok:
+                allowed = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
+                raise ValueError(f"{key}={value!r}: expected a number in {allowed}")
+        if not isinstance(config["ciess_warm_start"], bool):
+            raise ValueError(f"ciess_warm_start={config['ciess_warm_start']!r}: expected True or False")
+        ks = config["ciess_quality_ks"]
+        if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
+            raise ValueError(f"ciess_quality_ks={ks!r}: expected a non-empty list of positive integers, e.g. [5, 10, 20]")
+        mode = config["eval_args"]["mode"]
+        valid_mode = mode.get("valid") if isinstance(mode, dict) else mode
+        if not saved_plan_path(config) and valid_mode != "full":
+            raise ValueError(f"eval_args.mode={mode!r}: emb=ciess ranks all items to measure per-user quality; "
+                             "allowed: 'full' for validation")
+
+    def plan(self, dataset, tables):
+        """Full widths to start with; the trainer's search replaces them in place."""
+        ref_dim = max(spec.embedding_dim for spec in tables)
+        arrays = {f"{spec.role}_widths": np.full(spec.num_embeddings, ref_dim, dtype=np.int16) for spec in tables}
+        return Plan(self.name, arrays, meta={"ref_dim": ref_dim, "budget": budget_fraction(self.config),
+                                             "searched": False})
+
+    def build(self, spec, table, plan):
+        key = f"{spec.role}_widths"
+        if key not in plan.arrays or len(plan[key]) != spec.num_embeddings:
+            have = len(plan[key]) if key in plan.arrays else None
+            raise ValueError(f"ciess plan has {have} {spec.role} widths; table {spec.name} has "
+                             f"{spec.num_embeddings} rows")
+        widths = table_widths(plan[key], spec.embedding_dim, plan.meta["ref_dim"])
+        module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
+                                        padding_idx=spec.padding_idx, init_from=table.weight)
+        module.ciess_plan = plan  # the trainer writes the searched widths back into this plan
+        return module

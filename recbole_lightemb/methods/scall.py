@@ -1,0 +1,33 @@
+"""``emb: scall``: SCALL's budgeted variable widths; with ``stream: True`` re-planned per segment.
+
+Without a stream there is no sequence of segments to learn a policy over, so a plain run uses
+SCALL's first-segment plan: the budget spread uniformly over the entities of the training data
+(entities absent from it stay at width 0 and cost nothing).
+"""
+
+import numpy as np
+
+from recbole_lightemb.registry import EmbeddingMethod, register_method
+from recbole_lightemb.scall.planner import ScallPlanner, check_scall_config, pair_budget, uniform_widths
+from recbole_lightemb.stream.planners import build_variable, widths_plan
+
+
+@register_method("scall")
+class Scall(EmbeddingMethod):
+    def check_config(self):
+        check_scall_config(self.config)
+
+    def plan(self, dataset, tables):
+        seen_users = np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num) > 0
+        seen_items = np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num) > 0
+        per_side = max(sum(spec.role == "user" for spec in tables), 1)
+        budget = pair_budget(self.config, int(seen_users.sum() + seen_items.sum()))
+        s_max = self.config["scall_max_width"] or self.config["embedding_size"]
+        users, items = uniform_widths(seen_users, seen_items, budget, self.config["scall_min_width"], s_max)
+        return widths_plan(self.name, users, items, budget_floats=budget * per_side)
+
+    def build(self, spec, table, plan):
+        return build_variable(spec, table, plan)
+
+    def stream_planner(self):
+        return ScallPlanner(self, self.config)

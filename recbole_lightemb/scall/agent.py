@@ -1,0 +1,123 @@
+"""Soft actor-critic over SCALL's action ``(ρ, α_U, α_I) ∈ (0, 1)³``.
+
+Tiny networks on the CPU, seeded from RecBole's seed through their own generators: building
+or using the agent never touches torch's or numpy's global random state.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTION_DIM = 3
+LOG_STD_RANGE = (-5.0, 2.0)
+
+
+def _mlp(inputs, hidden, outputs):
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, outputs))
+
+
+class Actor(nn.Module):
+    """Gaussian policy; ``tanh`` squashes it and an affine map puts it in (0, 1)."""
+
+    def __init__(self, state_dim, hidden):
+        super().__init__()
+        self.body = _mlp(state_dim, hidden, 2 * ACTION_DIM)
+
+    def forward(self, state, generator=None, deterministic=False):
+        mean, log_std = self.body(state).chunk(2, dim=-1)
+        log_std = log_std.clamp(*LOG_STD_RANGE)
+        if deterministic:
+            return (torch.tanh(mean) + 1) / 2, None
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        z = mean + log_std.exp() * noise
+        squashed = torch.tanh(z)
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        log_prob = log_prob - torch.log(1 - squashed.pow(2) + 1e-6).sum(-1)
+        return (squashed + 1) / 2, log_prob
+
+
+class Critic(nn.Module):
+    """Twin Q networks on (state, action)."""
+
+    def __init__(self, state_dim, hidden):
+        super().__init__()
+        self.q1 = _mlp(state_dim + ACTION_DIM, hidden, 1)
+        self.q2 = _mlp(state_dim + ACTION_DIM, hidden, 1)
+
+    def forward(self, state, action):
+        x = torch.cat([state, action], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+class RecencyReplay:
+    """Transitions kept in order; a batch draws transition ``i`` (1 = oldest) with probability
+    ∝ ``i``, so the policy follows the stream's recent segments more than old ones."""
+
+    def __init__(self, capacity, rng):
+        self.capacity = capacity
+        self.rng = rng
+        self.items = []
+
+    def __len__(self):
+        return len(self.items)
+
+    def add(self, state, action, reward, next_state):
+        self.items.append((state, action, reward, next_state))
+        if len(self.items) > self.capacity:
+            self.items.pop(0)
+
+    def sample(self, batch_size):
+        ranks = np.arange(1, len(self.items) + 1, dtype=np.float64)
+        picked = self.rng.choice(len(self.items), size=batch_size, replace=True, p=ranks / ranks.sum())
+        columns = zip(*(self.items[i] for i in picked))
+        return [torch.as_tensor(np.stack(c), dtype=torch.float32) for c in columns]
+
+
+class SACAgent:
+    """Actor, twin critics with a soft-updated target, fixed entropy weight."""
+
+    def __init__(self, state_dim, seed, hidden=512, entropy=0.2, tau=0.005, gamma=0.99, lr=3e-4,
+                 batch_size=64, capacity=10000):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.actor = Actor(state_dim, hidden)
+            self.critic = Critic(state_dim, hidden)
+            self.target = Critic(state_dim, hidden)
+        self.target.load_state_dict(self.critic.state_dict())
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.replay = RecencyReplay(capacity, np.random.default_rng(seed))
+        self.entropy, self.tau, self.gamma, self.batch_size = entropy, tau, gamma, batch_size
+
+    @torch.no_grad()
+    def act(self, state, deterministic=False):
+        action, _ = self.actor(torch.as_tensor(state)[None], self.generator, deterministic)
+        return action[0].numpy().astype(np.float64)
+
+    def learn(self):
+        """One SAC update from the replay (no-op while it is empty)."""
+        if not len(self.replay):
+            return
+        state, action, reward, next_state = self.replay.sample(self.batch_size)
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(next_state, self.generator)
+            target_q = torch.min(*self.target(next_state, next_action)) - self.entropy * next_log_prob
+            target = reward + self.gamma * target_q
+        q1, q2 = self.critic(state, action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad()
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        new_action, log_prob = self.actor(state, self.generator)
+        actor_loss = (self.entropy * log_prob - torch.min(*self.critic(state, new_action))).mean()
+        self.actor_opt.zero_grad()
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        with torch.no_grad():
+            for p, tp in zip(self.critic.parameters(), self.target.parameters()):
+                tp.mul_(1 - self.tau).add_(self.tau * p)

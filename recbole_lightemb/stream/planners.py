@@ -1,0 +1,100 @@
+"""What each method does at a stream segment: the widths (or plan) for the entities seen so far.
+
+Width-based planners (``uniform``, ``scall``) return per-entity widths over the global id space,
+unseen entities at width 0, so the tables never change shape and unseen rows cost nothing.
+A method without stream support is re-planned from scratch on each segment's history.
+"""
+
+import numpy as np
+
+from recbole_lightemb.budget import check_fraction, check_positive_int
+from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.plan import Plan
+from recbole_lightemb.registry import EmbeddingMethod
+
+
+def build_variable(spec, table, plan):
+    """A :class:`VariableWidthEmbedding` with the plan's widths for the table's side (clipped to
+    the table's width), initialised from the model's own table."""
+    widths = np.minimum(plan[f"{spec.role}_widths"], spec.embedding_dim)
+    return VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
+                                  padding_idx=spec.padding_idx, init_from=table.weight)
+
+
+class VariableWidths(EmbeddingMethod):
+    """Builds variable-width tables from a plan holding ``user_widths`` / ``item_widths``."""
+
+    name = "stream-widths"
+
+    def build(self, spec, table, plan):
+        return build_variable(spec, table, plan)
+
+
+def widths_plan(method, user_widths, item_widths, **meta):
+    return Plan(method, arrays={"user_widths": np.asarray(user_widths, dtype=np.int64),
+                                "item_widths": np.asarray(item_widths, dtype=np.int64)}, meta=meta)
+
+
+class StreamPlanner:
+    """``widths_based`` planners get a search handle and return a widths plan; others return
+    their method's plan, built by the method itself."""
+
+    widths_based = False
+
+    def __init__(self, method, config):
+        self.method = method
+        self.config = config
+
+    def budget_floats(self, segment, tables_per_side):
+        """Floats allowed at this segment (summed over tables), or ``None`` when not budgeted."""
+        return None
+
+    def plan(self, segment, specs, search=None):
+        raise NotImplementedError
+
+    def observe(self, fitness, model):
+        """Told the converged validation fitness and the trained model after each segment."""
+
+
+class GenericStream(StreamPlanner):
+    """``full``, and any method without stream support: plan afresh on the segment's history (all
+    ids); the runner copies every parameter whose name and shape still match from the previous
+    segment's model (for ``full``: the whole table)."""
+
+    def plan(self, segment, specs, search=None):
+        return self.method.plan(segment.history, specs)
+
+
+class UniformStream(StreamPlanner):
+    """Every seen entity the same width ``emb_width`` (or ``floor(emb_budget · d)``); unseen 0."""
+
+    widths_based = True
+
+    def width(self):
+        width = check_positive_int(self.config, "emb_width")
+        if width is None:
+            fraction = check_fraction(self.config, "emb_budget")
+            width = int(fraction * self.config["embedding_size"]) if fraction else None
+        if not width:
+            raise ValueError("emb=uniform with stream=True needs emb_width or an emb_budget that leaves "
+                             f"at least one float per row (got emb_width={self.config['emb_width']!r}, "
+                             f"emb_budget={self.config['emb_budget']!r})")
+        return width
+
+    def budget_floats(self, segment, tables_per_side):
+        return self.width() * (segment.users_seen + segment.items_seen) * tables_per_side
+
+    def plan(self, segment, specs, search=None):
+        width = self.width()
+        split = segment.split
+        return widths_plan("uniform", split.seen_users * width, split.seen_items * width,
+                           segment=segment.index, width=width)
+
+
+def stream_planner(method, config):
+    """The stream planner for ``method``: its own ``stream_planner(config)`` when it has one."""
+    if hasattr(method, "stream_planner"):
+        return method.stream_planner()
+    if method.name == "uniform":
+        return UniformStream(method, config)
+    return GenericStream(method, config)

@@ -1,0 +1,255 @@
+"""The streaming trainer: plan, build (warm-started), fit and test, segment after segment.
+
+Each segment's model is a fresh RecBole model built on the segment's history (graph models see
+every interaction so far), with its user/item tables swapped as the method's stream planner
+says, then warm-started from the previous segment's trained model: an entity known before keeps
+the coordinates that still fit its new width, a new entity starts from the model's own init.
+RecBole's trainer fits it on the segment's training data (early stopping on its validation
+data) and tests it on its test data. Items not seen yet are masked out of every ranking: a
+model cannot be expected to rank an item that has never appeared.
+"""
+
+import os
+import sys
+import time
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.data import create_dataset
+from recbole.utils import calculate_valid_score, get_local_time, get_model, get_trainer, init_logger, init_seed, \
+    set_color
+
+from recbole_lightemb.config import Config
+from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.registry import get_method
+from recbole_lightemb.report import compression_report
+from recbole_lightemb.stream.loader import stream_segments
+from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan
+from recbole_lightemb.stream.segments import check_stream_config, stream_value
+from recbole_lightemb.swap import find_embedding_tables, swap_embeddings
+
+
+def stream_trainer_class(base):
+    """``base`` (a RecBole trainer class) whose full-sort rankings exclude items not seen yet."""
+
+    class StreamTrainer(base):
+        unseen_items = None  # bool tensor over item ids, set per segment
+
+        def _full_sort_batch_eval(self, batched_data):
+            interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+            if self.unseen_items is not None:
+                scores[:, self.unseen_items.to(scores.device)] = -np.inf
+            return interaction, scores, positive_u, positive_i
+
+    StreamTrainer.__name__ = StreamTrainer.__qualname__ = f"Stream{base.__name__}"
+    return StreamTrainer
+
+
+@torch.no_grad()
+def warm_start(model, previous):
+    """Carry ``previous``'s training into ``model``: variable-width tables keep each known row's
+    old coordinates (up to its old width; the rest stays freshly initialised); every other
+    parameter is copied when a parameter of the same name and shape exists."""
+    if previous is None:
+        return
+    old_modules = dict(previous.named_modules())
+    old_params = dict(previous.named_parameters())
+    handled = set()
+    for name, module in model.named_modules():
+        old = old_modules.get(name)
+        if isinstance(module, VariableWidthEmbedding) and isinstance(old, VariableWidthEmbedding):
+            keep = torch.arange(module.embedding_dim, device=old.widths.device) < old.widths[:, None]
+            module.table.copy_(torch.where(keep.to(module.table.device), old.table.to(module.table.device),
+                                           module.table))
+            handled.add(f"{name}.table" if name else "table")
+    for name, param in model.named_parameters():
+        old = old_params.get(name)
+        if name not in handled and old is not None and old.shape == param.shape:
+            param.copy_(old)
+
+
+class WidthSearch:
+    """The search handle a widths planner calls: try widths with a short warm-started training,
+    return the validation fitness; the model is restored to its warm start before every try."""
+
+    def __init__(self, model, trainer, segment, config):
+        self.model, self.trainer, self.segment, self.config = model, trainer, segment, config
+        self.start = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.tables = [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]
+        self.batches = config["scall_search_batches"] or 200
+        self.steps = 0
+
+    @torch.no_grad()
+    def apply(self, user_widths, item_widths):
+        """Back to the warm start, with these widths."""
+        for name, p in self.model.named_parameters():
+            p.copy_(self.start[name])
+        widths = {"user": user_widths, "item": item_widths}
+        for table in self.tables:
+            table.set_widths(np.minimum(widths[table.role], table.embedding_dim))
+
+    def __call__(self, user_widths, item_widths):
+        self.apply(user_widths, item_widths)
+        model, device = self.model, self.config["device"]
+        model.train()
+        optimizer = self.trainer._build_optimizer(params=model.parameters())
+        done = 0
+        while done < self.batches:
+            for interaction in self.segment.train_data:
+                optimizer.zero_grad()
+                losses = model.calculate_loss(interaction.to(device))
+                loss = sum(losses) if isinstance(losses, tuple) else losses
+                loss.backward()
+                optimizer.step()
+                done += 1
+                if done >= self.batches:
+                    break
+        result = self.trainer.evaluate(self.segment.valid_data, load_best_model=False, show_progress=False)
+        self.steps += 1
+        return float(calculate_valid_score(result, self.config["valid_metric"]))
+
+
+def _metric_keys(result):
+    """The Recall@K and NDCG@K to tabulate: K = 20 when evaluated, else the first K there is."""
+    keys = []
+    for name in ("recall", "ndcg"):
+        found = [k for k in result if k.startswith(name + "@")]
+        keys += [f"{name}@20"] if f"{name}@20" in found else found[:1]
+    return keys
+
+
+def format_segment_table(rows):
+    """The per-segment table for the log: entities seen, floats and bytes against the budget, metrics."""
+    keys = _metric_keys(rows[0]["test_result"]) if rows else []
+    head = (f"{'seg':>3} {'users':>7} {'items':>7} {'stored floats':>14} {'budget':>12} {'held':>5} "
+            f"{'bytes':>11} " + " ".join(f"{k:>10}" for k in keys) + f" {'time s':>8}")
+    lines = [set_color(head, "blue")]
+    for r in rows:
+        budget = r["budget_floats"]
+        held = "-" if budget is None else ("yes" if r["stored_floats"] <= budget else set_color("NO", "red"))
+        lines.append(f"{r['segment']:>3} {r['users_seen']:>7} {r['items_seen']:>7} {r['stored_floats']:>14} "
+                     f"{'-' if budget is None else budget:>12} {held:>5} {r['stored_bytes']:>11} "
+                     + " ".join(f"{r['test_result'][k]:>10.4f}" for k in keys) + f" {r['time_s']:>8.1f}")
+    return "\n".join(lines)
+
+
+def _mean_results(rows):
+    keys = rows[0]["test_result"].keys() if rows else []
+    return {k: float(np.mean([r["test_result"][k] for r in rows])) for k in keys}
+
+
+def _build(model_class, config, segment, method, planner):
+    """A model for the segment and its table specs; widths planners get variable-width tables at
+    placeholder widths (every seen entity at full width) that the search and plan then set."""
+    model = model_class(config, segment.history).to(config["device"])
+    specs, _ = find_embedding_tables(model, segment.history, config)
+    if planner.widths_based:
+        dim = config["embedding_size"]
+        placeholder = widths_plan(method.name, segment.split.seen_users * dim, segment.split.seen_items * dim)
+        swap_embeddings(model, segment.history, config, method=VariableWidths(config), plan=placeholder)
+    return model, specs
+
+
+def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
+               config=None):
+    """Train and test ``model`` with ``emb``'s tables along a stream of ``dataset``'s segments.
+
+    Returns the usual result keys (of the last segment) plus ``segments`` (one dict per segment)
+    and ``mean_test_result``; writes it to ``result_file`` when set. Pass ``config`` to reuse an
+    already built :class:`~recbole_lightemb.Config`.
+    """
+    from recbole_lightemb.quick_start import plan_path, write_result  # quick_start routes here: import late
+
+    if config is None:
+        config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    method = get_method(config["emb"])(config)
+    method.check_config()
+    cut_key, cut_value = check_stream_config(config)
+    config["stopping_step"] = stream_value(config, "stream_stopping_step")
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    dataset = create_dataset(config)
+    logger.info(dataset)
+
+    planner = stream_planner(method, config)
+    model_class = get_model(config["model"])
+    trainer_class = stream_trainer_class(method.trainer or get_trainer(config["MODEL_TYPE"], config["model"]))
+    run_id = get_local_time()
+    rows, previous, plan_file = [], None, None
+    totals = {"plan_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+    for segment in stream_segments(config, dataset):
+        seg_start = time.perf_counter()
+        model, specs = _build(model_class, config, segment, method, planner)
+        tables_per_side = max(sum(s.role == "user" for s in specs), 1)
+        budget = planner.budget_floats(segment, tables_per_side)
+        if planner.widths_based:
+            warm_start(model, previous)
+            trainer = trainer_class(config, model)
+            search = WidthSearch(model, trainer, segment, config)
+            plan = planner.plan(segment, specs, search)
+            search.apply(plan["user_widths"], plan["item_widths"])
+        else:
+            plan = planner.plan(segment, specs)
+            swap_embeddings(model, segment.history, config, method=method, plan=plan)
+            warm_start(model, previous)
+            trainer = trainer_class(config, model)
+        plan_s = time.perf_counter() - seg_start
+        trainer.unseen_items = torch.from_numpy(~segment.split.seen_items)
+        trainer.unseen_items[0] = False  # the padding item is masked by RecBole already
+        trainer.saved_model_file = os.path.join(config["checkpoint_dir"],
+                                                f"{config['model']}-{run_id}-stream-seg{segment.index}.pth")
+        if saved and config["local_rank"] == 0:
+            plan_file = plan.save(plan_path(trainer.saved_model_file))
+
+        start = time.perf_counter()
+        best_valid_score, best_valid_result = trainer.fit(segment.train_data, segment.valid_data, saved=saved,
+                                                          show_progress=config["show_progress"])
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        test_result = trainer.evaluate(segment.test_data, load_best_model=saved,
+                                       show_progress=config["show_progress"])
+        eval_s = time.perf_counter() - start
+        planner.observe(best_valid_score, model)
+
+        report = compression_report(model)
+        if budget is not None and report["stored_floats"] > budget:
+            raise RuntimeError(f"segment {segment.index}: {report['stored_floats']} stored floats exceed the "
+                               f"budget of {budget}; this is a bug in emb={config['emb']!r}'s stream planner")
+        row = {
+            "segment": segment.index, "users_seen": segment.users_seen, "items_seen": segment.items_seen,
+            "stored_floats": report["stored_floats"], "budget_floats": budget,
+            "stored_bytes": report["stored_bytes"], "test_result": dict(test_result),
+            "time_s": time.perf_counter() - seg_start,
+            "plan_s": plan_s, "train_s": train_s, "eval_s": eval_s,
+            "train_interactions": int(segment.split.train.size),
+            "search_steps": plan.meta.get("search_steps"), "plan_file": plan_file,
+        }
+        rows.append(row)
+        for key in totals:
+            totals[key] += row[key]
+        logger.info(set_color(f"stream segment {segment.index}", "pink") + "\n" + format_segment_table([row]))
+        previous = model
+
+    logger.info(set_color("stream", "pink") + f" (emb={config['emb']}, {cut_key}={cut_value}, "
+                f"{len(rows)} segments)\n" + format_segment_table(rows))
+    mean_result = _mean_results(rows)
+    logger.info(set_color("mean test result", "yellow") + f": {mean_result}")
+    result = {
+        "model": config["model"], "dataset": config["dataset"], "emb": config["emb"],
+        "stream": {"cut": {cut_key: cut_value}, "segments": len(rows)},
+        "best_valid_score": best_valid_score, "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result, "test_result": test_result,
+        "compression": report, "plan": {"file": plan_file, **plan.meta},
+        "timing": {**totals, "total_s": sum(r["time_s"] for r in rows)},
+        "segments": rows, "mean_test_result": mean_result,
+    }
+    if config["result_file"] and config["local_rank"] == 0:
+        write_result(result, config["result_file"])
+        logger.info(set_color("Saving result", "blue") + f": {config['result_file']}")
+    if queue is not None:
+        queue.put(result)
+    return result

@@ -1,0 +1,166 @@
+"""The plugin's own pieces: modules, registry, plans, config errors, report, compatibility fixes."""
+
+import io
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+import recbole_lightemb
+from recbole_lightemb import (
+    Config, EmbeddingMethod, LightEmbedding, Plan, register_method, run_recbole_lightemb, swap_embeddings,
+)
+from recbole_lightemb.modules import FullEmbedding, UniformEmbedding
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_full_embedding_shares_the_original_parameter():
+    table = nn.Embedding(7, 4, padding_idx=0)
+    full = FullEmbedding(table)
+    assert full.weight is table.weight
+    ids = torch.tensor([[0, 3], [6, 1]])
+    assert torch.equal(full(ids), table(ids))
+    assert list(full.state_dict()) == ["weight"]
+    assert full.stored_floats() == 28 and full.stored_bytes() == 112
+
+
+def test_uniform_embedding_pads_and_trains_only_its_columns():
+    init = torch.randn(6, 8)
+    emb = UniformEmbedding(6, 8, 3, padding_idx=0, init_from=init)
+    out = emb(torch.tensor([0, 2]))
+    assert out.shape == (2, 8)
+    assert torch.equal(out[1, :3], init[2, :3]) and out[:, 3:].abs().sum() == 0
+    assert out[0].abs().sum() == 0  # padding row
+    emb.weight.sum().backward()
+    assert emb.table.grad.shape == (6, 3)
+    assert emb.stored_floats() == 18 and emb.stored_bytes() == 72
+    with pytest.raises(ValueError, match="width"):
+        UniformEmbedding(6, 8, 9)
+
+
+def test_plan_round_trip(tmp_path):
+    plan = Plan("demo", {"codes": np.arange(5, dtype=np.int32)}, {"gamma": 0.5})
+    path = plan.save(tmp_path / "p.npz")
+    back = Plan.load(path, method="demo")
+    assert back.method == "demo" and back.meta == {"gamma": 0.5}
+    assert np.array_equal(back["codes"], plan["codes"])
+    with pytest.raises(ValueError, match="made by emb='demo'"):
+        Plan.load(path, method="other")
+
+
+class HalfEmbedding(LightEmbedding):
+    """A user-defined table for the registry test: every other coordinate is stored."""
+
+    def __init__(self, n, d):
+        super().__init__(n, d)
+        self.stored = nn.Parameter(torch.randn(n, d // 2) * 0.1)
+
+    def full_table(self):
+        return torch.repeat_interleave(self.stored, 2, dim=1)
+
+    def stored_floats(self):
+        return self.stored.numel()
+
+
+def test_custom_method_registers_without_editing_the_package(tiny_config):
+    @register_method("half_test")
+    class Half(EmbeddingMethod):
+        def plan(self, dataset, tables):
+            return Plan(self.name, meta={"tables": [t.name for t in tables]})
+
+        def build(self, spec, table, plan):
+            return HalfEmbedding(spec.num_embeddings, spec.embedding_dim)
+
+    assert "half_test" in recbole_lightemb.available_methods()
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "half_test"})
+    assert result["compression"]["ratio"] == pytest.approx(0.5)
+    assert result["plan"]["tables"] == ["user_embedding", "item_embedding"]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"emb": "nope"}, r"emb='nope' is not a known method; allowed: .*uniform"),
+    ({"emb": "uniform"}, "needs exactly one of emb_budget"),
+    ({"emb": "uniform", "emb_budget": 1.5}, r"emb_budget=1.5: expected a fraction .* \(0, 1\]"),
+    ({"emb": "uniform", "emb_width": 0}, "emb_width=0: expected a positive integer"),
+    ({"emb": "uniform", "emb_budget": 0.25, "emb_width": 4}, "exactly one of"),
+])
+def test_bad_config_fails_before_loading_data(bad, match, tiny_config, monkeypatch):
+    import recbole_lightemb.quick_start as qs
+
+    monkeypatch.setattr(qs, "create_dataset", lambda config: pytest.fail("data loaded before config check"))
+    with pytest.raises(ValueError, match=match):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **bad})
+
+
+def test_missing_dataset_is_an_error_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="dataset='nowhere'.*never downloads"):
+        Config(model="BPR", dataset="nowhere", config_dict={"data_path": str(tmp_path)})
+
+
+def test_emb_tables_names_tables_explicitly(tiny_config):
+    config = {**tiny_config, "emb": "uniform", "emb_width": 4, "emb_tables": {"item": ["item_embedding"]}}
+    result = run_recbole_lightemb(model="BPR", config_dict=config)
+    assert [t["name"] for t in result["compression"]["tables"]] == ["item_embedding"]
+    with pytest.raises(ValueError, match="'nope' is not an nn.Embedding of model BPR"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "emb_tables": {"user": ["nope"]}})
+
+
+def test_own_script_swaps_before_building_the_trainer(tiny_config):
+    """The README's hand-built pipeline: Config, dataset, model, swap, RecBole trainer."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    config = Config(model="LightGCN", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.25})
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    model = get_model(config["model"])(config, train_data.dataset)
+    swap_embeddings(model, train_data.dataset, config)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train_data, valid_data, show_progress=False)
+    assert trainer.evaluate(test_data)["ndcg@10"] >= 0
+    assert recbole_lightemb.compression_report(model)["ratio"] == 0.25
+
+
+def test_checkpoint_reloads_and_untrusted_pickles_are_refused(tiny_config, tmp_path):
+    from recbole.quick_start import load_data_and_model
+
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "full"})
+    checkpoint = result["plan"]["file"].replace(".plan.npz", ".pth")
+    config, model, *_ = load_data_and_model(checkpoint)
+    assert config["model"] == "BPR" and model.user_embedding.weight.shape[1] == 64
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "x": Boom()}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        load_data_and_model(str(evil))
+
+
+def test_scipy_dok_update_restored():
+    m = sp.dok_matrix((3, 3), dtype=np.float32)
+    m._update({(0, 1): 1.0, (2, 2): 3.0})
+    assert m.toarray()[0, 1] == 1.0 and m.nnz == 2
+
+
+def test_cli_writes_result_json(tmp_path):
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, str(ROOT / "run_recbole_lightemb.py"), "--model=BPR", "--emb=uniform",
+           "--emb_budget=0.25", "--epochs=1", "--show_progress=False", f"--result_file={out}",
+           f"--checkpoint_dir={tmp_path / 'saved'}"]
+    subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "ml-100k" and result["emb"] == "uniform"
+    assert result["compression"]["ratio"] <= 0.26
+    assert set(result["timing"]) == {"plan_s", "train_s", "eval_s"}
