@@ -34,3 +34,8 @@ def require_budget(config, method):
         raise ValueError(f"emb={method!r} needs emb_budget (fraction of the full embedding memory in (0, 1], "
                          "e.g. --emb_budget=0.25)")
     return fraction
+
+
+def entities_per_role(specs):
+    """``{role: number of entities}``; every table of a role has one row per entity."""
+    return {spec.role: spec.num_embeddings for spec in specs}

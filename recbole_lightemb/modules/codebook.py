@@ -1,0 +1,62 @@
+"""Rows shared through codes: an entity's vector is the mean of the codebook rows it points to."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbole_lightemb.modules.base import LightEmbedding
+
+CODE_BYTES = 4
+"""Codes are kept as int32, like the authors' BACO code and most deployments."""
+
+
+def init_rows(n_rows, init_from, generator):
+    """Codebook rows drawn from the model's own initial table, so their scale matches its init."""
+    picks = torch.randint(0, init_from.shape[0], (n_rows,), generator=generator)
+    return init_from.detach()[picks].clone()
+
+
+class CodebookEmbedding(LightEmbedding):
+    """``codes`` is ``(n, m)`` (``-1`` = no code); an entity with no code at all is a zero row.
+
+    ``codes_stored=False`` is for codes a deployment recomputes from the id (hashing): they are
+    then not counted in :meth:`index_bytes`.
+    """
+
+    def __init__(self, codes, n_codes, embedding_dim, padding_idx=None, init_from=None, generator=None,
+                 codes_stored=True):
+        codes = np.asarray(codes)
+        codes = codes.reshape(len(codes), -1)
+        super().__init__(len(codes), embedding_dim, padding_idx)
+        if codes.max(initial=-1) >= n_codes or codes.min(initial=0) < -1:
+            raise ValueError(f"codes must lie in -1..{n_codes - 1}")
+        codes = torch.as_tensor(codes, dtype=torch.int32).clone()
+        if padding_idx is not None:
+            codes[padding_idx] = -1
+        self.register_buffer("codes", codes)
+        self.n_codes = int(n_codes)
+        self.codes_stored = codes_stored
+        if init_from is None:
+            rows = torch.empty(n_codes, embedding_dim)
+            nn.init.xavier_normal_(rows)
+        else:
+            rows = init_rows(n_codes, init_from, generator)
+        self.codebook = nn.Parameter(rows)
+
+    def _lookup(self, codes):
+        codes = codes.long()
+        valid = (codes >= 0).unsqueeze(-1).to(self.codebook.dtype)
+        rows = self.codebook[codes.clamp(min=0)] * valid
+        return rows.sum(-2) / valid.sum(-2).clamp(min=1)
+
+    def full_table(self):
+        return self._lookup(self.codes)
+
+    def forward(self, ids):
+        return self._lookup(self.codes[ids])
+
+    def stored_floats(self):
+        return self.n_codes * self.embedding_dim
+
+    def index_bytes(self):
+        return self.codes.numel() * CODE_BYTES if self.codes_stored else 0
