@@ -128,6 +128,7 @@ def main():
         "times_s": budget_times,
     }
 
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
     print(f"numba warm-up (compile or cache load): {warmup_s:.2f} s")
     print(f"{'graph':<13}{'users':>8}{'items':>8}{'edges':>10}{'gamma':>8}{'median s':>10}"
           f"{'s/M edges':>10}{'u codes':>9}{'i codes':>9}{'passes':>7}{'peak MiB':>9}")
@@ -156,6 +157,8 @@ def main():
             "numba": numba.__version__,
             "numpy": np.__version__,
             "scipy": scipy.__version__,
+            # the machine is shared: load above cpu_count inflates the timings
+            "loadavg_1_5_15": os.getloadavg(),
         },
         "runs": args.runs,
         "warmup_s": warmup_s,

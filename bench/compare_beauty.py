@@ -5,7 +5,7 @@
 Every arm gets the same data, split, seed and epoch cap (LightGCN, 2 layers, d=64; Recall and
 NDCG @20; best epoch by valid recall@20). The cap keeps the whole run within about 30 minutes on
 a 2-core CPU; it is written into ``results.json`` (``benchmark``) so nobody mistakes it for a
-converged result. Writes ``bench/results/compare_beauty/{results.csv,results.json,tradeoff.png}``.
+converged result. Writes ``bench/results/compare_beauty/{results.csv,results.json,tradeoff.png,table.md}``.
 """
 
 import argparse
@@ -38,6 +38,28 @@ BEAUTY = {
     "show_progress": False,
 }
 
+SHORT_SEARCH = {  # search phases cut to fit the same ~30-minute run (ignored by the other methods)
+    "ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 3, "ciess_step_batches": 10,
+}
+
+
+def write_markdown(saved, path):
+    """The README table: one line per arm, test metrics with their change against the full model."""
+    names = [k for k in saved["rows"][0] if k.startswith("test_") and k.count("_") == 1]
+    names.insert(0, f"valid_{saved['valid_metric']}")
+    lines = ["| method | budget | stored bytes | ratio | " + " | ".join(n.replace("_", " ") for n in names)
+             + " | plan s | train s |", "|" + "---|" * (6 + len(names))]
+    for r in saved["rows"]:
+        if r["error"]:
+            lines.append(f"| {r['method']} | {r['budget']} | failed: {r['error'][:80]} |")
+            continue
+        cells = [f"{r[n]:.4f}" + ("" if r["method"] == "full" else f" ({r[f'{n}_vs_full_pct']:+.1f}%)")
+                 for n in names]
+        lines.append(f"| {r['method']} | {'-' if r['budget'] is None else r['budget']} | {r['stored_bytes']:,} | "
+                     f"{r['ratio']:.3f} | " + " | ".join(cells) + f" | {r['plan_s']:.1f} | {r['train_s']:.0f} |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
@@ -54,7 +76,7 @@ def main():
         m for m in available_methods() if m not in STREAM_ONLY | {"full"}]
     budgets = [float(b) for b in args.budgets.split(",")]
     scratch = tempfile.mkdtemp(prefix="compare_beauty_")  # checkpoints stay out of the repo
-    config = {**BEAUTY, "epochs": args.epochs, "checkpoint_dir": scratch}
+    config = {**BEAUTY, **SHORT_SEARCH, "epochs": args.epochs, "checkpoint_dir": scratch}
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     arms_dir = os.path.join(scratch, "arms")
@@ -75,6 +97,7 @@ def main():
     }
     with open(path, "w") as f:
         json.dump(saved, f, indent=2)
+    write_markdown(saved, os.path.join(args.out, "table.md"))
     shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps({"wall_s": round(wall, 1), "rows": [
         {k: r.get(k) for k in ("method", "budget", "ratio", "valid_recall@20", "test_recall@20", "test_ndcg@20",

@@ -9,6 +9,7 @@ from recbole_lightemb import compat
 compat.apply()
 
 from recbole_lightemb import methods  # noqa: E402,F401  (registers the built-in methods)
+from recbole_lightemb.compare import compare  # noqa: E402
 from recbole_lightemb.config import Config  # noqa: E402
 from recbole_lightemb.modules import LightEmbedding  # noqa: E402
 from recbole_lightemb.plan import Plan  # noqa: E402
@@ -20,7 +21,7 @@ from recbole_lightemb.swap import TableSpec, find_embedding_tables, swap_embeddi
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "EmbeddingMethod", "LightEmbedding", "Plan", "TableSpec", "available_methods",
+    "Config", "EmbeddingMethod", "compare", "LightEmbedding", "Plan", "TableSpec", "available_methods",
     "compression_report", "find_embedding_tables", "get_method", "register_method", "run",
     "run_recbole_lightemb", "swap_embeddings",
 ]

@@ -76,11 +76,18 @@ def _arm_name(method, budget):
     return method if budget is None else f"{method}-{budget:g}"
 
 
+def _mean_dicts(dicts):
+    return {name: float(np.mean([d[name] for d in dicts])) for name in dicts[0]}
+
+
 def _results_of(result):
-    """Valid and test metrics of one run; a stream run is judged by its per-segment means."""
-    valid = result.get("mean_valid_result") or result.get("best_valid_result") or {}
-    test = result.get("mean_test_result") or result.get("test_result") or {}
-    return dict(valid), dict(test)
+    """Valid and test metrics of one run. A stream run is judged by its per-segment means; its valid
+    metrics are left out unless every segment reports ``valid_result`` (the last segment's alone would mislead)."""
+    if "mean_test_result" not in result:
+        return dict(result.get("best_valid_result") or {}), dict(result.get("test_result") or {})
+    valids = [seg.get("valid_result") for seg in result.get("segments") or []]
+    valid = result.get("mean_valid_result") or (_mean_dicts(valids) if valids and all(valids) else {})
+    return dict(valid), dict(result["mean_test_result"])
 
 
 def _mean_std(values):
@@ -263,7 +270,7 @@ def compare(model, dataset, methods, budgets, config_file_list=None, config_dict
         compare_dir = _new_dir(reference["checkpoint_dir"], f"compare-{model}-{dataset}-{get_local_time()}")
     os.makedirs(compare_dir, exist_ok=True)
 
-    arms, runs = _arms(methods, budgets), []
+    arms, runs = _arms(list(dict.fromkeys(methods)), list(dict.fromkeys(budgets))), []
     for method, budget in arms:
         arm_dir = os.path.join(compare_dir, _arm_name(method, budget))
         for seed in range(base_seed, base_seed + seeds):
@@ -277,17 +284,20 @@ def compare(model, dataset, methods, budgets, config_file_list=None, config_dict
     rows = [_summarise(m, b, [r for r in runs if (r["method"], r["budget"]) == (m, b)], metrics) for m, b in arms]
     _add_changes(rows, metrics)
 
+    stream = any("segments" in run for run in runs)
     write_csv(rows, metrics, os.path.join(compare_dir, "results.csv"))
     summary = {
         "model": model, "dataset": dataset, "methods": list(methods), "budgets": budgets, "seeds": seeds,
         "seed_values": list(range(base_seed, base_seed + seeds)), "valid_metric": valid_metric,
-        "versions": _versions(), "config_file_list": config_file_list, "config_dict": config_dict,
-        "cmd_line": strip_cmd_args(sys.argv[1:], ARM_KEYS), "config": dict(reference.final_config_dict), "rows": rows, "runs": runs,
+        "stream": stream, "versions": _versions(), "config_file_list": config_file_list,
+        "config_dict": config_dict, "cmd_line": strip_cmd_args(sys.argv[1:], ARM_KEYS),
+        "config": dict(reference.final_config_dict), "rows": rows, "runs": runs,
     }
     with open(os.path.join(compare_dir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2, default=_json_default)
-    plot_tradeoff(rows, f"valid_{valid_metric}", os.path.join(compare_dir, "tradeoff.png"),
-                  title=f"{model} on {dataset}")
+    split = "valid" if valid_metric in metrics["valid"] else "test"  # a stream may report test means only
+    plot_tradeoff(rows, f"{split}_{valid_metric}", os.path.join(compare_dir, "tradeoff.png"),
+                  title=f"{model} on {dataset}" + (" (stream: means over segments)" if stream else ""))
     logger.info(set_color("comparison", "yellow") + f" ({model} on {dataset}, {seeds} seed(s); "
                 f"metric cells: mean (change vs full))\n" + format_table(rows, metrics))
     logger.info(set_color("Saving comparison", "blue") + f": {compare_dir}")

@@ -99,7 +99,28 @@ def patch_torch_load():
     recbole.quick_start.load_data_and_model = safe_loader
 
 
+def _trainer_init(self, config, model):
+    """RecBole's ``AbstractTrainer.__init__``, with ``device_ids`` only for GPU modules:
+    DistributedDataParallel refuses ``device_ids`` for a CPU model (gloo runs)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    self.config = config
+    self.model = model
+    if not config["single_spec"]:
+        self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [config["local_rank"]] if config["device"].type == "cuda" else None
+        self.distributed_model = DistributedDataParallel(self.model, device_ids=device_ids)
+
+
+def patch_cpu_distributed():
+    """Let RecBole's distributed trainer run on CPU processes (gloo)."""
+    from recbole.trainer.trainer import AbstractTrainer
+
+    AbstractTrainer.__init__ = _trainer_init
+
+
 def apply():
     """Apply every fix; safe to call more than once."""
     patch_scipy_dok()
     patch_torch_load()
+    patch_cpu_distributed()

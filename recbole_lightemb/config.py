@@ -2,6 +2,7 @@
 
 import os
 
+import torch
 from recbole.config import Config as RecBoleConfig
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
@@ -17,7 +18,8 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall.yaml"))
+        for name in ("overall.yaml", "stream.yaml"):
+            self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, name))
         emb = self.external_config_dict.get("emb", self.internal_config_dict.get("emb"))
         method_file = os.path.join(PROPERTIES_DIR, f"{emb}.yaml")
         if isinstance(emb, str) and os.path.isfile(method_file):
@@ -40,3 +42,18 @@ class Config(RecBoleConfig):
                 "recbole-lightemb never downloads data: put RecBole atomic files there, "
                 "or set data_path (ml-100k ships with RecBole and needs nothing)."
             )
+
+    def _init_device(self):
+        """RecBole starts multi-process runs with NCCL only; without a GPU use gloo on the CPU."""
+        config = self.final_config_dict
+        if "local_rank" not in config or torch.cuda.is_available():
+            return super()._init_device()
+        config["gpu_id"] = ""
+        torch.distributed.init_process_group(
+            backend="gloo", rank=config["local_rank"] + config["offset"], world_size=config["world_size"],
+            init_method=f"tcp://{config['ip']}:{config['port']}",
+        )
+        config["device"] = torch.device("cpu")
+        config["single_spec"] = False
+        if config["local_rank"] != 0:  # as RecBole does: one rank talks
+            config.update(state="error", show_progress=False, verbose=False)

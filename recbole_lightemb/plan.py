@@ -1,5 +1,6 @@
 """A plan: what a planner decided (widths, codes, …), saved beside the checkpoint as ``.npz``."""
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -18,6 +19,14 @@ class Plan:
 
     def __getitem__(self, key):
         return self.arrays[key]
+
+    def digest(self):
+        """A fingerprint of everything the plan decided (ranks of a multi-process run compare it)."""
+        h = hashlib.sha256(json.dumps({"method": self.method, **self.meta}, sort_keys=True, default=str).encode())
+        for key in sorted(self.arrays):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(self.arrays[key]).tobytes())
+        return h.hexdigest()
 
     def save(self, path):
         """Write ``path`` (``.npz``); returns the path written."""

@@ -14,12 +14,22 @@ from recbole.utils import get_environment, get_flops, get_model, get_trainer, in
 from recbole_lightemb.config import Config
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report
+from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
 
 
 def plan_path(saved_model_file):
     """Where a run's plan lives: beside its checkpoint, same stem."""
     return os.path.splitext(saved_model_file)[0] + ".plan.npz"
+
+
+def check_same_plan_on_every_rank(plan):
+    """Each rank plans from the same data and seed; prove they agree before training together."""
+    digests = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, plan.digest())
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"emb={plan.method}: ranks computed different plans ({digests}); "
+                           "planning must depend only on the data and config['seed']")
 
 
 def _json_default(value):
@@ -33,20 +43,28 @@ def write_result(result, path):
         json.dump(result, f, indent=2, default=_json_default)
 
 
-def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
-    """Train and test ``model`` on ``dataset`` with ``emb``'s tables; RecBole's result dict plus
-    ``compression`` (stored floats and bytes per table) and ``timing`` (plan, train, eval seconds)."""
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    method = get_method(config["emb"])(config)
-    method.check_config()
+def start_run(config):
+    """RecBole's start of a run: seed, logger, the command and config in the log, the dataset."""
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
-
     dataset = create_dataset(config)
     logger.info(dataset)
+    return dataset
+
+
+def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
+    """Train and test ``model`` on ``dataset`` with ``emb``'s tables; RecBole's result dict plus
+    ``compression`` (stored floats and bytes per table) and ``timing`` (plan, train, eval seconds)."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if config["stream"]:
+        return run_stream(config=config, saved=saved, queue=queue)
+    method = get_method(config["emb"])(config)
+    method.check_config()
+    dataset = start_run(config)
+    logger = getLogger()
     train_data, valid_data, test_data = data_preparation(config, dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -54,6 +72,8 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     start = time.perf_counter()
     plan = swap_embeddings(model, train_data._dataset, config, method=method)
     plan_s = time.perf_counter() - start
+    if not config["single_spec"]:
+        check_same_plan_on_every_rank(plan)
     logger.info(model)
 
     transform = construct_transform(config)

@@ -13,7 +13,7 @@ from recbole_lightemb import Plan, run_recbole_lightemb
 from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore, neighbour_probabilities, random_walk
 from recbole_lightemb.ciess.quality import item_quality, ranking_quality
-from recbole_lightemb.ciess.widths import fit_to_budget, plan_bytes, table_widths
+from recbole_lightemb.ciess.widths import fit_to_budget, grow_to_budget, plan_bytes, rank_by_frequency, table_widths
 
 TINY_SEARCH = {
     "emb": "ciess", "ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
@@ -89,6 +89,37 @@ def test_fit_to_budget_never_exceeds_and_shrinks_largest_first(data):
     assert kept.max() <= shrunk.min() + 1  # nobody kept more than one step above a shrunk entity
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 64), min_size=1, max_size=40), st.lists(st.integers(1, 64), min_size=1, max_size=40),
+       st.floats(0.03, 1.0))
+def test_grow_to_budget_spends_but_never_exceeds_and_keeps_the_order(users, items, fraction):
+    dims = {"user": [64], "item": [64, 16]}
+    widths = {"user": np.array(users), "item": np.array(items)}
+    max_bytes = int(fraction * sum(len(widths[r]) * d * 4 for r in dims for d in dims[r]))
+    out = grow_to_budget(widths, dims, 64, max_bytes)
+    if plan_bytes(widths, dims, 64) > max_bytes:
+        assert all((out[r] == widths[r]).all() for r in dims)
+        return
+    assert plan_bytes(widths, dims, 64) <= plan_bytes(out, dims, 64) <= max_bytes
+    for r in dims:
+        assert (out[r] >= widths[r]).all() and (out[r] <= 64).all()
+    both, grown = np.concatenate([users, items]), np.concatenate([out["user"], out["item"]])
+    order = np.argsort(both, kind="stable")
+    assert (np.diff(grown[order]) >= 0).all()  # wider before stays at least as wide after
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 64), st.integers(0, 9)), min_size=1, max_size=40))
+def test_rank_by_frequency_keeps_the_widths_and_bytes_and_follows_frequency(rows):
+    widths, counts = (np.array(column) for column in zip(*rows))
+    dims = {"item": [64, 16]}
+    out = rank_by_frequency({"item": widths}, {"item": counts})["item"]
+    assert sorted(out) == sorted(widths)
+    assert plan_bytes({"item": out}, dims, 64) == plan_bytes({"item": widths}, dims, 64)
+    order = np.lexsort((np.arange(len(counts)), counts))  # by frequency, ties by id
+    assert (np.diff(out[order]) >= 0).all()  # more frequent: never narrower
+
+
 def test_table_widths_map_the_reference_scale_onto_narrower_tables():
     assert list(table_widths([1, 32, 64], 64, 64)) == [1, 32, 64]
     assert list(table_widths([1, 32, 63, 64], 8, 64)) == [1, 4, 8, 8]
@@ -156,13 +187,13 @@ def test_user_quality_agrees_with_recboles_evaluator(tiny_config):
 
 def test_td3_learns_a_one_step_bandit_and_leaves_global_rng_alone():
     before = torch.get_rng_state()
-    agent = TD3Agent(seed=0, hidden=32, batch_size=256, buffer_size=5000)
+    agent = TD3Agent(seed=0, hidden=32, actor_lr=3e-3, batch_size=128, buffer_size=5000)
     rng = np.random.default_rng(0)
     states = rng.uniform(-1, 1, (2000, 3))
     actions = rng.uniform(-1, 1, 2000)
     rewards = -(actions - 0.5) ** 2  # best action 0.5 whatever the state
     agent.remember(states, actions, rewards, states, done=True)
-    agent.learn(600)
+    agent.learn(500)
     assert torch.equal(before, torch.get_rng_state())
     assert abs(agent.act(states[:200]).mean() - 0.5) < 0.15
     other = TD3Agent(seed=0, hidden=32)
@@ -173,7 +204,7 @@ def test_td3_learns_a_one_step_bandit_and_leaves_global_rng_alone():
 
 def test_search_on_ml100k_meets_the_budget_and_saves_the_plan(ml100k_config):
     config = {**ml100k_config, **TINY_SEARCH, "emb_budget": 0.2,
-              "user_inter_num_interval": "[150,inf)", "item_inter_num_interval": "[60,inf)"}
+              "user_inter_num_interval": "[200,inf)"}
     result = run_recbole_lightemb(model="BPR", dataset="ml-100k", config_dict=config)
     report = result["compression"]
     assert report["stored_floats"] <= 0.2 * report["full_floats"]
@@ -217,6 +248,8 @@ def test_search_works_with_graph_and_multi_table_models(model, tiny_config):
     ({"ciess_steps": 0}, "ciess_steps=0"),
     ({"ciess_tau": 1.5}, "ciess_tau=1.5"),
     ({"ciess_warm_start": "yes"}, "ciess_warm_start"),
+    ({"ciess_fill_budget": 1}, "ciess_fill_budget"),
+    ({"ciess_rank_by_frequency": "no"}, "ciess_rank_by_frequency"),
     ({"ciess_quality_ks": []}, "ciess_quality_ks"),
     ({"emb_budget": 0.2, "ciess_budget": 0.1}, "disagree"),
     ({"emb_budget": None}, "needs emb_budget"),

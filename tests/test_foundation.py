@@ -1,6 +1,5 @@
 """The plugin's own pieces: modules, registry, plans, config errors, report, compatibility fixes."""
 
-import io
 import json
 import pickle
 import subprocess

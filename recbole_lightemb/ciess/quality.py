@@ -12,6 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
+from recbole.utils import set_color
+from tqdm import tqdm
 
 
 def ranking_quality(hits, n_pos, ks):
@@ -49,9 +51,7 @@ def user_quality(trainer, valid_data, ks, show_progress=False):
     quality = torch.zeros(dataset.user_num)
     batches = valid_data
     if show_progress:
-        from tqdm import tqdm
-
-        batches = tqdm(valid_data, total=len(valid_data), ncols=100, desc="CIESS quality")
+        batches = tqdm(valid_data, total=len(valid_data), ncols=100, desc=set_color("CIESS quality", "pink"))
     for batch in batches:
         interaction, scores, positive_u, positive_i = trainer._full_sort_batch_eval(batch)
         positives = torch.zeros_like(scores, dtype=torch.bool)

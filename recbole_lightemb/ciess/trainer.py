@@ -6,14 +6,19 @@ trains ``ciess_step_batches`` batches with them (warm-started from the previous 
 episode restarts from the pre-trained model), per-entity quality is measured on the
 validation data, rewards are stored and the agents learn; (c) the step with the best mean
 user quality under the budget wins; (d) with none under it, the best step is shrunk (largest
-widths first) until it fits; (e) the model is re-initialised, given the final widths and
-trained by RecBole's own ``fit``. The plan is re-saved beside the checkpoint.
+widths first) until it fits; with ``ciess_fill_budget`` a plan left under the budget is scaled
+up proportionally until it is spent (not in the paper: a short search often lands far below
+the target); with ``ciess_rank_by_frequency`` the chosen widths are handed out again, widest to
+the most frequent entity of each side (not in the paper: same widths, same bytes; a short search
+leaves them dominated by exploration noise, and a width the model cannot use is wasted, since a
+user-item score only reaches the first ``min(s_u, s_i)`` coordinates); (e) the model is
+re-initialised, given the final widths and trained by RecBole's own ``fit`` to convergence, as
+any plain model. The plan is re-saved beside the checkpoint.
 """
 
 from time import time
 
 import numpy as np
-import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
@@ -21,7 +26,8 @@ from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
-from recbole_lightemb.ciess.widths import fit_to_budget, full_plan_bytes, plan_bytes, table_widths
+from recbole_lightemb.ciess.widths import (
+    fit_to_budget, full_plan_bytes, grow_to_budget, plan_bytes, rank_by_frequency, table_widths)
 from recbole_lightemb.modules import VariableWidthEmbedding
 
 
@@ -213,12 +219,16 @@ class CIESSTrainer(Trainer):
         shrunk = best is None
         chosen, widths = best if best is not None else best_any
         widths = fit_to_budget(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min)
+        if c["ciess_fill_budget"]:
+            widths = grow_to_budget(widths, self.dims, self.ref_dim, self.max_bytes)
+        if c["ciess_rank_by_frequency"]:
+            widths = rank_by_frequency(widths, counts)
         stored = self.plan_bytes(widths)
         self.plan.arrays.update({f"{r}_widths": widths[r].astype(np.int16) for r in self.roles})
         self.plan.meta.update({
             "searched": True, "budget": budget_fraction(c), "max_bytes": self.max_bytes, "stored_bytes": stored,
             "kept": stored / full_bytes, "chosen_step": {"episode": chosen["episode"], "step": chosen["step"]},
-            "shrunk_to_budget": shrunk, "peak_quality": float(peak["user"].mean()),
+            "shrunk_to_budget": shrunk, "chosen_kept": chosen["kept"], "peak_quality": float(peak["user"].mean()),
             "search_s": time() - start, "history": history,
         })
         self.logger.info(set_color("CIESS plan", "pink") + f": episode {chosen['episode']} step {chosen['step']}"

@@ -74,3 +74,46 @@ def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1):
         capped[role][index] = lo + 1
         slack -= extra
     return capped
+
+
+def grow_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, iterations=40):
+    """Scale every width by the largest factor ``k ≥ 1`` whose plan still fits ``max_bytes``.
+
+    A short search can settle on a plan far under the budget; scaling keeps the agent's
+    relative allocation (who is wider than whom) and spends the memory the user allowed.
+    ``widths ↦ min(ref_dim, round(k·s))`` is monotone in ``k``, so bisection finds ``k`` and
+    the result never exceeds ``max_bytes`` (a plan over it is returned unchanged).
+    """
+    widths = {role: np.asarray(w, dtype=np.int64) for role, w in widths_by_role.items()}
+
+    def scaled(k):
+        return {r: np.minimum(np.rint(w * k).astype(np.int64), ref_dim) for r, w in widths.items()}
+
+    if plan_bytes(widths, dims_by_role, ref_dim) > max_bytes:
+        return widths
+    lo, hi = 1.0, float(ref_dim)  # scaled(lo) fits; scaled(hi) is full width
+    if plan_bytes(scaled(hi), dims_by_role, ref_dim) <= max_bytes:
+        return scaled(hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if plan_bytes(scaled(mid), dims_by_role, ref_dim) <= max_bytes else (lo, mid)
+    return scaled(lo)
+
+
+def rank_by_frequency(widths_by_role, counts_by_role):
+    """Give each role's widths to its entities in frequency order: the most frequent gets the widest.
+
+    The multiset of widths per role is unchanged, so the bytes are too; only who gets which width
+    changes. A short search leaves the exploration noise (σ ≈ 6 widths) in the chosen plan, so
+    the widths barely follow the frequency the agent sees in its state; this keeps the search's
+    width distribution and hands it out by the signal the state carries. Ties in frequency keep
+    their id order (a stable sort), so the result depends only on the data.
+    """
+    ranked = {}
+    for role, w in widths_by_role.items():
+        w = np.asarray(w, dtype=np.int64)
+        order = np.argsort(np.asarray(counts_by_role[role]), kind="stable")
+        out = np.empty_like(w)
+        out[order] = np.sort(w, kind="stable")
+        ranked[role] = out
+    return ranked

@@ -65,6 +65,7 @@ def check_scall_config(config):
     if config["scall_max_search_steps"] < config["scall_min_search_steps"]:
         raise ValueError(f"scall_max_search_steps={config['scall_max_search_steps']} must be >= "
                          f"scall_min_search_steps={config['scall_min_search_steps']}")
+    _number(config, "scall_search_epochs", 0, open_low=True)
     _number(config, "scall_settle_tol", 0)
     _number(config, "scall_entropy", 0)
     _number(config, "scall_tau", 0, 1, open_low=True)

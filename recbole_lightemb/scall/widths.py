@@ -7,16 +7,38 @@ Here it is computed directly, O(n) and vectorised:
 
 * ``power`` (numpy's power-function law, density ``a x^(a-1)`` on [0, 1]): exact closed form
   ``E[X_(k:n)] = Γ(n+1) Γ(k+1/a) / (Γ(k) Γ(n+1+1/a))`` (k-th smallest), through ``gammaln``;
-* ``pareto`` (numpy's Lomax, ``(1-u)^(-1/a) - 1``) and ``truncnorm`` (normal of scale ``a``
-  truncated to [0, 1]): the inverse CDF at Blom's plotting positions ``(k - 3/8) / (n + 1/4)``,
-  the standard close approximation of expected order statistics (and finite where the Pareto's
-  top expectation is not).
+* ``pareto`` (numpy's Lomax, ``(1-u)^(-1/a) - 1``): exact closed form too, except the few top
+  order statistics whose expectation is infinite (``a <= 1``; SCALL's 100-draw average of them is
+  just noise, and they are clipped at ``s_max`` anyway);
+* ``truncnorm`` (normal of scale ``a`` truncated to [0, 1]): the inverse CDF at Blom's plotting
+  positions ``(k - 3/8) / (n + 1/4)``, the standard close approximation.
 """
 
 import numpy as np
 from scipy.special import gammaln, ndtr, ndtri
 
 DISTRIBUTIONS = ("power", "pareto", "truncnorm")
+
+
+def _blom(n, k):
+    """Blom's plotting positions of the k-th smallest of n: ``(k - 3/8) / (n + 1/4)``."""
+    return (k - 0.375) / (n + 0.25)
+
+
+def _pareto_order_statistics(n, k, a):
+    """Lomax (numpy's ``pareto``): exact ``E[X_(k:n)] = Γ(n+1) Γ(j-1/a) / (Γ(j) Γ(n+1-1/a)) - 1``
+    with ``j = n-k+1`` (rank from the top), finite where ``j > 1/a``. The few top ones with an
+    infinite mean take the Blom quantile, raised to stay at least the next finite value."""
+    inv = 1.0 / a
+    j = n - k + 1
+    values = (1.0 - _blom(n, k)) ** (-inv) - 1.0
+    finite = j > inv
+    if n + 1 > inv and finite.any():
+        log_e = gammaln(n + 1) - gammaln(n + 1 - inv) + gammaln(j[finite] - inv) - gammaln(j[finite])
+        values[finite] = np.exp(log_e) - 1.0
+        if not finite.all():
+            values[~finite] = np.maximum(values[~finite], values[finite].max())
+    return values
 
 
 def order_statistic_shape(n, distribution, a):
@@ -28,14 +50,12 @@ def order_statistic_shape(n, distribution, a):
         inv = 1.0 / a
         log_e = gammaln(n + 1) - gammaln(n + 1 + inv) + gammaln(k + inv) - gammaln(k)
         values = np.exp(log_e - log_e.max())
+    elif distribution == "pareto":
+        values = _pareto_order_statistics(n, k, a)
+    elif distribution == "truncnorm":
+        values = a * ndtri(0.5 + _blom(n, k) * (ndtr(1.0 / a) - 0.5))
     else:
-        q = (k - 0.375) / (n + 0.25)
-        if distribution == "pareto":
-            values = (1.0 - q) ** (-1.0 / a) - 1.0
-        elif distribution == "truncnorm":
-            values = a * ndtri(0.5 + q * (ndtr(1.0 / a) - 0.5))
-        else:
-            raise ValueError(f"scall_distribution={distribution!r}: allowed {', '.join(DISTRIBUTIONS)}")
+        raise ValueError(f"scall_distribution={distribution!r}: allowed {', '.join(DISTRIBUTIONS)}")
     values = np.maximum(values, 0.0)
     total = values.sum()
     return values / total if total > 0 else np.full(n, 1.0 / n)

@@ -87,9 +87,3 @@ def stream_segments(config, dataset):
             test_data=get_dataloader(config, "test")(config, test, test_sampler, shuffle=False),
             history=history, split=split)
 
-
-def count_segments(config, dataset):
-    """How many segments the stream keys cut ``dataset`` into (cheap: no loaders)."""
-    key, value = check_stream_config(config)
-    users, items, times = stream_arrays(dataset)
-    return len(segment_bounds(users, items, times, key, value)[1]) - 1

@@ -10,15 +10,12 @@ model cannot be expected to rank an item that has never appeared.
 """
 
 import os
-import sys
 import time
 from logging import getLogger
 
 import numpy as np
 import torch
-from recbole.data import create_dataset
-from recbole.utils import calculate_valid_score, get_local_time, get_model, get_trainer, init_logger, init_seed, \
-    set_color
+from recbole.utils import calculate_valid_score, get_local_time, get_model, get_trainer, set_color
 
 from recbole_lightemb.config import Config
 from recbole_lightemb.modules import VariableWidthEmbedding
@@ -77,8 +74,13 @@ class WidthSearch:
         self.model, self.trainer, self.segment, self.config = model, trainer, segment, config
         self.start = {name: p.detach().clone() for name, p in model.named_parameters()}
         self.tables = [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]
-        self.batches = config["scall_search_batches"] or 200
-        self.steps = 0
+
+    @property
+    def batches(self):
+        """``scall_search_batches``, but never more than ``scall_search_epochs`` epochs of the
+        segment: on a small segment 200 batches would be a whole training."""
+        per_epoch = len(self.segment.train_data)
+        return min(self.config["scall_search_batches"], max(1, int(self.config["scall_search_epochs"] * per_epoch)))
 
     @torch.no_grad()
     def apply(self, user_widths, item_widths):
@@ -94,8 +96,8 @@ class WidthSearch:
         model, device = self.model, self.config["device"]
         model.train()
         optimizer = self.trainer._build_optimizer(params=model.parameters())
-        done = 0
-        while done < self.batches:
+        done, batches = 0, self.batches
+        while done < batches:
             for interaction in self.segment.train_data:
                 optimizer.zero_grad()
                 losses = model.calculate_loss(interaction.to(device))
@@ -103,11 +105,10 @@ class WidthSearch:
                 loss.backward()
                 optimizer.step()
                 done += 1
-                if done >= self.batches:
+                if done >= batches:
                     break
         result = self.trainer.evaluate(self.segment.valid_data, load_best_model=False, show_progress=False)
-        self.steps += 1
-        return float(calculate_valid_score(result, self.config["valid_metric"]))
+        return float(calculate_valid_score(result, self.trainer.valid_metric))
 
 
 def _metric_keys(result):
@@ -159,21 +160,18 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     and ``mean_test_result``; writes it to ``result_file`` when set. Pass ``config`` to reuse an
     already built :class:`~recbole_lightemb.Config`.
     """
-    from recbole_lightemb.quick_start import plan_path, write_result  # quick_start routes here: import late
+    from recbole_lightemb.quick_start import plan_path, start_run, write_result  # quick_start routes here
 
     if config is None:
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     method = get_method(config["emb"])(config)
     method.check_config()
     cut_key, cut_value = check_stream_config(config)
+    if 20 not in config["topk"]:  # the per-segment table reports @20; an extra K changes no training
+        config["topk"] = list(config["topk"]) + [20]
     config["stopping_step"] = stream_value(config, "stream_stopping_step")
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    dataset = start_run(config)
     logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-    dataset = create_dataset(config)
-    logger.info(dataset)
 
     planner = stream_planner(method, config)
     model_class = get_model(config["model"])
@@ -222,7 +220,8 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         row = {
             "segment": segment.index, "users_seen": segment.users_seen, "items_seen": segment.items_seen,
             "stored_floats": report["stored_floats"], "budget_floats": budget,
-            "stored_bytes": report["stored_bytes"], "test_result": dict(test_result),
+            "stored_bytes": report["stored_bytes"], "valid_result": dict(best_valid_result),
+            "test_result": dict(test_result),
             "time_s": time.perf_counter() - seg_start,
             "plan_s": plan_s, "train_s": train_s, "eval_s": eval_s,
             "train_interactions": int(segment.split.train.size),

@@ -1,0 +1,67 @@
+"""Epoch time of ``emb: full`` through the plugin vs plain RecBole, measured alternately in one run.
+
+    python bench/overhead.py [--rounds 5] [--models BPR LightGCN]
+
+Writes bench/results/overhead.json. The ratio is what the README quotes (target ≤ 1.1).
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_seed
+
+import recbole_lightemb
+from recbole_lightemb import Config, swap_embeddings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def epoch_seconds(config, train_data, plugin):
+    """One training epoch of a freshly built model (with or without the swap)."""
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data.dataset)
+    if plugin:
+        swap_embeddings(model, train_data.dataset, config)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    start = time.perf_counter()
+    trainer._train_epoch(train_data, 0, show_progress=False)
+    return time.perf_counter() - start
+
+
+def measure(model_name, rounds):
+    config = Config(model=model_name, dataset="ml-100k",
+                    config_dict={"emb": "full", "show_progress": False, "state": "WARNING"})
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    epoch_seconds(config, train_data, plugin=False)  # warm-up: graph building, allocator, caches
+    plain, plugin = [], []
+    for _ in range(rounds):
+        plain.append(epoch_seconds(config, train_data, plugin=False))
+        plugin.append(epoch_seconds(config, train_data, plugin=True))
+    ratio = statistics.median(plugin) / statistics.median(plain)
+    print(f"{model_name:<10} plain {statistics.median(plain):.3f}s  plugin {statistics.median(plugin):.3f}s  "
+          f"ratio {ratio:.3f}")
+    return {"model": model_name, "plain_s": plain, "plugin_s": plugin, "ratio_of_medians": ratio}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
+    args = parser.parse_args()
+    rows = [measure(m, args.rounds) for m in args.models]
+    RESULTS.mkdir(exist_ok=True)
+    out = {"benchmark": "overhead", "dataset": "ml-100k", "rounds": args.rounds, "results": rows,
+           "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "recbole_lightemb": recbole_lightemb.__version__}}
+    (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

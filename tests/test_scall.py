@@ -1,0 +1,217 @@
+"""SCALL: widths under the budget, rank assignment, the fixed-length state, the agent, the planner."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import recbole_lightemb  # noqa: F401
+from recbole_lightemb.scall.agent import SACAgent
+from recbole_lightemb.scall.planner import ScallPlanner, check_scall_config, pair_budget
+from recbole_lightemb.scall.state import build_state, pooled_profile, state_size
+from recbole_lightemb.scall.widths import (DISTRIBUTIONS, order_statistic_shape, plan_widths, rank_assign,
+                                           side_widths, split_budget)
+from recbole_lightemb.stream.segments import SegmentSplit
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n_users=st.integers(0, 3000), n_items=st.integers(1, 3000),
+    mean_width=st.floats(0.5, 64), s_min=st.integers(1, 4), s_max=st.integers(4, 64),
+    action=st.tuples(*[st.floats(0, 1)] * 3), distribution=st.sampled_from(DISTRIBUTIONS), seed=st.integers(0, 99),
+)
+def test_widths_never_exceed_the_budget(n_users, n_items, mean_width, s_min, s_max, action, distribution, seed):
+    rng = np.random.default_rng(seed)
+    seen_users = np.r_[False, rng.random(n_users + 5) < 0.8]
+    seen_items = np.r_[False, rng.random(n_items + 5) < 0.8]
+    n_seen = int(seen_users.sum() + seen_items.sum())
+    budget = int(mean_width * n_seen)
+    freq_u = rng.integers(0, 50, seen_users.size) * seen_users
+    freq_i = rng.integers(0, 50, seen_items.size) * seen_items
+    if budget < n_seen * s_min:
+        with pytest.raises(ValueError, match="scall_min_width"):
+            plan_widths(action, freq_u, freq_i, seen_users, seen_items, budget, distribution, (0.1, 30), s_min, s_max)
+        return
+    users, items = plan_widths(action, freq_u, freq_i, seen_users, seen_items, budget, distribution, (0.1, 30),
+                               s_min, s_max)
+    total = int(users.sum() + items.sum())
+    assert total <= budget
+    assert total == min(budget, n_seen * s_max)  # the leftover is handed out, not wasted
+    for widths, seen in ((users, seen_users), (items, seen_items)):
+        assert np.all(widths[~seen] == 0)
+        assert np.all((widths[seen] >= s_min) & (widths[seen] <= s_max))
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 5000), mean_width=st.floats(1, 32), a=st.floats(0.1, 30),
+       distribution=st.sampled_from(DISTRIBUTIONS))
+def test_side_widths_are_widest_first_and_exact(n, mean_width, a, distribution):
+    budget = int(mean_width * n)
+    widths = side_widths(n, budget, distribution, a, 1, 32)
+    assert widths.sum() == min(budget, 32 * n)
+    assert np.all(np.diff(widths) <= 0)
+
+
+def test_order_statistic_shape_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    for a in (0.3, 1.0, 5.0):
+        draws = np.sort(rng.power(a, (20000, 40)), axis=1)[:, ::-1].mean(0)
+        assert np.allclose(order_statistic_shape(40, "power", a), draws / draws.sum(), atol=2e-3)
+    draws = np.sort(rng.pareto(3.0, (40000, 40)), axis=1)[:, ::-1].mean(0)
+    assert np.allclose(order_statistic_shape(40, "pareto", 3.0), draws / draws.sum(), atol=1e-3)
+    # truncated normal of scale 1 on [0, 1]: Blom's approximation
+    samples = np.abs(rng.normal(0, 1, 2_000_000))
+    kept = np.sort(samples[samples <= 1][: 20000 * 40].reshape(20000, 40), axis=1)[:, ::-1].mean(0)
+    assert np.allclose(order_statistic_shape(40, "truncnorm", 1.0), kept / kept.sum(), atol=2e-3)
+
+
+def test_alpha_shapes_skew_and_rank_assignment_gives_the_most_active_the_widest_row():
+    skewed = side_widths(100, 800, "power", 0.1, 1, 64)
+    flat = side_widths(100, 800, "power", 30.0, 1, 64)
+    assert skewed.max() - skewed.min() > flat.max() - flat.min()
+    freq = np.array([0, 5, 50, 1, 50, 0, 7])
+    seen = freq > 0
+    widths = rank_assign(freq, seen, np.array([9, 8, 3, 2, 1]))
+    assert widths.tolist() == [0, 2, 9, 1, 8, 0, 3]  # ties by id: entity 2 before entity 4
+
+
+def test_split_budget_keeps_both_sides_feasible():
+    assert split_budget(100, 0.5, 10, 10, 1, 8) == (50, 50)
+    users, items = split_budget(100, 0.99, 10, 10, 1, 8)  # users cannot take more than 10·8
+    assert users == 80 and items == 20
+    users, items = split_budget(100, 0.0, 10, 10, 1, 8)
+    assert users == 20 and items == 80
+
+
+def test_state_has_fixed_length_and_pools_sorted_profiles():
+    dim = 8
+    for n in (3, 1000, 100_000):
+        freq = np.arange(n + 1)
+        seen = freq > 0
+        state = build_state(freq, freq, seen, seen, 0.5, np.ones(dim), np.zeros(dim), seen * 4, seen * 2, 16)
+        assert state.shape == (state_size(16, dim),)
+    profile = pooled_profile(np.arange(1000), 10)
+    assert profile[0] > profile[-1] and profile.min() >= 0 and profile.max() <= 1
+    assert np.all(np.diff(profile) < 0)
+
+
+def test_agent_acts_in_the_unit_cube_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    np_before = np.random.get_state()[1].copy()
+    agent = SACAgent(10, seed=7, hidden=32, batch_size=8)
+    state = np.linspace(-1, 1, 10).astype(np.float32)
+    actions = [agent.act(state) for _ in range(20)]
+    for i in range(12):
+        agent.replay.add(state, actions[i], float(actions[i][0]), state)
+    for _ in range(3):
+        agent.learn()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert np.array_equal(np.random.get_state()[1], np_before)
+    assert all(a.shape == (3,) and np.all((a > 0) & (a < 1)) for a in actions)
+    twin = SACAgent(10, seed=7, hidden=32, batch_size=8)
+    assert np.allclose(twin.act(state), actions[0])
+
+
+def test_recency_replay_favours_recent_transitions():
+    agent = SACAgent(2, seed=0, hidden=8, batch_size=4000)
+    for i in range(10):
+        agent.replay.add(np.zeros(2), np.zeros(3), float(i), np.zeros(2))
+    rewards = agent.replay.sample(4000)[2].numpy()
+    counts = np.bincount(rewards.astype(int), minlength=10)
+    assert counts[9] > 5 * counts[0]  # probability ∝ recency rank: 10 vs 1
+
+
+def scall_config(**extra):
+    config = {
+        "embedding_size": 16, "seed": 0, "scall_mean_width": 4, "scall_budget_mb": None, "emb_budget": None,
+        "scall_distribution": "power", "scall_alpha_range": [0.1, 30], "scall_min_width": 1,
+        "scall_max_width": None, "scall_search_batches": 10, "scall_search_epochs": 3, "scall_min_search_steps": 10,
+        "scall_max_search_steps": 40, "scall_settle_window": 5, "scall_settle_tol": 0.01,
+        "scall_updates_per_step": 3, "scall_hidden": 64, "scall_pool_groups": 8, "scall_batch_size": 16,
+        "scall_entropy": 0.2, "scall_tau": 0.005, "scall_gamma": 0.99, "scall_lr": 3e-4, "scall_reward_scale": 10.0,
+    }
+    config.update(extra)
+    return config
+
+
+def fake_segment(index, n_users=50, n_items=30, seed=0):
+    rng = np.random.default_rng(seed)
+    user_freq = np.r_[0, rng.integers(1, 20, n_users)]
+    item_freq = np.r_[0, rng.integers(1, 20, n_items)]
+    split = SegmentSplit(segment=index, train=None, valid=None, test=None, history=None, reservoir=None,
+                         seen_users=user_freq > 0, seen_items=item_freq > 0, user_freq=user_freq, item_freq=item_freq)
+    return SimpleNamespace(index=index, split=split, users_seen=n_users, items_seen=n_items)
+
+
+class FakeModel(torch.nn.Module):
+    """Only what ``observe`` reads: tables with a role and widths."""
+
+    def __init__(self, dim):
+        super().__init__()
+        from recbole_lightemb.modules import VariableWidthEmbedding
+
+        self.user = VariableWidthEmbedding(51, dim, np.r_[0, np.full(50, 4)])
+        self.user.role = "user"
+        self.item = VariableWidthEmbedding(31, dim, np.r_[0, np.full(30, 4)])
+        self.item.role = "item"
+
+
+def test_planner_searches_until_rho_settles_and_stays_in_budget():
+    config = scall_config()
+    planner = ScallPlanner(None, config)
+    specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
+    first = planner.plan(fake_segment(0), specs)
+    assert first.meta["search_steps"] == 0
+    assert len(set(first["user_widths"][1:]) | set(first["item_widths"][1:])) == 1  # segment 0: uniform
+    planner.observe(0.1, FakeModel(16))
+    tried = []
+
+    def search(users, items):
+        tried.append(int(users.sum() + items.sum()))
+        return 0.1 * (1 + 0.5 * users.sum() / (users.sum() + items.sum()))  # more floats to users is better
+
+    segment = fake_segment(1)
+    plan = planner.plan(segment, specs, search)
+    budget = pair_budget(config, 80)
+    assert 10 <= plan.meta["search_steps"] == len(tried) <= 40
+    assert all(t <= budget for t in tried)
+    assert int(plan["user_widths"].sum() + plan["item_widths"].sum()) <= budget
+    rhos = plan.meta["rho_history"]
+    if len(tried) < 40:  # stopped because ρ settled
+        assert max(rhos[-5:]) - min(rhos[-5:]) <= 0.01
+
+
+def test_plans_save_and_reload(tmp_path):
+    planner = ScallPlanner(None, scall_config())
+    plan = planner.plan(fake_segment(0), [SimpleNamespace(role="user"), SimpleNamespace(role="item")])
+    path = plan.save(str(tmp_path / "seg0.plan.npz"))
+    from recbole_lightemb import Plan
+
+    loaded = Plan.load(path, method="scall")
+    assert np.array_equal(loaded["user_widths"], plan["user_widths"])
+    assert loaded.meta["budget_floats"] == plan.meta["budget_floats"]
+
+
+@pytest.mark.parametrize("updates,match", [
+    ({"scall_mean_width": None}, "needs a budget"),
+    ({"scall_budget_mb": 2.0}, "only one of"),
+    ({"scall_mean_width": 0}, "scall_mean_width=0"),
+    ({"scall_mean_width": 99}, "scall_mean_width=99.*<= 16"),
+    ({"scall_distribution": "zipf"}, "scall_distribution='zipf'.*power"),
+    ({"scall_alpha_range": [3, 1]}, "scall_alpha_range"),
+    ({"scall_min_width": 0}, "scall_min_width=0"),
+    ({"scall_max_search_steps": 3}, "scall_max_search_steps=3"),
+    ({"scall_search_batches": 0}, "scall_search_batches=0"),
+])
+def test_bad_scall_keys_fail_naming_key_and_value(updates, match):
+    with pytest.raises(ValueError, match=match):
+        check_scall_config(scall_config(**updates))
+
+
+def test_budget_in_megabytes_is_fixed():
+    config = scall_config(scall_mean_width=None, scall_budget_mb=1.0)
+    assert pair_budget(config, 10) == pair_budget(config, 10_000) == 2 ** 18

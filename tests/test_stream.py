@@ -1,0 +1,250 @@
+"""The streaming-segment loader (array core and RecBole wrapper) and the streaming trainer."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import recbole_lightemb  # noqa: F401  (compat fixes, methods)
+from recbole_lightemb import Config, Plan
+from recbole_lightemb.stream import check_stream_config, segment_bounds, split_segments, stream_segments
+
+
+def random_log(n=3000, n_users=80, n_items=60, seed=0):
+    rng = np.random.default_rng(seed)
+    users = rng.integers(1, n_users, n)
+    items = rng.integers(1, n_items, n)
+    times = rng.integers(0, 10_000, n).astype(np.float64)
+    return users, items, times
+
+
+CUTS = [("stream_segments", 4), ("stream_new_entities", 30), ("stream_window", 1500.0)]
+
+
+@pytest.mark.parametrize("key,value", CUTS)
+def test_segments_partition_the_log_in_time_order(key, value):
+    users, items, times = random_log()
+    order, bounds = segment_bounds(users, items, times, key, value)
+    assert bounds[0] == 0 and bounds[-1] == len(times) and np.all(np.diff(bounds) > 0)
+    assert np.array_equal(np.sort(order), np.arange(len(times)))
+    assert np.all(np.diff(times[order]) >= 0)
+    if key == "stream_segments":
+        assert len(bounds) - 1 == value
+    if key == "stream_window":
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            seg_times = times[order[a:b]]
+            assert seg_times.max() - seg_times.min() < value
+
+
+def test_new_entities_rule_opens_a_segment_per_n_new_entities():
+    users, items, times = random_log(n=2000, n_users=300, n_items=200)
+    n = 40
+    order, bounds = segment_bounds(users, items, times, "stream_new_entities", n)
+    seen_u, seen_i = set(), set()
+    new_per_segment = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        before = len(seen_u) + len(seen_i)
+        for row in order[a:b]:
+            seen_u.add(users[row])
+            seen_i.add(items[row])
+        new_per_segment.append(len(seen_u) + len(seen_i) - before)
+    # one interaction can add two new entities, so a cut lands within one of the target
+    assert all(n - 1 <= k <= n + 1 for k in new_per_segment[:-1])
+    assert new_per_segment[-1] >= n - 1  # a short tail is merged into the last segment
+    assert len(new_per_segment) > 3
+
+
+def test_splits_respect_time_reservoir_and_seen_entities():
+    users, items, times = random_log(n=4000)
+    order, bounds = segment_bounds(users, items, times, "stream_segments", 5)
+    segments = list(split_segments(users, items, order, bounds, 80, 60, train_ratio=0.8, valid_share=0.5,
+                                   reservoir=0.2, seed=3))
+    assert len(segments) == 5
+    for s in segments:
+        start, stop = bounds[s.segment], bounds[s.segment + 1]
+        rows = order[start:stop]
+        own = np.setdiff1d(s.train, s.reservoir)
+        assert len(own) == int(0.8 * len(rows))
+        assert np.array_equal(np.sort(own), np.sort(rows[: len(own)]))
+        # evaluation never precedes training, and valid comes before test
+        if s.valid.size:
+            assert times[s.valid].min() >= times[own].max()
+            assert times[s.test].min() >= times[s.valid].max()
+        # the reservoir: only earlier segments, only users active in the segment's training part
+        earlier = set(order[:start].tolist())
+        assert set(s.reservoir.tolist()) <= earlier
+        assert set(users[s.reservoir].tolist()) <= set(users[own].tolist())
+        if s.segment == 0:
+            assert s.reservoir.size == 0
+        else:
+            pool = [r for r in earlier if users[r] in set(users[own].tolist())]
+            assert s.reservoir.size == min(round(0.2 * len(rows)), len(pool))
+        # history = all earlier + own training part; evaluation only over seen entities
+        assert np.array_equal(s.history, order[: start + len(own)])
+        assert s.seen_users.shape == (80,) and s.seen_items.shape == (60,)
+        assert np.array_equal(s.seen_users, np.bincount(users[s.history], minlength=80) > 0)
+        assert s.seen_users[users[s.test]].all() and s.seen_items[items[s.test]].all()
+        assert np.array_equal(s.user_freq, np.bincount(users[s.history], minlength=80))
+
+
+def test_reservoir_is_seeded():
+    users, items, times = random_log()
+    order, bounds = segment_bounds(users, items, times, "stream_segments", 3)
+    a = [s.reservoir for s in split_segments(users, items, order, bounds, 80, 60, seed=1)]
+    b = [s.reservoir for s in split_segments(users, items, order, bounds, 80, 60, seed=1)]
+    c = [s.reservoir for s in split_segments(users, items, order, bounds, 80, 60, seed=2)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("updates,match", [
+    ({"stream_train_ratio": 1.0}, "stream_train_ratio=1.0.*open interval"),
+    ({"stream_valid_share": 0}, "stream_valid_share=0"),
+    ({"stream_segments": 0}, "stream_segments=0.*positive integer"),
+    ({"stream_window": -2.0}, "stream_window=-2.0"),
+    ({"stream_segments": 3, "stream_new_entities": 10}, "only one of"),
+    ({"stream_reservoir": -0.1}, "stream_reservoir=-0.1"),
+])
+def test_bad_stream_keys_fail_naming_key_and_value(updates, match):
+    config = {"stream_segments": None, "stream_new_entities": None, "stream_window": None,
+              "stream_train_ratio": None, "stream_valid_share": None, "stream_reservoir": None,
+              "stream_stopping_step": None}
+    config.update(updates)
+    with pytest.raises(ValueError, match=match):
+        check_stream_config(config)
+
+
+def write_tiny(tmp_path, with_time=True, n=2400, n_users=60, n_items=40, seed=0):
+    """A RecBole atomic dataset with clustered tastes, so a model can learn something in 1 epoch."""
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    users = rng.integers(0, n_users, n)
+    items = (users % 4) * (n_items // 4) + rng.integers(0, n_items // 4, n)
+    pairs = {}
+    for t, (u, i) in enumerate(zip(users, items)):
+        pairs.setdefault((u, i), t)
+    lines = ["user_id:token\titem_id:token" + ("\ttimestamp:float" if with_time else "")]
+    for (u, i), t in sorted(pairs.items(), key=lambda kv: kv[1]):
+        lines.append(f"u{u}\ti{i}" + (f"\t{t}" if with_time else ""))
+    (folder / "tiny.inter").write_text("\n".join(lines) + "\n")
+    return str(tmp_path)
+
+
+def tiny_config(data_path, tmp_path, **extra):
+    config = {
+        "data_path": data_path, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "checkpoint_dir": str(tmp_path / "saved"), "log_wandb": False, "show_progress": False,
+        "embedding_size": 16, "epochs": 1, "train_batch_size": 256, "eval_batch_size": 4096,
+        "metrics": ["Recall", "NDCG"], "topk": [20], "valid_metric": "NDCG@20", "stream": True,
+        "stream_segments": 3, "state": "ERROR",
+    }
+    config.update(extra)
+    return config
+
+
+def test_recbole_segments_share_one_id_space_and_mask_history(tmp_path):
+    data_path = write_tiny(tmp_path)
+    from recbole.data import create_dataset
+
+    config = Config("BPR", "tiny", config_dict=tiny_config(data_path, tmp_path))
+    dataset = create_dataset(config)
+    segments = list(stream_segments(config, dataset))
+    assert len(segments) == 3
+    uid, iid = dataset.uid_field, dataset.iid_field
+    for seg in segments:
+        for loader in (seg.train_data, seg.valid_data, seg.test_data):
+            assert loader._dataset.user_num == dataset.user_num
+            assert loader._dataset.item_num == dataset.item_num
+        history = seg.history.inter_feat
+        hist = {}
+        for u, i in zip(history[uid].tolist(), history[iid].tolist()):
+            hist.setdefault(u, set()).add(i)
+        # full-sort validation masks every interaction of the history, and only valid items are positives
+        valid = seg.valid_data
+        for u in valid.uid_list.tolist():
+            masked = set(valid.uid2history_item[u].tolist())
+            positives = set(valid.uid2positive_item[u].tolist())
+            assert hist[u] - positives <= masked
+            assert u in hist  # only users seen in training are evaluated
+        assert seg.users_seen == len(hist)
+
+
+def test_stream_without_time_field_fails_clearly(tmp_path):
+    data_path = write_tiny(tmp_path, with_time=False)
+    from recbole.data import create_dataset
+
+    config = Config("BPR", "tiny", config_dict=tiny_config(data_path, tmp_path, load_col={"inter": ["user_id", "item_id"]}))
+    dataset = create_dataset(config)
+    with pytest.raises(ValueError, match="TIME_FIELD"):
+        next(stream_segments(config, dataset))
+
+
+def test_segment_without_test_users_fails_clearly(tmp_path):
+    data_path = write_tiny(tmp_path, n=300)
+    from recbole.data import create_dataset
+
+    config = Config("BPR", "tiny", config_dict=tiny_config(data_path, tmp_path, stream_segments=150))
+    dataset = create_dataset(config)
+    with pytest.raises(ValueError, match=r"stream segment \d+ has no (valid|test) users.*stream_segments=150"):
+        list(stream_segments(config, dataset))
+
+
+SEGMENT_KEYS = {"segment", "users_seen", "items_seen", "stored_floats", "budget_floats", "stored_bytes",
+                "test_result", "time_s"}
+
+
+@pytest.mark.parametrize("emb,extra", [
+    ("uniform", {"emb_width": 4}),
+    ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
+               "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32}),
+    ("full", {}),
+])
+def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
+    data_path = write_tiny(tmp_path)
+    result_file = tmp_path / "result.json"
+    config = tiny_config(data_path, tmp_path, emb=emb, result_file=str(result_file), **extra)
+    from recbole_lightemb import run_recbole_lightemb  # routes to run_stream when stream is on
+
+    run_recbole_lightemb("BPR", "tiny", config_dict={**config, "stream": True})
+    written = json.loads(result_file.read_text())
+    assert len(written["segments"]) == 3
+    for key in ("model", "dataset", "emb", "compression", "timing", "mean_test_result"):
+        assert key in written
+    seen_before = 0
+    for row in written["segments"]:
+        assert SEGMENT_KEYS <= set(row)
+        assert row["users_seen"] + row["items_seen"] >= seen_before
+        seen_before = row["users_seen"] + row["items_seen"]
+        assert "recall@20" in row["test_result"]
+        if emb == "full":
+            assert row["budget_floats"] is None
+        else:
+            assert row["budget_floats"] == 4 * (row["users_seen"] + row["items_seen"])
+            assert row["stored_floats"] <= row["budget_floats"]
+            # indices are counted: one width byte per stored row
+            assert row["stored_bytes"] == 4 * row["stored_floats"] + row["users_seen"] + row["items_seen"]
+        plan = Plan.load(row["plan_file"])
+        if emb != "full":
+            assert int(plan["user_widths"].sum() + plan["item_widths"].sum()) == row["stored_floats"]
+            assert np.count_nonzero(plan["user_widths"]) == row["users_seen"]
+    means = written["mean_test_result"]["recall@20"]
+    assert means == pytest.approx(np.mean([r["test_result"]["recall@20"] for r in written["segments"]]))
+    if emb == "scall":
+        later = [r for r in written["segments"] if r["segment"] > 0]
+        assert all(2 <= r["search_steps"] <= 3 for r in later)
+        assert os.path.isfile(written["plan"]["file"])
+
+
+def test_scall_without_a_stream_plans_uniform_widths_over_training_entities(tmp_path):
+    from recbole_lightemb import run_recbole_lightemb
+
+    data_path = write_tiny(tmp_path)
+    config = tiny_config(data_path, tmp_path, emb="scall", scall_mean_width=4, stream=False,
+                         eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "full"})
+    result = run_recbole_lightemb("BPR", "tiny", config_dict=config)
+    plan = Plan.load(result["plan"]["file"], method="scall")
+    widths = np.concatenate([plan["user_widths"][1:], plan["item_widths"][1:]])
+    assert set(np.unique(widths)) <= {0, 4}
+    assert result["compression"]["stored_floats"] == widths.sum() <= result["plan"]["budget_floats"]
