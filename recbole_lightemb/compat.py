@@ -3,11 +3,11 @@
 Applied once, when ``recbole_lightemb`` is imported, so a user's own
 ``from recbole.quick_start import run_recbole`` works afterwards too. Each fix checks
 that the thing it repairs is really missing or broken, and leaves RecBole alone otherwise.
-The README lists them; the pins that remain (``numpy<2``, ``setuptools<82``) are in
-``pyproject.toml`` because no import-time fix can reach them: RecBole 1.2.1 requires
-``ray<=2.6.3``, which is imported by ``recbole.quick_start`` and needs ``pkg_resources``
-and NumPy 1 (``np.bool8`` in class bodies). ``numpy<2`` also keeps pandas below 3, whose
-copy-on-write would silently turn RecBole's chained ``fillna(inplace=True)`` into a no-op.
+The README lists them; the pins that remain are in ``pyproject.toml`` because no import-time
+fix can reach them: RecBole 1.2.1 requires ``ray<=2.6.3``, which is imported by
+``recbole.quick_start`` and needs ``pkg_resources`` (``setuptools<82``) and NumPy 1
+(``np.bool8`` in class bodies: ``numpy<2``); pandas 3's copy-on-write silently turns RecBole's
+chained ``fillna(inplace=True)`` into a no-op (``pandas<3``).
 """
 
 import copy
