@@ -8,7 +8,6 @@ each arm, so a partial run still leaves its numbers.
 """
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -18,9 +17,9 @@ import torch
 
 import recbole_lightemb
 from recbole_lightemb import run_recbole_lightemb
+from common import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 
 
 def beauty_config(data_path, epochs, checkpoint_dir):
@@ -69,8 +68,7 @@ def main():
         print(f"{emb:<8} recall@20 {arm['test']['recall@20']:.4f} ndcg@20 {arm['test']['ndcg@20']:.4f} "
               f"floats {arm['ratio_floats']:.4f} bytes {arm['ratio_bytes']:.4f} plan {arm['plan_s']:.1f}s "
               f"train {arm['train_s']:.0f}s{change}", flush=True)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "baco_quality.json").write_text(json.dumps(out, indent=2, default=float))
+        save_results("baco_quality", out)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,16 @@ On a 2-core machine the speed-up is bounded by the cores and gloo's all-reduce.
 """
 
 import argparse
-import json
 import platform
 import socket
 import tempfile
-from pathlib import Path
 
 import torch
 
 import recbole_lightemb
 from recbole_lightemb import run
+from common import save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def free_port():
@@ -47,14 +45,12 @@ def main():
                      "test_gap_2_minus_1": gap})
         print(f"{model:<9} epoch 1 proc {epoch_s[1]:.2f}s  2 procs {epoch_s[2]:.2f}s  speed-up "
               f"{epoch_s[1] / epoch_s[2]:.2f}x  max |metric gap| {max(abs(v) for v in gap.values()):.4f}")
-    RESULTS.mkdir(exist_ok=True)
     out = {"benchmark": "ddp_scaling", "dataset": "ml-100k", "emb": args.emb, "epochs": args.epochs,
            "backend": "nccl" if torch.cuda.is_available() else "gloo", "results": rows,
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                        "recbole_lightemb": recbole_lightemb.__version__}}
-    name = "ddp_scaling_gpu.json" if torch.cuda.is_available() else "ddp_scaling.json"
-    (RESULTS / name).write_text(json.dumps(out, indent=2))
+    save_results("ddp_scaling_gpu" if torch.cuda.is_available() else "ddp_scaling", out)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@ Writes bench/results/overhead.json. The ratio is what the README quotes (target 
 """
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from recbole.data import create_dataset, data_preparation
@@ -18,8 +16,8 @@ from recbole.utils import get_model, get_trainer, init_seed
 
 import recbole_lightemb
 from recbole_lightemb import Config, swap_embeddings
+from common import save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def epoch_seconds(config, train_data, plugin):
@@ -54,13 +52,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rows = [measure(m, args.rounds) for m in args.models]
-    RESULTS.mkdir(exist_ok=True)
     out = {"benchmark": "overhead", "dataset": "ml-100k", "rounds": args.rounds, "results": rows,
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "threads": torch.get_num_threads(), "recbole_lightemb": recbole_lightemb.__version__}}
-    (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2))
+    save_results("overhead", out)
 
 
 if __name__ == "__main__":

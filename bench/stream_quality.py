@@ -10,7 +10,6 @@ Writes bench/results/stream_quality.json.
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -20,8 +19,7 @@ import torch
 
 from recbole_lightemb import available_methods
 from recbole_lightemb.stream import run_stream
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import save_results
 
 
 def arm_config(args, emb, **extra):
@@ -99,11 +97,7 @@ def main():
                      "search_batches": args.search_batches, "search_steps": [args.min_steps, args.max_steps],
                      "torch_threads": 1, "device": "cpu"},
            "arms": results, "ratios": ratios}
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", "stream_quality.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
-    print(f"wrote {path}")
+    print(f"wrote {save_results('stream_quality', out)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes bench/results/stream_scale.json.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from recbole_lightemb.scall.agent import SACAgent  # noqa: E402
 from recbole_lightemb.scall.state import build_state, state_size  # noqa: E402
 from recbole_lightemb.scall.widths import plan_widths  # noqa: E402
 from recbole_lightemb.stream.segments import segment_bounds, split_segments  # noqa: E402
+from common import save_results  # noqa: E402
 
 
 def rss_mb(field):
@@ -155,11 +155,7 @@ def main():
     print("\n" + "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items()))
     out = {"setup": vars(args) | {"torch_threads": 1, "distribution": "power", "groups": groups},
            "summary": summary, "per_segment": rows}
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", "stream_scale.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
-    print(f"wrote {path}")
+    print(f"wrote {save_results('stream_scale', out)}")
 
 
 if __name__ == "__main__":

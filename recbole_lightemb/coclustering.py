@@ -118,15 +118,9 @@ def node_weights(deg, scheme: str) -> np.ndarray:
 
 
 @_jit
-def _move(x, start, stop, nbrs, offset, labels, w_other, w_own, size_own, n_distinct, side,
-          wx, gamma, count, touched):
-    """Move node x to its best neighbour label if strictly better than staying.
-
-    ``count`` is an all-zero scratch indexed by label and is left all-zero;
-    ``touched`` lists the labels seen so the reset costs O(deg).  Returns 1 on a
-    move, else 0.  The gain of label l, ``count[l] - gamma*wx*W_other[l]``,
-    differs from the objective change only by the constant of staying.
-    """
+def _count_neighbour_labels(start, stop, nbrs, offset, labels, count, touched):
+    """Count the labels of neighbours ``nbrs[start:stop]`` into the all-zero scratch ``count``;
+    ``touched`` lists the labels seen (returned: how many), so the caller's reset costs O(deg)."""
     n_touched = 0
     for p in range(start, stop):
         lab = labels[offset + nbrs[p]]
@@ -134,6 +128,19 @@ def _move(x, start, stop, nbrs, offset, labels, w_other, w_own, size_own, n_dist
             touched[n_touched] = lab
             n_touched += 1
         count[lab] += 1
+    return n_touched
+
+
+@_jit
+def _move(x, start, stop, nbrs, offset, labels, w_other, w_own, size_own, n_distinct, side,
+          wx, gamma, count, touched):
+    """Move node x to its best neighbour label if strictly better than staying.
+
+    ``count`` is an all-zero scratch indexed by label and is left all-zero.
+    Returns 1 on a move, else 0.  The gain of label l, ``count[l] - gamma*wx*W_other[l]``,
+    differs from the objective change only by the constant of staying.
+    """
+    n_touched = _count_neighbour_labels(start, stop, nbrs, offset, labels, count, touched)
     current = labels[x]
     penalty = gamma * wx
     best = count[current] - penalty * w_other[current]
@@ -219,13 +226,7 @@ def _encode(n_users, u_ptr, u_idx, labels, weights, gamma, w_item, secondary,
         user_codes[x, 1] = -1
     if secondary:
         for x in range(n_users):
-            n_touched = 0
-            for p in range(u_ptr[x], u_ptr[x + 1]):
-                lab = labels[n_users + u_idx[p]]
-                if count[lab] == 0:
-                    touched[n_touched] = lab
-                    n_touched += 1
-                count[lab] += 1
+            n_touched = _count_neighbour_labels(u_ptr[x], u_ptr[x + 1], u_idx, n_users, labels, count, touched)
             current = labels[x]
             penalty = gamma * weights[x]
             best = -np.inf
