@@ -1,6 +1,7 @@
 """LightGCN on Amazon-Beauty: full vs baco vs uniform vs hash vs qr at one float budget.
 
     python bench/baco_quality.py [--budget 0.25] [--epochs 40] [--beauty ../shared/datasets]
+    python bench/baco_quality.py --arms baco --set baco_item_weight=degree --name baco_quality_item_degree
 
 Every arm runs through run_recbole_lightemb with the same data, split, seed and schedule
 (the paper's LightGCN setting: 2 layers, d = 64). Writes bench/results/baco_quality.json after
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 import recbole_lightemb
 from recbole_lightemb import run_recbole_lightemb
@@ -34,6 +36,13 @@ def beauty_config(data_path, epochs, checkpoint_dir):
     }
 
 
+def _parse_override(item):
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget", type=float, default=0.25)
@@ -41,12 +50,16 @@ def main():
     parser.add_argument("--beauty", default=str(ROOT.parent / "shared" / "datasets"))
     parser.add_argument("--arms", nargs="+", default=["full", "baco", "uniform", "hash", "qr"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (2 per process oversubscribe 2 cores)")
+    parser.add_argument("--name", default="baco_quality", help="results file stem (arms run in parallel processes)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every arm, values read as YAML (e.g. baco_item_weight=degree)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    base = beauty_config(args.beauty, args.epochs, tempfile.mkdtemp(prefix="baco_quality_"))
+    overrides = dict(_parse_override(item) for item in args.set)
+    base = {**beauty_config(args.beauty, args.epochs, tempfile.mkdtemp(prefix="baco_quality_")), **overrides}
     out = {"benchmark": "baco_quality", "dataset": "beauty", "model": "LightGCN", "budget": args.budget,
            "schedule": {k: base[k] for k in ("epochs", "eval_step", "stopping_step", "train_batch_size")},
-           "threads": args.threads,
+           "threads": args.threads, "overrides": overrides,
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "recbole_lightemb": recbole_lightemb.__version__},
            "arms": []}
@@ -68,7 +81,7 @@ def main():
         print(f"{emb:<8} recall@20 {arm['test']['recall@20']:.4f} ndcg@20 {arm['test']['ndcg@20']:.4f} "
               f"floats {arm['ratio_floats']:.4f} bytes {arm['ratio_bytes']:.4f} plan {arm['plan_s']:.1f}s "
               f"train {arm['train_s']:.0f}s{change}", flush=True)
-        save_results("baco_quality", out)
+        save_results(args.name, out)
 
 
 if __name__ == "__main__":

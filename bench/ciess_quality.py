@@ -8,7 +8,8 @@ early stopping after 10 evaluations without progress); ``--epochs MODEL=N`` caps
 the ratio ``whole ciess run / whole plain (full) run`` of the same model in the same process.
 The JSON is rewritten after every arm, so an interrupted run keeps what it measured.
 
-    nice python bench/ciess_quality.py --seeds 1 --epochs LightGCN=100   # bench/results/ciess_quality.json
+    nice python bench/ciess_quality.py --seeds 1 --epochs LightGCN=150   # bench/results/ciess_quality.json
+    nice python bench/ciess_quality.py --models LightGCN --epochs LightGCN=100 --stopping 1000 --merge --tag '[fixed100]'
 """
 
 import argparse
@@ -68,7 +69,8 @@ def main():
     parser.add_argument("--stopping", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=2048)
     parser.add_argument("--merge", action="store_true",
-                        help="keep the runs of other models already in the JSON (run one model at a time)")
+                        help="keep the runs of other models/tags already in the JSON (run one model at a time)")
+    parser.add_argument("--tag", default="", help="names a non-default schedule in the summary keys, e.g. '[fixed100]'")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the bench machine is shared)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,13 +78,15 @@ def main():
     runs = []
     if args.merge and os.path.isfile(RESULT):
         with open(RESULT) as f:
-            runs = [r for r in json.load(f)["runs"] if r["model"] not in args.models]
+            runs = [r for r in json.load(f)["runs"]
+                    if (r["model"], r.get("tag", "")) not in {(m, args.tag) for m in args.models}]
     with tempfile.TemporaryDirectory() as workdir:
         os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
         for model in args.models:
             for seed in range(2020, 2020 + args.seeds):
                 for arm, settings in arms(args.budgets):
-                    row = {"model": model, "seed": seed, "arm": arm, "epochs": epochs_for(model, args),
+                    row = {"model": model, "tag": args.tag, "seed": seed, "arm": arm,
+                           "epochs": epochs_for(model, args), "stopping_step": args.stopping,
                            **run_arm(model, seed, settings, args, workdir)}
                     runs.append(row)
                     print(json.dumps(row), flush=True)
@@ -95,9 +99,9 @@ def main():
 def write(args, runs):
     """Summarise the arms measured so far and (re)write the JSON; returns the summary."""
     summary = {}
-    models = list(dict.fromkeys(r["model"] for r in runs))
+    models = list(dict.fromkeys(r["model"] + r.get("tag", "") for r in runs))
     for model in models:
-        rows = [r for r in runs if r["model"] == model]
+        rows = [r for r in runs if r["model"] + r.get("tag", "") == model]
         full_walls = [r["wall_s"] for r in rows if r["arm"] == "full"]
         for arm, _ in arms(args.budgets):
             mine = [r for r in rows if r["arm"] == arm]
@@ -105,7 +109,8 @@ def write(args, runs):
                 continue
             wall = float(np.mean([r["wall_s"] for r in mine]))
             summary[f"{model}/{arm}"] = {
-                "epochs_cap": mine[0]["epochs"], "seeds": len(mine),
+                "epochs_cap": mine[0]["epochs"], "stopping_step": mine[0].get("stopping_step", 10),
+                "seeds": len(mine),
                 "recall@20": float(np.mean([r["recall@20"] for r in mine])),
                 "ndcg@20": float(np.mean([r["ndcg@20"] for r in mine])),
                 "ndcg@20_std": float(np.std([r["ndcg@20"] for r in mine])),
@@ -118,7 +123,8 @@ def write(args, runs):
             if arm.startswith("ciess"):
                 summary[f"{model}/{arm}"]["search_s"] = float(np.mean([r["search_s"] for r in mine]))
     out = {"settings": {**vars(args), "models": models, "dataset": "ml-100k", "embedding_size": 64,
-                        "epochs_per_model": {m: next(r["epochs"] for r in runs if r["model"] == m) for m in models},
+                        "epochs_per_model": {m: next(r["epochs"] for r in runs if r["model"] + r.get("tag", "") == m)
+                                             for m in models},
                         "note": "all arms of a model share its schedule (300 = RecBole's normal one); "
                                 "ciess uses properties/ciess.yaml defaults; wall_s = the whole run "
                                 "(data, search, training, test)"},

@@ -7,6 +7,7 @@ On a 2-core machine the speed-up is bounded by the cores and gloo's all-reduce.
 """
 
 import argparse
+import os
 import platform
 import socket
 import tempfile
@@ -31,7 +32,10 @@ def main():
     parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
     parser.add_argument("--emb", default="full")
     parser.add_argument("--emb_budget", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (workers inherit it)")
     args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by each spawned worker's torch
+    torch.set_num_threads(args.threads)
     rows = []
     for model in args.models:
         config = {"emb": args.emb, "emb_budget": args.emb_budget, "epochs": args.epochs, "eval_step": args.epochs,
@@ -48,7 +52,7 @@ def main():
     out = {"benchmark": "ddp_scaling", "dataset": "ml-100k", "emb": args.emb, "epochs": args.epochs,
            "backend": "nccl" if torch.cuda.is_available() else "gloo", "results": rows,
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                       "cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+                       "threads_per_process": args.threads, "cuda": torch.cuda.is_available(),
                        "recbole_lightemb": recbole_lightemb.__version__}}
     save_results("ddp_scaling_gpu" if torch.cuda.is_available() else "ddp_scaling", out)
 
