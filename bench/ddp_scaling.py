@@ -19,7 +19,6 @@ from recbole_lightemb import run
 from common import save_results
 
 
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,6 +15,7 @@ import functools
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from scipy.sparse import dok_matrix
 
 
@@ -83,8 +84,30 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
 
+def _best_checkpoint_of_rank_zero(evaluate):
+    """RecBole's ``evaluate``, made safe for its distributed runs when it loads the best model.
+
+    Only rank 0 writes checkpoints, yet every rank loads "its" ``saved_model_file``: a name stamped
+    with each rank's own clock (ranks that start a second apart name different files) and read
+    without waiting for rank 0 to finish writing (a truncated zip). Every rank takes rank 0's name
+    and waits at a barrier before loading.
+    """
+
+    @functools.wraps(evaluate)
+    def wrapper(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and model_file is None and not self.config["single_spec"]:
+            names = [self.saved_model_file]
+            dist.broadcast_object_list(names, src=0)
+            self.saved_model_file = names[0]
+            dist.barrier()
+        return evaluate(self, eval_data, load_best_model, model_file, show_progress)
+
+    return wrapper
+
+
 def patch_torch_load():
-    """Make RecBole's trainer and ``load_data_and_model`` read its checkpoints safely on torch ≥ 2.6."""
+    """Make RecBole's trainer and ``load_data_and_model`` read its checkpoints safely on torch ≥ 2.6
+    (and, in distributed runs, read the one checkpoint rank 0 wrote, once it is complete)."""
     import recbole.quick_start
     import recbole.quick_start.quick_start as qs
     from recbole.trainer import Trainer
@@ -93,7 +116,7 @@ def patch_torch_load():
         return
     Trainer._save_checkpoint = _save_checkpoint
     Trainer.resume_checkpoint = _with_safe_globals(Trainer.resume_checkpoint)
-    Trainer.evaluate = _with_safe_globals(Trainer.evaluate)
+    Trainer.evaluate = _with_safe_globals(_best_checkpoint_of_rank_zero(Trainer.evaluate))
     safe_loader = _with_safe_globals(qs.load_data_and_model)
     qs.load_data_and_model = safe_loader
     recbole.quick_start.load_data_and_model = safe_loader

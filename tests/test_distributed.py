@@ -1,10 +1,14 @@
 """RecBole's multi-process (DDP) path on CPU with gloo: two workers train one epoch together."""
 
 import socket
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from recbole_lightemb import run, run_recbole_lightemb
+from recbole_lightemb import compat, run, run_recbole_lightemb
 from recbole_lightemb.plan import Plan
 
 
@@ -34,3 +38,17 @@ def test_plan_digest_tells_plans_apart():
     assert a.digest() == Plan("x", {"c": np.arange(3)}, {"g": 1.0}).digest()
     assert a.digest() != Plan("x", {"c": np.arange(3)[::-1]}, {"g": 1.0}).digest()
     assert a.digest() != Plan("x", {"c": np.arange(3)}, {"g": 2.0}).digest()
+
+
+def _load_best_on_rank(rank, port, out_dir):
+    """One rank of a 2-process group: each names its own checkpoint, as RecBole's clock may make it."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    trainer = SimpleNamespace(config={"single_spec": False}, saved_model_file=f"LightGCN-rank{rank}.pth")
+    evaluate = compat._best_checkpoint_of_rank_zero(lambda self, *args: self.saved_model_file)
+    Path(out_dir, f"{rank}.txt").write_text(evaluate(trainer, None))
+    dist.destroy_process_group()
+
+
+def test_every_rank_loads_the_checkpoint_rank_zero_wrote(tmp_path):
+    mp.spawn(_load_best_on_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"{rank}.txt").read_text() for rank in (0, 1)] == ["LightGCN-rank0.pth"] * 2
