@@ -63,27 +63,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first_seed", type=int, default=2020, help="seeds run: first_seed .. first_seed + seeds - 1")
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.2, 0.1])
     parser.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
                         help="cap every arm of MODEL at N epochs (default: RecBole's 300)")
     parser.add_argument("--stopping", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=2048)
     parser.add_argument("--merge", action="store_true",
-                        help="keep the runs of other models/tags already in the JSON (run one model at a time)")
+                        help="keep the runs already in the JSON except those of the models, tag and seeds run now")
     parser.add_argument("--tag", default="", help="names a non-default schedule in the summary keys, e.g. '[fixed100]'")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the bench machine is shared)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs = []
     if args.merge and os.path.isfile(RESULT):
+        rerun = {(m, args.tag, seed) for m in args.models for seed in seeds}
         with open(RESULT) as f:
-            runs = [r for r in json.load(f)["runs"]
-                    if (r["model"], r.get("tag", "")) not in {(m, args.tag) for m in args.models}]
+            runs = [r for r in json.load(f)["runs"] if (r["model"], r.get("tag", ""), r["seed"]) not in rerun]
     with tempfile.TemporaryDirectory() as workdir:
         os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
         for model in args.models:
-            for seed in range(2020, 2020 + args.seeds):
+            for seed in seeds:
                 for arm, settings in arms(args.budgets):
                     row = {"model": model, "tag": args.tag, "seed": seed, "arm": arm,
                            "epochs": epochs_for(model, args), "stopping_step": args.stopping,
@@ -112,6 +114,7 @@ def write(args, runs):
                 "epochs_cap": mine[0]["epochs"], "stopping_step": mine[0].get("stopping_step", 10),
                 "seeds": len(mine),
                 "recall@20": float(np.mean([r["recall@20"] for r in mine])),
+                "recall@20_std": float(np.std([r["recall@20"] for r in mine])),
                 "ndcg@20": float(np.mean([r["ndcg@20"] for r in mine])),
                 "ndcg@20_std": float(np.std([r["ndcg@20"] for r in mine])),
                 "stored_floats": int(np.mean([r["stored_floats"] for r in mine])),

@@ -1,15 +1,17 @@
 """Stream quality: LightGCN (d=64) on ml-100k as a stream, full vs uniform vs SCALL at equal floats.
 
 Every arm sees the same segments, the same epoch cap and the same early-stopping patience; uniform
-and SCALL keep a mean of 8 floats per seen user/item (12.5 % of the full width). BACO runs too
-when it is registered, at ``emb_budget=0.125`` (its own budget: a fraction of the full tables).
+and SCALL keep a mean of 8 floats per seen user/item (12.5 % of the full width); BACO, at
+``emb_budget=0.125``, re-clusters each segment into the rows those same floats pay for.
 
     nice python bench/stream_quality.py [--segments 5] [--epochs 20] [--search-batches 30]
+    nice python bench/stream_quality.py --arms baco --merge   # re-run one arm, keep the others
 
 Writes bench/results/stream_quality.json.
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -19,7 +21,7 @@ import torch
 
 from recbole_lightemb import available_methods
 from recbole_lightemb.stream import run_stream
-from common import save_results
+from common import RESULTS, save_results
 
 
 def arm_config(args, emb, **extra):
@@ -56,6 +58,8 @@ def main():
     parser.add_argument("--min-steps", type=int, default=10)
     parser.add_argument("--max-steps", type=int, default=12)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--arms", nargs="+", default=["full", "uniform", "scall", "baco"])
+    parser.add_argument("--merge", action="store_true", help="keep the other arms already in the JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small tensors on a shared CPU: one thread is several times faster
 
@@ -68,7 +72,11 @@ def main():
     if "baco" in available_methods():
         arms.append(("baco", {"emb_budget": 0.125}))
     results = {}
+    if args.merge:
+        results = json.loads((RESULTS / "stream_quality.json").read_text())["arms"]
     for name, extra in arms:
+        if name not in args.arms:
+            continue
         start = time.perf_counter()
         result = run_stream("LightGCN", "ml-100k", config_dict=arm_config(args, name, **extra))
         results[name] = summarise(name, result, time.perf_counter() - start)
@@ -80,6 +88,7 @@ def main():
     for t in range(args.segments):
         print(f"{t:>3} " + " ".join(f"{r['segments'][t]['recall@20']:>13.4f} {r['segments'][t]['stored_floats']:>15}"
                                     for r in results.values()))
+    results = {name: results[name] for name, _ in arms if name in results}
     uniform, scall = results["uniform"], results["scall"]
     ratios = {
         "scall_time_over_uniform": scall["wall_s"] / uniform["wall_s"],

@@ -237,6 +237,26 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
         assert os.path.isfile(written["plan"]["file"])
 
 
+def test_baco_stream_reclusters_within_the_seen_entities_float_budget(tmp_path):
+    data_path = write_tiny(tmp_path)
+    result_file = tmp_path / "result.json"
+    config = tiny_config(data_path, tmp_path, emb="baco", emb_budget=0.75, result_file=str(result_file))
+    from recbole_lightemb import run_recbole_lightemb
+
+    run_recbole_lightemb("BPR", "tiny", config_dict=config)
+    segments = json.loads(result_file.read_text())["segments"]
+    assert len(segments) == 3
+    for row in segments:
+        # the same floats uniform gets: 0.75 of d = 16 for every seen entity
+        assert row["budget_floats"] == 12 * (row["users_seen"] + row["items_seen"])
+        assert 0 < row["stored_floats"] <= row["budget_floats"]
+        plan = Plan.load(row["plan_file"])
+        rows = plan.meta["n_user_codes"] + plan.meta["n_item_codes"]
+        assert row["stored_floats"] == 16 * rows
+        assert row["stored_bytes"] == 4 * row["stored_floats"] + 4 * (plan["user_codes"].size + plan["item_codes"].size)
+    assert segments[-1]["budget_floats"] > segments[0]["budget_floats"]
+
+
 def test_scall_without_a_stream_plans_uniform_widths_over_training_entities(tmp_path):
     from recbole_lightemb import run_recbole_lightemb
 

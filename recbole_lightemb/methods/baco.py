@@ -12,8 +12,10 @@ from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
+from recbole_lightemb.stream.planners import StreamPlanner
 
 PADDING_ID = 0  # RecBole reserves id 0 of users and items for [PAD]: it never interacts
+COLD_ROWS = 2  # one shared row per side for entities without training interactions
 
 
 def codebook_bytes(tables, n_codes, codes_per_entity):
@@ -22,6 +24,22 @@ def codebook_bytes(tables, n_codes, codes_per_entity):
         n_codes[s.role] * s.embedding_dim * FLOAT_BYTES + s.num_embeddings * codes_per_entity[s.role] * CODE_BYTES
         for s in tables
     )
+
+
+def codes_per_entity(secondary):
+    """int32 codes each user and item stores: users two when they may take a secondary code."""
+    return {"user": 2 if secondary else 1, "item": 1}
+
+
+def rows_within(tables, row_bytes_budget, key, value):
+    """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows, counting
+    each row at the widest side's bytes so the count is safe whichever side the rows land on."""
+    row_bytes = max(sum(s.embedding_dim for s in tables if s.role == role) for role in ("user", "item"))
+    max_codes = int(row_bytes_budget // (row_bytes * FLOAT_BYTES)) - COLD_ROWS
+    if max_codes < 2:
+        raise ValueError(f"{key}={value!r} leaves no room for BACO codebook rows (after the codes' own bytes "
+                         "and one cold row per side): raise it")
+    return max_codes
 
 
 def _with_cold_code(codes, active, n_codes):
@@ -58,6 +76,20 @@ class BACO(EmbeddingMethod):
             raise ValueError(f"baco_n_iter={n_iter!r}: expected an integer >= 1")
 
     def plan(self, dataset, tables):
+        secondary = bool(self.config["baco_secondary"])
+        budget = self.config["emb_budget"]
+        if budget is None:
+            return self.plan_rows(dataset, tables, None)
+        budget_bytes = budget * full_bytes(tables)
+        code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary))
+        plan = self.plan_rows(dataset, tables, rows_within(tables, budget_bytes - code_bytes, "emb_budget", budget))
+        if plan.meta["stored_bytes"] > budget_bytes:
+            raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
+        return plan
+
+    def plan_rows(self, dataset, tables, max_codes):
+        """Co-cluster ``dataset``'s interaction graph into at most ``max_codes`` rows plus one cold row
+        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None."""
         roles = {s.role for s in tables}
         if roles != {"user", "item"}:
             raise ValueError(f"emb=baco co-clusters users with items and needs both tables; model={self.config['model']} "
@@ -68,24 +100,17 @@ class BACO(EmbeddingMethod):
         active_items = np.bincount(graph.indices, minlength=graph.shape[1]) > 0
         graph = graph[active_users][:, active_items].tocsr()
         secondary = bool(self.config["baco_secondary"])
-        per_entity = {"user": 2 if secondary else 1, "item": 1}
         options = dict(n_iter=self.config["baco_n_iter"], user_weight=self.config["baco_user_weight"],
                        item_weight=self.config["baco_item_weight"], seed=self.config["seed"], secondary=secondary)
-
-        budget = self.config["emb_budget"]
-        if budget is None:
+        if max_codes is None:
             result, probes = co_cluster(graph, self.config["baco_resolution"], **options), ()
         else:
-            budget_bytes = budget * full_bytes(tables)
-            max_codes = self._max_codes(tables, budget_bytes, per_entity, cold_rows=2)
             result, probes = fit_codebook_budget(graph, max_codes, resolution=self.config["baco_resolution"],
                                                  **options)
         user_codes, n_user = _with_cold_code(result.user_codes, active_users, result.n_user_codes)
         item_codes, n_item = _with_cold_code(result.item_codes[:, None], active_items, result.n_item_codes)
         n_codes = {"user": n_user, "item": n_item}
-        stored = codebook_bytes(tables, n_codes, per_entity)
-        if budget is not None and stored > budget * full_bytes(tables):
-            raise AssertionError(f"BACO plan of {stored} bytes is over the budget")  # _max_codes guarantees not
+        stored = codebook_bytes(tables, n_codes, codes_per_entity(secondary))
         getLogger().info(set_color("BACO", "pink") + f": resolution={result.resolution:.5g}, user rows={n_user}, "
                          f"item rows={n_item}, passes={result.passes}, probes={len(probes)}, "
                          f"objective={result.objective:.5g}")
@@ -95,19 +120,30 @@ class BACO(EmbeddingMethod):
             "stored_bytes": stored,
         })
 
-    @staticmethod
-    def _max_codes(tables, budget_bytes, per_entity, cold_rows):
-        """Most user+item rows that fit: the budget less the codes' bytes, over the bytes of one row
-        (the widest side's, so the count is safe whichever side the rows land on)."""
-        code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, per_entity)
-        row_bytes = max(sum(s.embedding_dim for s in tables if s.role == role) for role in ("user", "item"))
-        max_codes = int((budget_bytes - code_bytes) // (row_bytes * FLOAT_BYTES)) - cold_rows
-        if max_codes < 2:
-            raise ValueError(f"emb_budget={budget_bytes / full_bytes(tables):.4g} leaves no room for codebook "
-                             "rows after the codes' own bytes: raise emb_budget")
-        return max_codes
+    def stream_planner(self):
+        return BacoStream(self, self.config)
 
     def build(self, spec, table, plan):
         generator = torch.Generator().manual_seed(self.config["seed"])
         return CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
                                  padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)
+
+
+class BacoStream(StreamPlanner):
+    """BACO on a stream: re-cluster each segment's history into the rows ``emb_budget`` of the *seen*
+    entities' full floats allows (as ``uniform`` gives every seen entity ``emb_budget · d``), so the
+    two are compared at equal floats; the codes' bytes are reported on top."""
+
+    def budget_floats(self, segment, tables_per_side):
+        budget = self.config["emb_budget"]
+        if budget is None:
+            return None
+        return int(budget * self.config["embedding_size"] * (segment.users_seen + segment.items_seen)
+                   * tables_per_side)
+
+    def plan(self, segment, specs, search=None):
+        tables_per_side = max(sum(s.role == "user" for s in specs), 1)
+        floats = self.budget_floats(segment, tables_per_side)
+        max_codes = None if floats is None else rows_within(specs, floats * FLOAT_BYTES, "emb_budget",
+                                                             self.config["emb_budget"])
+        return self.method.plan_rows(segment.history, specs, max_codes)
