@@ -4,7 +4,8 @@ Run from the repository root:  python bench/baco_balance.py [--budget 0.25]
 For each (user, item) weight scheme, runs the budget search on the Beauty train split with the
 row count that ``emb: baco`` would allow at that byte budget (d = 64, two int32 codes per user,
 one per item, one cold row per side), and records the largest clusters: one code shared by
-most users means those users differ only by their secondary code. Explains the quality figures
+most users means those users differ only by their secondary code (the distinct (primary,
+secondary) pairs count the user vectors left). Explains the quality figures
 of bench/baco_quality.py. Writes bench/results/baco_balance.json.
 """
 
@@ -59,12 +60,13 @@ def main():
                "singleton_user_codes": int((user_sizes == 1).sum()),
                "singleton_item_codes": int((item_sizes == 1).sum()),
                "users_with_secondary": float((result.user_codes[:, 1] >= 0).mean()),
+               "distinct_user_vectors": len(np.unique(np.sort(result.user_codes, axis=1), axis=0)),
                "probes": len(probes), "search_s": time.perf_counter() - start}
         rows.append(row)
         print(f"{user_weight:>6}/{item_weight:<6} γ={row['resolution']:.4g} codes {row['user_codes']}/"
               f"{row['item_codes']}  largest user code {row['largest_user_code']} (top 10: "
               f"{row['top10_user_codes']}) of {R.shape[0]} users, largest item code {row['largest_item_code']} "
-              f"of {R.shape[1]} items", flush=True)
+              f"of {R.shape[1]} items; {row['distinct_user_vectors']} distinct user vectors", flush=True)
     save_results("baco_balance", {"benchmark": "baco_balance", "dataset": "beauty (train split)",
                                   "users": R.shape[0], "items": R.shape[1], "edges": int(R.nnz),
                                   "budget": args.budget, "max_codes": max_codes, "seed": SEED, "schemes": rows})
