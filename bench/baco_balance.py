@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recbole_lightemb.coclustering import fit_codebook_budget  # noqa: E402
-from recbole_lightemb.modules import FLOAT_BYTES  # noqa: E402
-from recbole_lightemb.modules.codebook import CODE_BYTES  # noqa: E402
+from recbole_lightemb.methods.baco import rows_for_budget  # noqa: E402
+from recbole_lightemb.swap import TableSpec  # noqa: E402
 from baco_speed import load_atomic  # noqa: E402
 from common import save_results  # noqa: E402
 
@@ -31,12 +31,10 @@ DIM = 64
 SEED = 2020
 
 
-def rows_for_budget(n_users, n_items, budget):
-    """Codebook rows ``emb: baco`` may use: the byte budget less the codes, over one row's bytes.
-    RecBole adds a padding id to each side, counted in the full tables."""
-    full = (n_users + 1 + n_items + 1) * DIM * FLOAT_BYTES
-    codes = ((n_users + 1) * 2 + (n_items + 1)) * CODE_BYTES
-    return int((budget * full - codes) // (DIM * FLOAT_BYTES)) - 2
+def beauty_tables(n_users, n_items):
+    """LightGCN's two tables on Beauty as RecBole builds them: one padding id added to each side."""
+    return [TableSpec("user_embedding", "user", n_users + 1, DIM, None),
+            TableSpec("item_embedding", "item", n_items + 1, DIM, None)]
 
 
 def main():
@@ -45,7 +43,7 @@ def main():
     parser.add_argument("--beauty", default=str(ROOT.parent / "shared" / "datasets"))
     args = parser.parse_args()
     R = load_atomic(Path(args.beauty) / "beauty" / "beauty.train.inter")
-    max_codes = rows_for_budget(*R.shape, args.budget)
+    max_codes = rows_for_budget(beauty_tables(*R.shape), args.budget, secondary=True)
     rows = []
     for user_weight, item_weight in SCHEMES:
         start = time.perf_counter()

@@ -98,12 +98,17 @@ def main():
               f"  time x{row['run_time_vs_full']:.2f}")
 
 
+def _group(row):
+    """A summary group: the model, plus the tag of a non-default schedule."""
+    return row["model"] + row.get("tag", "")
+
+
 def write(args, runs):
     """Summarise the arms measured so far and (re)write the JSON; returns the summary."""
     summary = {}
-    models = list(dict.fromkeys(r["model"] + r.get("tag", "") for r in runs))
+    models = list(dict.fromkeys(_group(r) for r in runs))
     for model in models:
-        rows = [r for r in runs if r["model"] + r.get("tag", "") == model]
+        rows = [r for r in runs if _group(r) == model]
         full_walls = [r["wall_s"] for r in rows if r["arm"] == "full"]
         for arm, _ in arms(args.budgets):
             mine = [r for r in rows if r["arm"] == arm]
@@ -126,8 +131,7 @@ def write(args, runs):
             if arm.startswith("ciess"):
                 summary[f"{model}/{arm}"]["search_s"] = float(np.mean([r["search_s"] for r in mine]))
     out = {"settings": {**vars(args), "models": models, "dataset": "ml-100k", "embedding_size": 64,
-                        "epochs_per_model": {m: next(r["epochs"] for r in runs if r["model"] + r.get("tag", "") == m)
-                                             for m in models},
+                        "epochs_per_model": {m: next(r["epochs"] for r in runs if _group(r) == m) for m in models},
                         "note": "all arms of a model share its schedule (300 = RecBole's normal one); "
                                 "ciess uses properties/ciess.yaml defaults; wall_s = the whole run "
                                 "(data, search, training, test)"},

@@ -19,7 +19,6 @@ from recbole_lightemb import Config, swap_embeddings
 from common import save_results
 
 
-
 def epoch_seconds(config, train_data, plugin):
     """One training epoch of a freshly built model (with or without the swap)."""
     init_seed(config["seed"], config["reproducibility"])

@@ -84,11 +84,11 @@ def main():
               f"NDCG@20 {results[name]['mean_ndcg@20']:.4f}  wall {results[name]['wall_s']:.0f}s  "
               f"budget held: {results[name]['budget_held']}", flush=True)
 
+    results = {name: results[name] for name, _ in arms if name in results}  # merged arms in run order
     print(f"\n{'seg':>3} " + " ".join(f"{n + ' R@20':>13} {n + ' floats':>15}" for n in results))
     for t in range(args.segments):
         print(f"{t:>3} " + " ".join(f"{r['segments'][t]['recall@20']:>13.4f} {r['segments'][t]['stored_floats']:>15}"
                                     for r in results.values()))
-    results = {name: results[name] for name, _ in arms if name in results}
     uniform, scall = results["uniform"], results["scall"]
     ratios = {
         "scall_time_over_uniform": scall["wall_s"] / uniform["wall_s"],

@@ -42,6 +42,13 @@ def rows_within(tables, row_bytes_budget, key, value):
     return max_codes
 
 
+def rows_for_budget(tables, budget, secondary):
+    """Codebook rows ``emb_budget=budget`` pays for: its share of the full tables' bytes less every
+    entity's codes, over one row's bytes."""
+    code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary))
+    return rows_within(tables, budget * full_bytes(tables) - code_bytes, "emb_budget", budget)
+
+
 def _with_cold_code(codes, active, n_codes):
     """Entities without training interactions share one extra "cold" row; the padding id gets none."""
     full = np.full((len(active),) + codes.shape[1:], -1, dtype=np.int32)
@@ -76,14 +83,11 @@ class BACO(EmbeddingMethod):
             raise ValueError(f"baco_n_iter={n_iter!r}: expected an integer >= 1")
 
     def plan(self, dataset, tables):
-        secondary = bool(self.config["baco_secondary"])
         budget = self.config["emb_budget"]
         if budget is None:
             return self.plan_rows(dataset, tables, None)
-        budget_bytes = budget * full_bytes(tables)
-        code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary))
-        plan = self.plan_rows(dataset, tables, rows_within(tables, budget_bytes - code_bytes, "emb_budget", budget))
-        if plan.meta["stored_bytes"] > budget_bytes:
+        plan = self.plan_rows(dataset, tables, rows_for_budget(tables, budget, bool(self.config["baco_secondary"])))
+        if plan.meta["stored_bytes"] > budget * full_bytes(tables):
             raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
         return plan
 

@@ -10,9 +10,8 @@ fraction of the full tables' bytes, width indices counted.
 Departures from the paper, each a key in ``properties/ciess.yaml``: a CPU-sized schedule
 (3 × 5 warm-started steps of 10 batches, not 30 × 11 retrainings), ``ciess_fill_budget``
 (scale a plan left under the budget up to it) and ``ciess_rank_by_frequency`` (hand the
-chosen widths out by frequency rank). On ml-100k/BPR at 10 % and a 40-epoch schedule the
-ranking lifts the plan above the uniform table; trained to convergence it stays below it
-(``bench/results/ciess_quality.json``).
+chosen widths out by frequency rank). Trained to convergence on ml-100k the plans stay below
+the uniform table at equal bytes (``bench/results/ciess_quality.json``).
 """
 
 import numpy as np
