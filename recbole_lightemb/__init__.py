@@ -13,7 +13,7 @@ from recbole_lightemb.compare import compare  # noqa: E402
 from recbole_lightemb.config import Config  # noqa: E402
 from recbole_lightemb.modules import LightEmbedding  # noqa: E402
 from recbole_lightemb.plan import Plan  # noqa: E402
-from recbole_lightemb.quick_start import run, run_recbole_lightemb  # noqa: E402
+from recbole_lightemb.quick_start import load_data_and_model, run, run_recbole_lightemb  # noqa: E402
 from recbole_lightemb.registry import EmbeddingMethod, available_methods, get_method, register_method  # noqa: E402
 from recbole_lightemb.report import compression_report  # noqa: E402
 from recbole_lightemb.swap import TableSpec, find_embedding_tables, swap_embeddings  # noqa: E402
@@ -22,6 +22,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config", "EmbeddingMethod", "compare", "LightEmbedding", "Plan", "TableSpec", "available_methods",
-    "compression_report", "find_embedding_tables", "get_method", "register_method", "run",
+    "compression_report", "find_embedding_tables", "get_method", "load_data_and_model", "register_method", "run",
     "run_recbole_lightemb", "swap_embeddings",
 ]

@@ -3,8 +3,9 @@
 Answers "at my memory budget, which method keeps the most accuracy, at what cost in time?":
 every (method, budget) arm runs through :func:`run_recbole_lightemb`, the full model once as the
 reference, and the rows (stored floats and bytes, each valid/test metric, change against full,
-plan and train seconds) are written to ``results.csv``/``results.json`` and drawn in
-``tradeoff.png``. A method that is unknown or fails gets a row that says why; the others go on.
+plan and train seconds, whether early stopping ended each run) are written to
+``results.csv``/``results.json``, and the arms are drawn against the ``uniform`` curve in
+``frontier.png`` (see :mod:`recbole_lightemb.frontier`). A method that is unknown or fails gets a row that says why; the others go on.
 """
 
 import contextlib
@@ -20,7 +21,8 @@ import numpy as np
 from recbole.utils import get_local_time, set_color
 
 from recbole_lightemb.config import Config
-from recbole_lightemb.plot import plot_tradeoff
+from recbole_lightemb.frontier import frontier_rows
+from recbole_lightemb.plot import plot_frontier
 from recbole_lightemb.quick_start import run_recbole_lightemb
 from recbole_lightemb.registry import get_method
 
@@ -102,7 +104,8 @@ def _mean_std(values):
 def _summarise(method, budget, runs, metrics):
     """One row from the runs (one per seed) of an arm."""
     ok = [r for r in runs if r["error"] is None]
-    row = {"method": method, "budget": budget, "n_seeds": len(ok), "seeds": [r["seed"] for r in ok]}
+    row = {"method": method, "budget": budget, "n_seeds": len(ok), "seeds": [r["seed"] for r in ok],
+           "n_converged": sum(bool((r.get("convergence") or {}).get("converged")) for r in ok)}
     for key in ("stored_floats", "stored_bytes", "full_bytes", "ratio"):
         row[key] = _mean_std([r["compression"].get(key) for r in ok])[0]
     for key in ("stored_floats", "stored_bytes", "full_bytes"):
@@ -136,7 +139,7 @@ def _add_changes(rows, metrics):
 
 def columns(metrics):
     """CSV column order."""
-    cols = ["method", "budget", "n_seeds", "stored_floats", "stored_bytes", "full_bytes", "ratio", "within_budget"]
+    cols = ["method", "budget", "n_seeds", "n_converged", "stored_floats", "stored_bytes", "full_bytes", "ratio", "within_budget"]
     for split, names in metrics.items():
         for name in names:
             cols += [f"{split}_{name}", f"{split}_{name}_std", f"{split}_{name}_vs_full_pct"]
@@ -198,7 +201,7 @@ def _versions():
             "torch": torch.__version__, "python": sys.version.split()[0]}
 
 
-def _run_arm(model, dataset, config_file_list, config_dict, method, budget, seed, arm_dir):
+def run_arm(model, dataset, config_file_list, config_dict, method, budget, seed, arm_dir):
     """One seed of one arm; never raises: a failure becomes the run's ``error``."""
     run = {"method": method, "budget": budget, "seed": seed, "error": None}
     try:
@@ -212,6 +215,8 @@ def _run_arm(model, dataset, config_file_list, config_dict, method, budget, seed
         run["valid"], run["test"] = _results_of(result)
         run["compression"] = {k: v for k, v in (result.get("compression") or {}).items() if k != "tables"}
         run["timing"] = dict(result.get("timing") or {})
+        run["convergence"] = result.get("convergence")
+        run["test_buckets"] = result.get("test_buckets")
         run["plan"] = result.get("plan")
         if "segments" in result:
             run["segments"] = result["segments"]
@@ -275,7 +280,7 @@ def compare(model, dataset, methods, budgets, config_file_list=None, config_dict
         arm_dir = os.path.join(compare_dir, _arm_name(method, budget))
         for seed in range(base_seed, base_seed + seeds):
             logger.info(set_color("compare", "green") + f": {_arm_name(method, budget)} seed {seed}")
-            runs.append(_run_arm(model, dataset, config_file_list, config_dict, method, budget, seed, arm_dir))
+            runs.append(run_arm(model, dataset, config_file_list, config_dict, method, budget, seed, arm_dir))
 
     metrics = {"valid": [], "test": []}
     for run in runs:
@@ -295,8 +300,7 @@ def compare(model, dataset, methods, budgets, config_file_list=None, config_dict
     }
     with open(os.path.join(compare_dir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2, default=_json_default)
-    split = "valid" if valid_metric in metrics["valid"] else "test"  # a stream may report test means only
-    plot_tradeoff(rows, f"{split}_{valid_metric}", os.path.join(compare_dir, "tradeoff.png"),
+    plot_frontier(frontier_rows(runs, valid_metric), valid_metric, os.path.join(compare_dir, "frontier.png"),
                   title=f"{model} on {dataset}" + (" (stream: means over segments)" if stream else ""))
     logger.info(set_color("comparison", "yellow") + f" ({model} on {dataset}, {seeds} seed(s); "
                 f"metric cells: mean (change vs full))\n" + format_table(rows, metrics))

@@ -10,10 +10,8 @@ fix can reach them: RecBole 1.2.1 requires ``ray<=2.6.3``, which is imported by
 chained ``fillna(inplace=True)`` into a no-op (``pandas<3``).
 """
 
-import copy
 import functools
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from scipy.sparse import dok_matrix
@@ -30,48 +28,18 @@ def patch_scipy_dok():
         dok_matrix._update = _dok_update
 
 
-def recbole_checkpoint_globals():
-    """The classes a RecBole checkpoint holds besides tensors: data only, no code runs on load."""
-    import yaml
-    from recbole.config import Config
-    from recbole.utils import EvaluatorType, InputType, ModelType
-
-    from recbole_lightemb.config import Config as LightConfig
-
-    allowed = [Config, LightConfig, ModelType, InputType, EvaluatorType, yaml.FullLoader, np.dtype]
-    allowed.append(np.core.multiarray.scalar)
-    allowed += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
-    return allowed
-
-
-def _with_safe_globals(func):
-    """Run ``func`` with ``torch.load`` in weights-only mode allowing RecBole's own data classes."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with torch.serialization.safe_globals(recbole_checkpoint_globals()):
-            return func(*args, **kwargs)
-
-    wrapper.__lightemb_safe_load__ = True
-    return wrapper
-
-
 def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-    """RecBole's checkpoint, written with the default pickle protocol (2).
-
-    RecBole 1.2.1 writes protocol 4, which PyTorch's weights-only loader cannot read at all;
-    with protocol 2 the checkpoint loads with ``weights_only=True`` plus an allow-list of
-    RecBole's config classes, so no arbitrary pickle is ever executed.
-    """
+    """RecBole's checkpoint with its config written as plain values (:mod:`recbole_lightemb.checkpoint`):
+    the file holds tensors, numbers, strings, lists and dicts only, and loads with no allow-list."""
     from recbole.utils import set_color
+
+    from recbole_lightemb.checkpoint import config_to_data
 
     if not self.config["single_spec"] and self.config["local_rank"] != 0:
         return
     saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-    config = copy.copy(self.config)
-    config.model_class = None  # a class reference is code, not data: keep the checkpoint data-only
     state = {
-        "config": config,
+        "config": config_to_data(self.config),
         "epoch": epoch,
         "cur_step": self.cur_step,
         "best_valid_score": float(self.best_valid_score),
@@ -82,6 +50,47 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
     torch.save(state, saved_model_file)
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+
+def _load_into_model(trainer, checkpoint_file):
+    """Read ``checkpoint_file`` as data only and put its weights into the trainer's model."""
+    from recbole_lightemb.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(checkpoint_file, map_location=trainer.device,
+                                 trust=bool(trainer.config["trust_checkpoint"]))
+    trainer.model.load_state_dict(checkpoint["state_dict"])
+    trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
+    return checkpoint
+
+
+def _evaluate_loading_data_only(evaluate):
+    """RecBole's ``evaluate``, with the best (or given) checkpoint read by the plugin's data-only loader."""
+
+    @functools.wraps(evaluate)
+    def wrapper(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if eval_data and load_best_model:
+            checkpoint_file = model_file or self.saved_model_file
+            _load_into_model(self, checkpoint_file)
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return evaluate(self, eval_data, False, None, show_progress)
+
+    wrapper.__lightemb_safe_load__ = True
+    return wrapper
+
+
+def _resume_checkpoint(self, resume_file):
+    """RecBole's ``resume_checkpoint``, reading the file with the data-only loader."""
+    self.saved_model_file = str(resume_file)
+    checkpoint = _load_into_model(self, resume_file)
+    self.start_epoch = checkpoint["epoch"] + 1
+    self.cur_step = checkpoint["cur_step"]
+    self.best_valid_score = checkpoint["best_valid_score"]
+    saved_model = checkpoint["config"]["model"] if checkpoint["config"] is not None else None
+    if saved_model is not None and saved_model.lower() != self.config["model"].lower():
+        self.logger.warning(f"checkpoint {resume_file!r} was written by model={saved_model!r}, not "
+                            f"{self.config['model']!r}; its state_dict may not fit")
+    self.optimizer.load_state_dict(checkpoint["optimizer"])
+    self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
 
 def _best_checkpoint_of_rank_zero(evaluate):
@@ -105,21 +114,23 @@ def _best_checkpoint_of_rank_zero(evaluate):
     return wrapper
 
 
-def patch_torch_load():
-    """Make RecBole's trainer and ``load_data_and_model`` read its checkpoints safely on torch ≥ 2.6
-    (and, in distributed runs, read the one checkpoint rank 0 wrote, once it is complete)."""
+def patch_checkpoint_loading():
+    """Every RecBole load path the plugin reaches reads checkpoints as data only (and, in distributed
+    runs, reads the one checkpoint rank 0 wrote, once it is complete); RecBole's own
+    ``load_data_and_model`` becomes the plugin's, which also rebuilds compressed tables."""
     import recbole.quick_start
     import recbole.quick_start.quick_start as qs
     from recbole.trainer import Trainer
 
+    from recbole_lightemb.quick_start import load_data_and_model
+
     if getattr(Trainer.evaluate, "__lightemb_safe_load__", False):
         return
     Trainer._save_checkpoint = _save_checkpoint
-    Trainer.resume_checkpoint = _with_safe_globals(Trainer.resume_checkpoint)
-    Trainer.evaluate = _with_safe_globals(_best_checkpoint_of_rank_zero(Trainer.evaluate))
-    safe_loader = _with_safe_globals(qs.load_data_and_model)
-    qs.load_data_and_model = safe_loader
-    recbole.quick_start.load_data_and_model = safe_loader
+    Trainer.resume_checkpoint = _resume_checkpoint
+    Trainer.evaluate = _evaluate_loading_data_only(_best_checkpoint_of_rank_zero(Trainer.evaluate))
+    qs.load_data_and_model = load_data_and_model
+    recbole.quick_start.load_data_and_model = load_data_and_model
 
 
 def _trainer_init(self, config, model):
@@ -145,5 +156,5 @@ def patch_cpu_distributed():
 def apply():
     """Apply every fix; safe to call more than once."""
     patch_scipy_dok()
-    patch_torch_load()
+    patch_checkpoint_loading()
     patch_cpu_distributed()

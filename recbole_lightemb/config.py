@@ -1,12 +1,36 @@
 """RecBole's ``Config`` with the plugin's ``properties/*.yaml`` layered under the user's settings."""
 
+import difflib
+import functools
 import os
+import sys
 
 import torch
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 """The YAML defaults, RecBole-style, at the top of the (editable) checkout."""
+
+PLUGIN_PREFIXES = ("emb_", "baco_", "ciess_", "scall_", "stream_", "freq_")
+"""Keys starting with these belong to the plugin: one it does not know is a typo, not a RecBole key."""
+
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
+
+
+@functools.lru_cache(maxsize=1)
+def plugin_defaults():
+    """Every plugin key with its default, from all ``properties/*.yaml``."""
+    keys = {}
+    for name in sorted(os.listdir(PROPERTIES_DIR)):
+        if name.endswith(".yaml"):
+            with open(os.path.join(PROPERTIES_DIR, name)) as f:
+                keys.update(yaml.safe_load(f) or {})
+    return keys
+
+
+def _is_plugin_key(name):
+    return name in plugin_defaults() or name.startswith(PLUGIN_PREFIXES)
 
 
 class Config(RecBoleConfig):
@@ -25,9 +49,39 @@ class Config(RecBoleConfig):
         if isinstance(emb, str) and os.path.isfile(method_file):
             self._update_internal_config_dict(method_file)
 
+    def _load_cmd_line(self):
+        """RecBole reads ``--key=value`` only; a plugin key written ``--key value`` would be silently dropped."""
+        argv = sys.argv[1:]
+        for i, arg in enumerate(argv):
+            name = arg[2:] if arg.startswith("--") and "=" not in arg else None
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+            if name and value is not None and _is_plugin_key(name):
+                raise ValueError(f"--{name} {value}: RecBole reads command-line keys only as --key=value, so this "
+                                 f"would be ignored; write --{name}={value}")
+        return super()._load_cmd_line()
+
     def _set_default_parameters(self):
         super()._set_default_parameters()
+        self._check_plugin_keys()
         self._check_dataset_present()
+
+    def _check_plugin_keys(self):
+        """Unknown plugin-prefixed keys are typos (named with the closest known key); boolean keys read
+        ``yes``/``no``/``1``/``0`` as the command line's ``str2bool`` does, anything else is an error."""
+        known = plugin_defaults()
+        for key, value in self.external_config_dict.items():
+            if key.startswith(PLUGIN_PREFIXES) and key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                raise ValueError(f"{key}={value!r}: not a recbole-lightemb key"
+                                 + (f"; did you mean {close[0]}?" if close else ""))
+        for key, default in known.items():
+            value = self.final_config_dict.get(key)
+            if isinstance(default, bool) and type(value) is int and value in (0, 1):
+                self.final_config_dict[key] = bool(value)
+            elif isinstance(default, bool) and isinstance(value, str):
+                if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+                    raise ValueError(f"{key}={value!r}: expected True or False (or yes/no, 1/0)")
+                self.final_config_dict[key] = value.lower() in TRUE_WORDS
 
     def _check_dataset_present(self):
         """Fail before RecBole would try to download a dataset: this plugin never downloads."""

@@ -1,54 +1,59 @@
-"""The memory/accuracy trade-off plot of a comparison (needs the optional ``plot`` extra: matplotlib)."""
+"""The frontier plot of a comparison (needs the optional ``plot`` extra: matplotlib).
+
+Bytes / full on a log x-axis, a test metric on y: ``uniform`` as a line with a ±std band (the curve
+every method must beat), ``full`` as a horizontal line, every other arm as a point with error bars.
+An arm where any seed hit the epoch cap is drawn hollow and labelled "not converged".
+"""
 
 from logging import getLogger
 
 MARKERS = "osD^v<>PX*hp"
 
 
-def human_bytes(n):
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} GiB"
-
-
-def plot_tradeoff(rows, metric_key, path, title=None):
-    """Stored bytes (log x) against ``metric_key`` (y): one marker per method and budget, the full
-    model as a horizontal line. Returns ``path``, or ``None`` when matplotlib is missing."""
+def plot_frontier(rows, metric, path, title=None):
+    """Draw :func:`recbole_lightemb.frontier.frontier_rows` ``rows`` for ``metric`` (e.g. ``recall@20``);
+    returns ``path``, or ``None`` when matplotlib is missing."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        getLogger().warning("matplotlib not installed: skipping the trade-off plot "
+        getLogger().warning("matplotlib not installed: skipping the frontier plot "
                             "(pip install 'recbole-lightemb[plot]')")
         return None
 
-    done = [r for r in rows if r.get(metric_key) is not None and r.get("stored_bytes")]
-    full = next((r for r in done if r["method"] == "full"), None)
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    key = f"test_{metric}"
+    done = [r for r in rows if r.get(key) is not None and r.get("ratio")]
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    if full is not None:
-        ax.axhline(full[metric_key], color="0.4", linestyle="--", linewidth=1,
-                   label=f"full (RecBole), {human_bytes(full['stored_bytes'])}")
-        ax.plot([full["stored_bytes"]], [full[metric_key]], marker="*", markersize=12, color="0.3", linestyle="")
-    methods = list(dict.fromkeys(r["method"] for r in done if r["method"] != "full"))
-    for k, method in enumerate(methods):
-        points = sorted((r for r in done if r["method"] == method), key=lambda r: r["stored_bytes"])
-        xs = [r["stored_bytes"] for r in points]
-        ys = [r[metric_key] for r in points]
-        errs = [r.get(f"{metric_key}_std") or 0.0 for r in points]
-        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker=MARKERS[k % len(MARKERS)],
-                    linestyle=":", markersize=7, capsize=3, label=method)
-        for r in points:
-            if r["budget"] is not None:
-                ax.annotate(f"{r['budget']:g}", (r["stored_bytes"], r[metric_key]), textcoords="offset points",
-                            xytext=(5, 5), fontsize=8)
+    for row in (r for r in done if r["arm"] == "full"):
+        std = row.get(f"{key}_std") or 0.0
+        ax.axhline(row[key], color="0.3", linestyle="--", linewidth=1, label=_label("full", row))
+        ax.axhspan(row[key] - std, row[key] + std, color="0.5", alpha=0.12, linewidth=0)
+    curve = sorted((r for r in done if r.get("uniform_curve")), key=lambda r: r["ratio"])
+    if curve:
+        xs, ys = [r["ratio"] for r in curve], [r[key] for r in curve]
+        stds = [r.get(f"{key}_std") or 0.0 for r in curve]
+        ax.plot(xs, ys, color="C0", marker="o", markersize=4, label=_label("uniform", *curve))
+        ax.fill_between(xs, [y - s for y, s in zip(ys, stds)], [y + s for y, s in zip(ys, stds)],
+                        color="C0", alpha=0.2, linewidth=0)
+    others = [r for r in done if r["arm"] != "full" and r not in curve]
+    for k, row in enumerate(others):
+        color = f"C{k % 9 + 1}"
+        ax.errorbar([row["ratio"]], [row[key]], yerr=[row.get(f"{key}_std") or 0.0], capsize=3, linestyle="",
+                    marker=MARKERS[k % len(MARKERS)], markersize=7, color=color,
+                    markerfacecolor=color if row["converged"] else "none", label=_label(row["arm"], row))
     ax.set_xscale("log")
-    ax.set_xlabel("stored embedding bytes (log scale, indices included)")
-    ax.set_ylabel(metric_key.replace("_", " ", 1))
-    ax.set_title(title or "memory / accuracy trade-off")
+    ax.set_xlabel("stored bytes / full (log scale, indices included)")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(title or "accuracy at equal memory")
     ax.grid(True, which="both", alpha=0.3)
     if done:
-        ax.legend(title="method (labels: budget asked)", fontsize=8, title_fontsize=8, loc="best")
+        ax.legend(fontsize=7, loc="best")
     fig.savefig(path, dpi=120)
     return path
+
+
+def _label(name, *rows):
+    """Legend text: the arm, and "not converged" if any of its seeds stopped at the epoch cap."""
+    if all(r.get("converged", True) for r in rows):
+        return name
+    return f"{name} (not converged)"

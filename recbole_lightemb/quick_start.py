@@ -11,7 +11,11 @@ from recbole.data import create_dataset, data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, get_model, get_trainer, init_logger, init_seed, set_color
 
+from recbole_lightemb.buckets import bucket_recall, format_buckets
+from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
 from recbole_lightemb.config import Config
+from recbole_lightemb.convergence import ConvergenceLog
+from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report
 from recbole_lightemb.stream import run_stream
@@ -88,13 +92,18 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
         logger.info(set_color("Saving plan", "blue") + f": {plan_file}")
 
     start = time.perf_counter()
+    convergence = ConvergenceLog(config["valid_metric_bigger"])
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=convergence
     )
+    convergence = convergence.summary(trainer)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     eval_s = time.perf_counter() - start
+    buckets = bucket_recall(trainer, test_data, train_data._dataset, k=min(config["topk"]))
+    if buckets:
+        logger.info(set_color("test recall by frequency", "yellow") + f": {format_buckets(buckets)}")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     report = compression_report(model)
@@ -113,6 +122,8 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
         "compression": report,
         "plan": {"file": plan_file, **plan.meta},
         "timing": {"plan_s": plan_s, "train_s": train_s, "eval_s": eval_s},
+        "convergence": convergence,
+        "test_buckets": buckets,
     }
     if config["result_file"] and config["local_rank"] == 0:
         write_result(result, config["result_file"])
@@ -147,3 +158,37 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
     mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()
+
+
+def load_data_and_model(model_file, trust_checkpoint=False):
+    """RecBole's ``load_data_and_model`` for any checkpoint a run wrote, compressed ones included.
+
+    The checkpoint is read as data only (:func:`~recbole_lightemb.checkpoint.load_checkpoint`); the data
+    and model are rebuilt from its config, and for ``emb`` other than ``full`` the plan saved beside
+    it swaps in the same tables before the weights are loaded. Returns ``(config, model, dataset,
+    train_data, valid_data, test_data)`` as RecBole does.
+    """
+    checkpoint = load_checkpoint(model_file, map_location="cpu", trust=trust_checkpoint)
+    config = checkpoint["config"]
+    if config is None:
+        raise CheckpointError(f"checkpoint {str(model_file)!r}: holds no config to rebuild the data and model from")
+    if config["stream"]:
+        raise CheckpointError(f"checkpoint {str(model_file)!r} holds one segment of a stream (stream=True); "
+                              "load its weights with Trainer.evaluate(model_file=...) on that segment's data")
+    emb = config["emb"] or "full"
+    plan = None
+    if emb != "full":
+        plan_file = plan_path(str(model_file))
+        if not os.path.isfile(plan_file):
+            raise CheckpointError(f"checkpoint {str(model_file)!r} (emb={emb!r}) needs its plan {plan_file!r} "
+                                  "beside it, and it is missing")
+        plan = Plan.load(plan_file, method=emb)
+    dataset = start_run(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    if plan is not None:
+        swap_embeddings(model, train_data._dataset, config, plan=plan)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

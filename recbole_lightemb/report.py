@@ -7,9 +7,10 @@ from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
 
 def compression_report(model):
     """Read the report off the model itself, so it always describes what is really stored."""
-    tables = []
+    tables, outer = [], []
     for name, module in model.named_modules():
-        if isinstance(module, LightEmbedding):
+        if isinstance(module, LightEmbedding) and not any(name.startswith(f"{o}.") for o in outer):
+            outer.append(name)  # a table inside another (a residual's shared rows) is counted by its owner
             tables.append({
                 "name": name,
                 "role": getattr(module, "role", None),
@@ -18,7 +19,7 @@ def compression_report(model):
                 "stored_floats": int(module.stored_floats()),
                 "stored_bytes": int(module.stored_bytes()),
             })
-    full_floats = sum(m.num_embeddings * m.embedding_dim for m in model.modules() if isinstance(m, LightEmbedding))
+    full_floats = sum(t["entities"] * t["dim"] for t in tables)
     stored_bytes = sum(t["stored_bytes"] for t in tables)
     full_bytes = full_floats * FLOAT_BYTES
     return {

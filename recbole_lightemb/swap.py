@@ -1,10 +1,11 @@
 """Find a RecBole model's user/item embedding tables and replace them with lightweight ones."""
 
 from dataclasses import dataclass
+from logging import getLogger
 
 from torch import nn
 
-from recbole_lightemb.modules import LightEmbedding
+from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
 from recbole_lightemb.registry import get_method
 
 ROLES = ("user", "item")
@@ -88,12 +89,42 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     """
     method = method or get_method(config["emb"])(config)
     specs, tables = find_embedding_tables(model, dataset, config)
+    saved = None
     if plan is None:
         saved = config[f"{method.name}_plan"] or config["emb_plan"]
         plan = method.load_plan(saved) if saved else method.plan(dataset, specs)
+    if saved:
+        check_plan_fits(plan, specs, saved)
+    built = []
     for spec, table in zip(specs, tables):
         new = method.build(spec, table, plan).to(table.weight.device)
         new.table_name = spec.name
         new.role = spec.role
         _replace(model, table, new)
+        built.append(new)
+    if saved:
+        check_plan_budget(built, specs, config["emb_budget"], saved)
     return plan
+
+
+def check_plan_fits(plan, specs, path):
+    """A reused plan must have been made for tables of these sizes (another dataset's plan would index
+    past its arrays deep inside training)."""
+    sizes = {**{s.role: s.num_embeddings for s in specs}, **{s.name: s.num_embeddings for s in specs}}
+    for key, array in plan.arrays.items():
+        owner = next((name for name in sorted(sizes, key=len, reverse=True) if key.startswith(f"{name}_")), None)
+        if owner is not None and len(array) != sizes[owner]:
+            raise ValueError(f"emb_plan={path!r}: {key} holds {len(array)} rows but this dataset's {owner} table "
+                             f"has {sizes[owner]}; the plan was made on other data")
+
+
+def check_plan_budget(built, specs, budget, path):
+    """A reused plan is refused when it stores more than ``emb_budget`` allows; a plan under it is logged."""
+    if budget is None:
+        return
+    stored = sum(module.stored_bytes() for module in built)
+    full = sum(s.num_embeddings * s.embedding_dim for s in specs) * FLOAT_BYTES
+    if stored > budget * full:
+        raise ValueError(f"emb_plan={path!r} stores {stored / full:.4f} of the full bytes, over "
+                         f"emb_budget={budget!r}: make a new plan, or raise emb_budget")
+    getLogger().info(f"reusing plan {path!r}: {stored / full:.4f} of the full bytes, emb_budget={budget!r}")

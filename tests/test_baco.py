@@ -2,8 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from recbole_lightemb import Plan, run_recbole_lightemb
+from recbole_lightemb.methods.baco import split_largest
+from recbole_lightemb.modules.residual import ResidualEmbedding
 
 SEQUENTIAL = {"train_neg_sample_args": None}
 
@@ -48,6 +51,10 @@ def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
     ({"baco_user_weight": "pagerank"}, "baco_user_weight='pagerank': allowed degree, CPM, sqrt, log"),
     ({"baco_n_iter": 0}, "baco_n_iter=0"),
     ({"baco_resolution": -1}, "baco_resolution=-1"),
+    ({"baco_residual": -2}, "baco_residual=-2"),
+    ({"baco_residual": 64}, "baco_residual=64: expected an integer in 0..63"),
+    ({"baco_split": "yes"}, "baco_split='yes'"),
+    ({"baco_residual": 4, "stream": True}, "not supported with stream=True"),
 ])
 def test_bad_baco_config(bad, match, tiny_config):
     with pytest.raises(ValueError, match=match):
@@ -58,3 +65,38 @@ def test_item_only_model_is_refused_clearly(tiny_config):
     with pytest.raises(ValueError, match="needs both tables; model=SASRec has only"):
         run_recbole_lightemb(model="SASRec", config_dict={**tiny_config, **SEQUENTIAL, "emb": "baco",
                                                           "emb_budget": 0.5})
+
+
+def test_residual_rows_are_private_counted_and_fill_the_budget(ml100k_config):
+    config = {**ml100k_config, "epochs": 1, "emb": "baco", "emb_budget": 0.25, "baco_residual": 4}
+    result = run_recbole_lightemb(model="BPR", dataset="ml-100k", config_dict=config)
+    residual = result["plan"]["residual"]
+    assert residual >= 4  # widened to spend what the clustering left
+    report = result["compression"]
+    assert report["stored_bytes"] == result["plan"]["stored_bytes"] and report["ratio"] <= 0.25
+    n_entities = sum(t["entities"] for t in report["tables"])
+    plain = run_recbole_lightemb(model="BPR", dataset="ml-100k", config_dict={**config, "baco_residual": 0,
+                                                                              "epochs": 1})
+    assert plain["plan"]["n_user_codes"] + plain["plan"]["n_item_codes"] >= (
+        result["plan"]["n_user_codes"] + result["plan"]["n_item_codes"])  # the residual's bytes cost rows
+    assert report["stored_floats"] >= n_entities * residual
+
+
+def test_a_residual_row_tells_apart_entities_that_share_a_code():
+    from recbole_lightemb.modules import CodebookEmbedding
+
+    shared = CodebookEmbedding(np.zeros((4, 1), dtype=np.int32), 1, 8)
+    table = ResidualEmbedding(shared, 2)
+    out = table.full_table()
+    assert torch.equal(out[:, 2:], out[:1, 2:].expand(4, -1)) and not torch.equal(out[0], out[1])
+    assert table.stored_floats() == 8 + 4 * 2
+
+
+def test_split_halves_the_most_crowded_codes_keeping_neighbours_together():
+    codes = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    order = np.array([5, 5, 9, 9, 7, 7, 0, 0])  # e.g. secondary codes: equal keys stay together
+    n = split_largest(codes, 2, 2, order)
+    assert n == 4 and np.bincount(codes).max() <= 3 and set(codes[6:]) == {1}
+    first = np.arange(6)[np.lexsort((np.arange(6), order[:6]))]  # cluster 0 in (secondary, id) order
+    runs = codes[first]
+    assert (np.diff(runs) != 0).sum() == len(set(runs)) - 1  # each new code is one contiguous run

@@ -9,6 +9,7 @@ import torch
 from recbole_lightemb import run_recbole_lightemb
 from recbole_lightemb.methods.quotient_remainder import quotient_rows_for
 from recbole_lightemb.modules import CodebookEmbedding, QuotientRemainderEmbedding
+from recbole_lightemb.modules.codebook import HASH_PRIME, HashedCodebookEmbedding
 
 
 def test_codebook_entity_is_mean_of_its_codes():
@@ -21,8 +22,6 @@ def test_codebook_entity_is_mean_of_its_codes():
     assert torch.allclose(table[2], (book[0] + book[1]) / 2)
     assert torch.allclose(emb(torch.tensor([3, 2])), table[[3, 2]])
     assert emb.stored_floats() == 12 and emb.stored_bytes() == 12 * 4 + 8 * 4
-    hashed = CodebookEmbedding(codes[:, 0], 3, 4, codes_stored=False)
-    assert hashed.stored_bytes() == 12 * 4
     with pytest.raises(ValueError, match="codes must lie in -1..2"):
         CodebookEmbedding(np.array([0, 3]), 3, 4)
 
@@ -55,3 +54,19 @@ def test_baselines_train_within_budget(emb, budget, tiny_config):
     result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": emb, "emb_budget": budget})
     assert result["compression"]["ratio"] <= budget
     assert result["test_result"]["recall@10"] >= 0
+
+
+def test_hashed_rows_are_computed_from_the_id_and_nothing_else_is_stored():
+    emb = HashedCodebookEmbedding(50, 7, 4, a=12345, b=678, padding_idx=0)
+    ids = np.arange(50, dtype=np.int64)
+    expected = (12345 * ids + 678) % HASH_PRIME % 7
+    assert torch.equal(emb.codes_of(torch.arange(50)), torch.from_numpy(expected))
+    table = emb.weight
+    assert torch.equal(table[5], emb.codebook[expected[5]]) and table[0].abs().sum() == 0
+    assert list(emb.state_dict()) == ["codebook"]  # no code array in memory or in the checkpoint
+    assert emb.stored_bytes() == 7 * 4 * 4
+
+
+def test_hash_refuses_a_budget_below_one_row(tiny_config):
+    with pytest.raises(ValueError, match="emb_budget=0.0001 leaves less than one hash row"):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.0001})

@@ -12,7 +12,6 @@ import pytest
 from recbole_lightemb import EmbeddingMethod, register_method
 from recbole_lightemb import registry
 from recbole_lightemb.compare import _results_of, compare, strip_cmd_args
-from recbole_lightemb.plot import plot_tradeoff
 
 CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_recbole_lightemb.py")
 
@@ -66,7 +65,8 @@ def test_failing_arms_get_an_error_row_and_the_others_complete(tiny_config, tmp_
     assert {(r["method"], r["error"] is None) for r in saved["runs"]} == {
         ("full", True), ("uniform", True), ("boom", False), ("nope", False)}
     pytest.importorskip("matplotlib")
-    assert (out / "tradeoff.png").stat().st_size > 0
+    assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["n_converged"] for r in saved["rows"][:2]] == [0, 0]  # epochs=1: the cap ended both runs
 
 
 def test_seeds_repeat_every_arm_and_report_mean_and_std(tiny_config, tmp_path):
@@ -120,28 +120,3 @@ def test_stream_runs_are_judged_by_their_segment_means():
     assert _results_of(stream) == ({}, {"recall@20": 0.4})
 
 
-ROWS = [
-    {"method": "full", "budget": None, "stored_bytes": 8000, "valid_recall@20": 0.10},
-    {"method": "uniform", "budget": 0.25, "stored_bytes": 2000, "valid_recall@20": 0.08,
-     "valid_recall@20_std": 0.01},
-    {"method": "uniform", "budget": 0.1, "stored_bytes": 800, "valid_recall@20": 0.06},
-    {"method": "boom", "budget": 0.1, "stored_bytes": None, "valid_recall@20": None, "error": "RuntimeError"},
-]
-
-
-def test_plot_is_written(tmp_path):
-    pytest.importorskip("matplotlib")
-    path = tmp_path / "tradeoff.png"
-    assert plot_tradeoff(ROWS, "valid_recall@20", str(path)) == str(path)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_without_matplotlib_the_plot_is_skipped_with_one_line(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    path = tmp_path / "tradeoff.png"
-    with caplog.at_level(logging.INFO):
-        assert plot_tradeoff(ROWS, "valid_recall@20", str(path)) is None
-    assert not path.exists()
-    (record,) = [r for r in caplog.records if "matplotlib" in r.getMessage()]
-    assert "\n" not in record.getMessage() and record.levelno == logging.WARNING

@@ -1,7 +1,6 @@
 """The plugin's own pieces: modules, registry, plans, config errors, report, compatibility fixes."""
 
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -129,24 +128,6 @@ def test_own_script_swaps_before_building_the_trainer(tiny_config):
     assert recbole_lightemb.compression_report(model)["ratio"] == 0.25
 
 
-def test_checkpoint_reloads_and_untrusted_pickles_are_refused(tiny_config, tmp_path):
-    from recbole.quick_start import load_data_and_model
-
-    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "full"})
-    checkpoint = result["plan"]["file"].replace(".plan.npz", ".pth")
-    config, model, *_ = load_data_and_model(checkpoint)
-    assert config["model"] == "BPR" and model.user_embedding.weight.shape[1] == 64
-
-    class Boom:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    evil = tmp_path / "evil.pth"
-    torch.save({"state_dict": {}, "x": Boom()}, evil)
-    with pytest.raises(pickle.UnpicklingError):
-        load_data_and_model(str(evil))
-
-
 def test_scipy_dok_update_restored():
     m = sp.dok_matrix((3, 3), dtype=np.float32)
     m._update({(0, 1): 1.0, (2, 2): 3.0})
@@ -163,3 +144,41 @@ def test_cli_writes_result_json(tmp_path):
     assert result["dataset"] == "ml-100k" and result["emb"] == "uniform"
     assert result["compression"]["ratio"] <= 0.26
     assert set(result["timing"]) == {"plan_s", "train_s", "eval_s"}
+
+
+@pytest.mark.parametrize("argv, config_dict, match", [
+    (["--emb", "uniform"], {}, "--emb uniform: RecBole reads command-line keys only as --key=value"),
+    (["--emb_budgt=0.25"], {"emb": "uniform"}, "emb_budgt=.*not a recbole-lightemb key; did you mean emb_budget"),
+    ([], {"emb": "uniform", "emb_budget": 0.25, "baco_secondry": True}, "did you mean baco_secondary"),
+    ([], {"stream": "maybe"}, "stream='maybe': expected True or False"),
+])
+def test_keys_that_would_be_ignored_or_misread_are_errors(argv, config_dict, match, tiny_config, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run"] + argv)
+    with pytest.raises(ValueError, match=match):
+        Config(model="BPR", config_dict={**tiny_config, **config_dict})
+
+
+@pytest.mark.parametrize("text, value", [("no", False), ("False", False), ("0", False), ("yes", True), ("true", True)])
+def test_boolean_words_are_read_as_booleans(text, value, tiny_config, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run", f"--baco_secondary={text}"])
+    config = Config(model="BPR", config_dict={**tiny_config, "emb": "baco", "emb_budget": 0.5, "stream": text})
+    assert config["baco_secondary"] is value and config["stream"] is value
+
+
+def test_a_reused_plan_over_the_budget_is_refused(tiny_config):
+    first = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_width": 32})
+    plan = first["plan"]["file"]
+    with pytest.raises(ValueError, match=r"emb_plan=.* stores 0\.5000 of the full bytes, over emb_budget=0\.1"):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.1,
+                                                       "emb_plan": plan})
+    again = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.5,
+                                                           "emb_plan": plan})
+    assert again["compression"]["ratio"] == 0.5
+
+
+def test_a_plan_made_on_other_data_is_refused_before_training(tiny_config, ml100k_config):
+    first = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "emb_budget": 0.5})
+    with pytest.raises(ValueError, match="user_codes holds .* rows but this dataset's user table has 944"):
+        run_recbole_lightemb(model="BPR", dataset="ml-100k",
+                             config_dict={**ml100k_config, "emb": "baco", "emb_budget": 0.5,
+                                          "emb_plan": first["plan"]["file"]})

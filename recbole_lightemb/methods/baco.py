@@ -1,5 +1,6 @@
 """``emb: baco``: users and items close in the training graph share codebook rows (BACO, SIGIR'26)."""
 
+import heapq
 from logging import getLogger
 
 import numpy as np
@@ -10,6 +11,7 @@ from recbole_lightemb.budget import check_fraction, full_bytes
 from recbole_lightemb.coclustering import WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
+from recbole_lightemb.modules.residual import ResidualEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.stream.planners import StreamPlanner
@@ -42,11 +44,43 @@ def rows_within(tables, row_bytes_budget, key, value):
     return max_codes
 
 
-def rows_for_budget(tables, budget, secondary):
+def residual_bytes(tables, width):
+    """Bytes of every entity's private ``width``-float residual row."""
+    return sum(s.num_embeddings for s in tables) * width * FLOAT_BYTES
+
+
+def rows_for_budget(tables, budget, secondary, residual=0):
     """Codebook rows ``emb_budget=budget`` pays for: its share of the full tables' bytes less every
-    entity's codes, over one row's bytes."""
+    entity's codes and private residual, over one row's bytes."""
     code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary))
-    return rows_within(tables, budget * full_bytes(tables) - code_bytes, "emb_budget", budget)
+    spent = code_bytes + residual_bytes(tables, residual)
+    return rows_within(tables, budget * full_bytes(tables) - spent, "emb_budget", budget)
+
+
+def split_largest(codes, n_codes, extra_rows, order_key):
+    """Spend ``extra_rows`` spare codebook rows by halving the most crowded code, again and again.
+
+    The γ search stops at the first labelling within the row budget, and label counts jump between
+    passes, so it often lands far below the budget with one code holding most of a side (on ml-100k
+    at 25 %: every user in one code, i.e. one vector for all users). Halves keep members that are
+    adjacent in ``order_key`` (the secondary code, then the id) together. ``codes`` is changed in place.
+    """
+    members = {c: np.flatnonzero(codes == c) for c in range(n_codes)}
+    heap = [(-len(m), c) for c, m in members.items() if len(m) > 1]
+    heapq.heapify(heap)
+    for _ in range(extra_rows):
+        if not heap:
+            break
+        _, code = heapq.heappop(heap)
+        group = members[code][np.lexsort((members[code], order_key[members[code]]))]
+        keep, moved = group[: len(group) // 2], group[len(group) // 2:]
+        codes[moved] = n_codes
+        members[code], members[n_codes] = keep, moved
+        for c in (code, n_codes):
+            if len(members[c]) > 1:
+                heapq.heappush(heap, (-len(members[c]), c))
+        n_codes += 1
+    return n_codes
 
 
 def _with_cold_code(codes, active, n_codes):
@@ -81,13 +115,29 @@ class BACO(EmbeddingMethod):
         n_iter = self.config["baco_n_iter"]
         if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
             raise ValueError(f"baco_n_iter={n_iter!r}: expected an integer >= 1")
+        residual, dim = self.config["baco_residual"], self.config["embedding_size"]
+        if isinstance(residual, bool) or not isinstance(residual, int) or residual < 0 or (
+                isinstance(dim, int) and residual >= dim):
+            raise ValueError(f"baco_residual={residual!r}: expected an integer in 0..{dim - 1 if isinstance(dim, int) else 'd-1'} "
+                             "(private floats per entity added to its shared row; 0 = none)")
+        if not isinstance(self.config["baco_split"], bool):
+            raise ValueError(f"baco_split={self.config['baco_split']!r}: expected True or False")
+        if residual and self.config["stream"]:
+            raise ValueError(f"baco_residual={residual!r}: not supported with stream=True (streams re-cluster "
+                             "into the seen entities' floats); use baco_residual: 0")
 
     def plan(self, dataset, tables):
-        budget = self.config["emb_budget"]
-        if budget is None:
-            return self.plan_rows(dataset, tables, None)
-        plan = self.plan_rows(dataset, tables, rows_for_budget(tables, budget, bool(self.config["baco_secondary"])))
-        if plan.meta["stored_bytes"] > budget * full_bytes(tables):
+        budget, residual = self.config["emb_budget"], self.config["baco_residual"]
+        max_codes = None if budget is None else rows_for_budget(tables, budget, bool(self.config["baco_secondary"]),
+                                                                residual)
+        plan = self.plan_rows(dataset, tables, max_codes)
+        if residual and budget is not None:  # the clustering may leave bytes unused: widen the residual to spend them
+            spare = budget * full_bytes(tables) - plan.meta["stored_bytes"]
+            dim = min(s.embedding_dim for s in tables)
+            residual = min(dim - 1, max(residual, int(spare // (sum(s.num_embeddings for s in tables) * FLOAT_BYTES))))
+        plan.meta["residual"] = residual
+        plan.meta["stored_bytes"] += residual_bytes(tables, residual)
+        if budget is not None and plan.meta["stored_bytes"] > budget * full_bytes(tables):
             raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
         return plan
 
@@ -111,8 +161,14 @@ class BACO(EmbeddingMethod):
         else:
             result, probes = fit_codebook_budget(graph, max_codes, resolution=self.config["baco_resolution"],
                                                  **options)
-        user_codes, n_user = _with_cold_code(result.user_codes, active_users, result.n_user_codes)
-        item_codes, n_item = _with_cold_code(result.item_codes[:, None], active_items, result.n_item_codes)
+        n_user, n_item = result.n_user_codes, result.n_item_codes
+        user_codes, item_codes = result.user_codes.copy(), result.item_codes.copy()
+        if max_codes is not None and self.config["baco_split"]:
+            spare = max_codes - n_user - n_item
+            n_user = split_largest(user_codes[:, 0], n_user, spare // 2 + spare % 2, user_codes[:, 1])
+            n_item = split_largest(item_codes, n_item, max_codes - n_user - n_item, np.zeros(len(item_codes), int))
+        user_codes, n_user = _with_cold_code(user_codes, active_users, n_user)
+        item_codes, n_item = _with_cold_code(item_codes[:, None], active_items, n_item)
         n_codes = {"user": n_user, "item": n_item}
         stored = codebook_bytes(tables, n_codes, codes_per_entity(secondary))
         getLogger().info(set_color("BACO", "pink") + f": resolution={result.resolution:.5g}, user rows={n_user}, "
@@ -129,8 +185,10 @@ class BACO(EmbeddingMethod):
 
     def build(self, spec, table, plan):
         generator = torch.Generator().manual_seed(self.config["seed"])
-        return CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
-                                 padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)
+        shared = CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
+                                   padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)
+        residual = plan.meta.get("residual", 0)
+        return ResidualEmbedding(shared, residual, init_from=table.weight) if residual else shared
 
 
 class BacoStream(StreamPlanner):

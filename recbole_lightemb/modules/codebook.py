@@ -19,12 +19,11 @@ def init_rows(n_rows, init_from, generator):
 class CodebookEmbedding(LightEmbedding):
     """``codes`` is ``(n, m)`` (``-1`` = no code); an entity with no code at all is a zero row.
 
-    ``codes_stored=False`` is for codes a deployment recomputes from the id (hashing): they are
-    then not counted in :meth:`index_bytes`.
+    Codes are kept as a buffer and counted in :meth:`index_bytes`; :class:`HashedCodebookEmbedding`
+    computes them from the id instead and stores none.
     """
 
-    def __init__(self, codes, n_codes, embedding_dim, padding_idx=None, init_from=None, generator=None,
-                 codes_stored=True):
+    def __init__(self, codes, n_codes, embedding_dim, padding_idx=None, init_from=None, generator=None):
         codes = np.asarray(codes)
         codes = codes.reshape(len(codes), -1)
         super().__init__(len(codes), embedding_dim, padding_idx)
@@ -35,7 +34,6 @@ class CodebookEmbedding(LightEmbedding):
             codes[padding_idx] = -1
         self.register_buffer("codes", codes)
         self.n_codes = int(n_codes)
-        self.codes_stored = codes_stored
         if init_from is None:
             rows = torch.empty(n_codes, embedding_dim)
             nn.init.xavier_normal_(rows)
@@ -59,4 +57,37 @@ class CodebookEmbedding(LightEmbedding):
         return self.n_codes * self.embedding_dim
 
     def index_bytes(self):
-        return self.codes.numel() * CODE_BYTES if self.codes_stored else 0
+        return self.codes.numel() * CODE_BYTES
+
+
+HASH_PRIME = 2_147_483_647  # 2**31 - 1, for a universal hash ((a·i + b) mod p) mod K
+
+
+class HashedCodebookEmbedding(LightEmbedding):
+    """The hashing trick: id ``i`` reads row ``((a·i + b) mod p) mod n_codes``, computed at every lookup,
+    so nothing but the rows and three integers is kept, in memory or in the checkpoint."""
+
+    def __init__(self, num_embeddings, n_codes, embedding_dim, a, b, padding_idx=None, init_from=None,
+                 generator=None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.n_codes, self.a, self.b = int(n_codes), int(a), int(b)
+        if init_from is None:
+            rows = nn.init.xavier_normal_(torch.empty(n_codes, embedding_dim))
+        else:
+            rows = init_rows(n_codes, init_from, generator)
+        self.codebook = nn.Parameter(rows)
+
+    def codes_of(self, ids):
+        return (self.a * ids.long() + self.b) % HASH_PRIME % self.n_codes
+
+    def forward(self, ids):
+        rows = self.codebook[self.codes_of(ids)]
+        if self.padding_idx is not None:
+            rows = rows * (ids != self.padding_idx).unsqueeze(-1).to(rows.dtype)
+        return rows
+
+    def full_table(self):
+        return self.forward(torch.arange(self.num_embeddings, device=self.codebook.device))
+
+    def stored_floats(self):
+        return self.n_codes * self.embedding_dim

@@ -18,6 +18,7 @@ import torch
 from recbole.utils import calculate_valid_score, get_local_time, get_model, get_trainer, set_color
 
 from recbole_lightemb.config import Config
+from recbole_lightemb.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report
@@ -204,8 +205,10 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             plan_file = plan.save(plan_path(trainer.saved_model_file))
 
         start = time.perf_counter()
+        convergence = ConvergenceLog(config["valid_metric_bigger"])
         best_valid_score, best_valid_result = trainer.fit(segment.train_data, segment.valid_data, saved=saved,
-                                                          show_progress=config["show_progress"])
+                                                          show_progress=config["show_progress"], callback_fn=convergence)
+        convergence = convergence.summary(trainer)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         test_result = trainer.evaluate(segment.test_data, load_best_model=saved,
@@ -226,6 +229,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             "plan_s": plan_s, "train_s": train_s, "eval_s": eval_s,
             "train_interactions": int(segment.split.train.size),
             "search_steps": plan.meta.get("search_steps"), "plan_file": plan_file,
+            "convergence": convergence,
         }
         rows.append(row)
         for key in totals:
@@ -245,6 +249,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         "compression": report, "plan": {"file": plan_file, **plan.meta},
         "timing": {**totals, "total_s": sum(r["time_s"] for r in rows)},
         "segments": rows, "mean_test_result": mean_result,
+        "convergence": stream_convergence([row["convergence"] for row in rows]),
     }
     if config["result_file"] and config["local_rank"] == 0:
         write_result(result, config["result_file"])

@@ -1,0 +1,231 @@
+"""The frontier benchmark: every method against the ``uniform`` curve at equal bytes, trained to convergence.
+
+For a setting (model, dataset, protocol) it trains ``full``, ``uniform`` at 0.05, 0.1, 0.25 and 0.5
+of the full tables' bytes, and every requested arm, over N seeds, through the comparison's own
+``run_arm`` (the arms differ in ``emb`` and its keys only). Early stopping on validation Recall@20
+with a patience of 10 evaluations ends each run; the epoch cap is set far above where the runs stop,
+and a run that reaches it anyway is marked *not converged* in the table and the plot.
+
+Each finished run is written at once to ``bench/results/frontier/<setting>/<arm>-seed<k>.json``
+and a later invocation skips runs already there, so a stopped session loses nothing. After the
+runs (or with ``--report``), the runs are gathered into ``bench/results/frontier/<setting>.json``,
+a Markdown table ``<setting>.md`` (mean ± std, bytes / full, Δ vs uniform at the same bytes with
+the sign per seed, convergence) and a plot ``<setting>.png``.
+
+    python bench/frontier.py --setting bpr-ml100k --seeds 3 --workers 2
+    python bench/frontier.py --setting lightgcn-beauty --data ../shared/datasets --arms full uniform-0.25 baco-0.25
+    python bench/frontier.py --setting bpr-ml100k --report          # tables and plot from the runs so far
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS  # noqa: E402
+
+OUT = RESULTS / "frontier"
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
+UNIFORM_BUDGETS = (0.05, 0.1, 0.25, 0.5)
+METHOD_BUDGETS = (0.1, 0.25)
+METRIC = "recall@20"
+
+PROTOCOL = {
+    "embedding_size": 64, "learning_rate": 0.001, "train_batch_size": 2048, "eval_batch_size": 409600,
+    "metrics": ["Recall", "NDCG"], "topk": [20], "valid_metric": "Recall@20",
+    "stopping_step": 10, "show_progress": False, "state": "WARNING",
+}
+"""Shared by every arm of every setting; a setting adds its own cap, evaluation step and model keys."""
+
+BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
+          "load_col": {"inter": ["user_id", "item_id"]}}
+
+
+def _arms(methods, budgets=METHOD_BUDGETS, variants=()):
+    """``full``, the uniform curve, every method at every budget, then named variants."""
+    arms = [("full", "full", None, {})]
+    arms += [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
+    arms += [(f"{m}-{b:g}", m, b, {}) for m in methods for b in budgets]
+    return arms + list(variants)
+
+
+ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq"), variants=[
+    ("freq-0.25[projection]", "freq", 0.25, {"freq_projection": True}),
+    ("baco-0.1[residual=3]", "baco", 0.1, {"baco_residual": 3}),
+    ("baco-0.25[residual=8]", "baco", 0.25, {"baco_residual": 8}),
+    ("baco-0.25[split]", "baco", 0.25, {"baco_split": True})])
+
+SETTINGS = {
+    "bpr-ml100k": {"model": "BPR", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
+                   "config": {"epochs": 1000, "eval_step": 1}},
+    "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
+                        "config": {"epochs": 600, "eval_step": 5, "n_layers": 2}},
+    "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
+                   "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
+    "lightgcn-beauty": {
+        "model": "LightGCN", "dataset": "beauty", "seeds": 1,
+        "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
+        + [("baco-0.25", "baco", 0.25, {}),
+           ("baco-0.25[item=degree]", "baco", 0.25, {"baco_item_weight": "degree"}),
+           ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {})],
+        "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2}},
+    "stream-ml100k": {
+        "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,
+        "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
+                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
+        "config": {"stream": True, "stream_segments": 5, "epochs": 1000, "eval_step": 2, "n_layers": 2}},
+}
+
+
+def resolve_arms(setting, names):
+    """The setting's arms, or those named; an unknown name is an error before any training."""
+    arms = SETTINGS[setting]["arms"]
+    if not names:
+        return arms
+    known = {a[0]: a for a in arms}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"error: --arms {unknown[0]!r}: not an arm of setting {setting!r}; "
+                         f"allowed: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def run_path(setting, label, seed):
+    return OUT / setting / f"{label}-seed{seed}.json"
+
+
+def _one_run(task):
+    """One (arm, seed) in a fresh process; whatever goes wrong becomes the run's recorded error."""
+    setting, (label, method, budget, extra), seed, data, threads, out = task
+    global OUT
+    OUT = Path(out)
+    try:
+        return _train_one(setting, label, method, budget, extra, seed, data, threads)
+    except Exception as error:  # noqa: BLE001  (one run's failure must not stop the others)
+        run = {"method": method, "budget": budget, "seed": seed, "error": f"{type(error).__name__}: {error}"}
+        return _write_run(setting, label, extra, threads, run)
+
+
+def _train_one(setting, label, method, budget, extra, seed, data, threads):
+    """One (arm, seed) with ``threads`` torch threads, through the comparison's ``run_arm``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    sys.argv[1:] = []  # RecBole's Config reads the command line: the bench's own flags are not its keys
+    from recbole_lightemb.compare import run_arm
+
+    spec = SETTINGS[setting]
+    config = {**PROTOCOL, **spec["config"], **extra}
+    if "benchmark_filename" in config:
+        config["data_path"] = str(data)
+    with tempfile.TemporaryDirectory(prefix=f"frontier-{setting}-") as workdir:
+        os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
+        start = time.perf_counter()
+        run = run_arm(spec["model"], spec["dataset"], None, config, method, budget, seed,
+                      os.path.join(workdir, "saved"))
+        run["wall_s"] = time.perf_counter() - start
+    run["plan"] = {k: v for k, v in (run.get("plan") or {}).items() if k not in ("probes", "history", "file")}
+    return _write_run(setting, label, extra, threads, run)
+
+
+def _write_run(setting, label, extra, threads, run):
+    """Write one run's JSON at once (atomically), so a stopped benchmark keeps it."""
+    seed = run["seed"]
+    run.update(label=label, setting=setting, extra=extra, threads=threads, host=socket.gethostname())
+    path = run_path(setting, label, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run, indent=1, default=float) + "\n")
+    tmp.replace(path)
+    status = run["error"] or f"{METRIC} {run['test'][METRIC]:.4f} converged={run['convergence']['converged']}"
+    print(f"[{setting}] {label} seed {seed}: {status} ({run.get('wall_s', 0):.0f} s)", flush=True)
+    return str(path)
+
+
+def report(setting):
+    """Gather the setting's run files into its JSON, Markdown table and plot; print the table."""
+    from recbole_lightemb.frontier import format_bucket_table, format_frontier_table, frontier_rows
+    from recbole_lightemb.plot import plot_frontier
+
+    spec = SETTINGS[setting]
+    order = {a[0]: k for k, a in enumerate(spec["arms"])}
+    runs = [json.loads(p.read_text()) for p in sorted((OUT / setting).glob("*-seed*.json"))]
+    runs.sort(key=lambda r: (order.get(r["label"], len(order)), r["seed"]))
+    if not runs:
+        raise SystemExit(f"error: no runs of setting {setting!r} under {OUT / setting}")
+    for run in runs:  # frontier_rows names arms by label only when it is a variant
+        run["label"] = run["label"] if run.get("extra") else None
+    rows = frontier_rows(runs, METRIC)
+    table = format_frontier_table(rows, METRIC)
+    if any(row["buckets"] for row in rows):
+        table += "\n\n" + format_bucket_table(rows)
+    hosts = sorted({r.get("host", "?") for r in runs})
+    summary = {"setting": setting, "model": spec["model"], "dataset": spec["dataset"],
+               "protocol": {**PROTOCOL, **spec["config"]}, "metric": METRIC, "hosts": hosts,
+               "wall_s_total": sum(r.get("wall_s", 0.0) for r in runs),
+               "missing": [f"{a[0]} seed {s}" for a in spec["arms"] for s in range(2020, 2020 + spec["seeds"])
+                           if not run_path(setting, a[0], s).exists()],
+               "rows": rows, "runs": runs}
+    (OUT / f"{setting}.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    (OUT / f"{setting}.md").write_text(table + "\n")
+    plot_frontier(rows, METRIC, str(OUT / f"{setting}.png"),
+                  title=f"{spec['model']} on {spec['dataset']} ({setting}; {len({r['seed'] for r in runs})} seed(s))")
+    print(table)
+    if summary["missing"]:
+        print(f"missing runs ({len(summary['missing'])}): {', '.join(summary['missing'])}")
+    print(f"total run time {summary['wall_s_total'] / 60:.1f} min on {', '.join(hosts)}")
+    return summary
+
+
+def main():
+    global OUT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument("--arms", nargs="*", default=[], help="only these arms (default: all of the setting)")
+    parser.add_argument("--seeds", type=int, help="seeds 2020, 2021, … (default: the setting's)")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--data", default=str(DEFAULT_DATA),
+                        help="folder holding beauty/ (RecBole atomic files of the BACO authors' split)")
+    parser.add_argument("--retry_failed", action="store_true", help="run again the runs recorded with an error")
+    parser.add_argument("--report", action="store_true", help="only gather the runs already there")
+    parser.add_argument("--out", default=str(OUT), help="folder of the run files and summaries")
+    args = parser.parse_args()
+    OUT = Path(args.out).resolve()
+    for key in ("seeds", "workers", "threads"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise SystemExit(f"error: --{key}={value}: expected a positive integer")
+    spec = SETTINGS[args.setting]
+    if spec["dataset"] == "beauty" and not (Path(args.data) / "beauty" / "beauty.train.inter").is_file():
+        raise SystemExit(f"error: --data={args.data!r}: no beauty/beauty.train.inter there (the BACO "
+                         "authors' Beauty split as RecBole atomic files; see bench/beauty_to_atomic.py)")
+    arms = resolve_arms(args.setting, args.arms)
+    if not args.report:
+        seeds = range(2020, 2020 + (args.seeds or spec["seeds"]))
+        tasks = []
+        for seed in seeds:
+            for arm in arms:
+                path = run_path(args.setting, arm[0], seed)
+                if path.exists() and not (args.retry_failed and json.loads(path.read_text())["error"]):
+                    continue
+                tasks.append((args.setting, arm, seed, str(Path(args.data).resolve()), args.threads, str(OUT)))
+        print(f"[{args.setting}] {len(tasks)} run(s) to do", flush=True)
+        with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+            for _ in pool.imap_unordered(_one_run, tasks):
+                pass
+    report(args.setting)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The accuracy-at-equal-memory ruler: every arm against the ``uniform`` curve at the same bytes.
+
+A compressed table is only worth its complexity if it beats the plain narrower table that stores the
+same bytes. ``frontier_rows`` turns the runs of a comparison (one per arm and seed) into one row per
+arm: mean ± std of every test metric, stored bytes / full, how many seeds converged (early stopping,
+not the epoch cap, ended the run), and the difference from ``uniform`` at the arm's own bytes,
+interpolated linearly in log-bytes on the same seed's uniform curve (``full`` is that curve's point
+at 1.0: a uniform table of width ``d`` is the full table), with its sign per seed.
+"""
+
+import math
+
+import numpy as np
+
+UNIFORM, FULL = "uniform", "full"
+
+
+def interpolate_log(x, xs, ys):
+    """``y`` at ``x`` on the piecewise-linear curve through (log xs, ys); ``None`` outside its range."""
+    points = sorted(zip(xs, ys))
+    if not points or x <= 0:
+        return None
+    logs = [math.log(p[0]) for p in points]
+    lx = math.log(x)
+    if lx < logs[0] - 1e-12 or lx > logs[-1] + 1e-12:
+        return None
+    if len(points) == 1:
+        return points[0][1]
+    return float(np.interp(lx, logs, [p[1] for p in points]))
+
+
+def arm_label(run):
+    """A run's arm: its ``label`` when the arm is a variant, else ``method`` or ``method-budget``."""
+    if run.get("label"):
+        return run["label"]
+    return run["method"] if run.get("budget") is None else f"{run['method']}-{run['budget']:g}"
+
+
+def _ok(run, metric):
+    return run.get("error") is None and run.get("test", {}).get(metric) is not None
+
+
+def uniform_curves(runs, metric):
+    """Per seed, the (bytes/full, metric) points of the ``uniform`` arms plus ``full`` at 1.0."""
+    curves = {}
+    for run in runs:
+        if _ok(run, metric) and run["method"] in (UNIFORM, FULL) and not run.get("label"):
+            ratio = 1.0 if run["method"] == FULL else run["compression"]["ratio"]
+            curves.setdefault(run["seed"], []).append((ratio, run["test"][metric]))
+    return curves
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def frontier_rows(runs, metric="recall@20"):
+    """One row per arm, in the order arms first appear in ``runs``."""
+    curves = uniform_curves(runs, metric)
+    labels = list(dict.fromkeys(arm_label(r) for r in runs))
+    metric_names = list(dict.fromkeys(m for r in runs if r.get("error") is None for m in r.get("test", {})))
+    rows = []
+    for label in labels:
+        arm = [r for r in runs if arm_label(r) == label]
+        ok = [r for r in arm if _ok(r, metric)]
+        row = {"arm": label, "method": arm[0]["method"], "budget": arm[0].get("budget"),
+               "n_runs": len(arm), "n_ok": len(ok), "seeds": [r["seed"] for r in ok]}
+        row["ratio"], row["ratio_std"] = _mean_std([r["compression"]["ratio"] for r in ok])
+        row["stored_bytes"] = _mean_std([r["compression"]["stored_bytes"] for r in ok])[0]
+        for name in metric_names:
+            row[f"test_{name}"], row[f"test_{name}_std"] = _mean_std([r["test"].get(name) for r in ok])
+        conv = [r.get("convergence") or {} for r in ok]
+        row["n_converged"] = sum(bool(c.get("converged")) for c in conv)
+        row["converged"] = bool(ok) and row["n_converged"] == len(ok)
+        row["epochs_run"] = _mean_std([c.get("epochs_run") for c in conv])[0]
+        row["best_epoch"] = _mean_std([c.get("best_epoch") for c in conv])[0]
+        diffs = {}
+        row["uniform_curve"] = row["method"] == UNIFORM and not arm[0].get("label")
+        if row["method"] not in (UNIFORM, FULL) or arm[0].get("label"):
+            for r in ok:
+                curve = curves.get(r["seed"], [])
+                at = interpolate_log(r["compression"]["ratio"], [p[0] for p in curve], [p[1] for p in curve])
+                if at is not None:
+                    diffs[r["seed"]] = (r["test"][metric] - at, at)
+        row["vs_uniform"], row["vs_uniform_std"] = _mean_std([d for d, _ in diffs.values()])
+        row["vs_uniform_pct"] = _mean_std([100.0 * d / at for d, at in diffs.values() if at])[0]
+        row["vs_uniform_signs"] = "".join("+" if d > 0 else "-" if d < 0 else "0"
+                                          for _, (d, _) in sorted(diffs.items()))
+        row["buckets"] = _mean_buckets([r.get("test_buckets") for r in ok])
+        errors = sorted({r["error"] for r in arm if r.get("error")})
+        row["error"] = "; ".join(errors) or None
+        rows.append(row)
+    return rows
+
+
+def _mean_buckets(buckets):
+    """Per side and bucket, the mean over seeds of recall by frequency bucket (``None`` if not measured)."""
+    buckets = [b for b in buckets if b]
+    if not buckets:
+        return None
+    return {side: {name: float(np.mean([b[side][name] for b in buckets]))
+                   for name in buckets[0][side]} for side in ("user", "item")}
+
+
+def format_bucket_table(rows, k=20):
+    """Markdown table of test Recall@k by user and item frequency bucket (head 20 %, torso 30 %, tail 50 %)."""
+    names = ("head", "torso", "tail")
+    head = ["arm", "bytes / full"] + [f"{side} {name}" for side in ("user", "item") for name in names]
+    lines = [f"Recall@{k} by frequency bucket (mean over seeds)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if row.get("buckets"):
+            cells = [row["arm"], _pm(row["ratio"], None)]
+            cells += [_pm(row["buckets"][side].get(name), None) for side in ("user", "item") for name in names]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pm(mean, std, digits=4):
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
+    """Markdown table: arm, bytes/full, metrics (mean ± std), Δ vs uniform at the same bytes, convergence."""
+    head = ["arm", "bytes / full", f"test {metric}", f"test {second}", "vs uniform (same bytes)",
+            "seeds +/-", "converged", "best / last epoch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if row["n_ok"] == 0:
+            lines.append(f"| {row['arm']} | failed: {row['error']} |" + " |" * (len(head) - 2))
+            continue
+        vs = "-" if row["vs_uniform"] is None else (
+            f"{row['vs_uniform']:+.4f} ({row['vs_uniform_pct']:+.1f} %)")
+        conv = f"{row['n_converged']}/{row['n_ok']}" + ("" if row["converged"] else " **not converged**")
+        epochs = "-" if row["epochs_run"] is None else f"{row['best_epoch']:.0f} / {row['epochs_run']:.0f}"
+        cells = [row["arm"], _pm(row["ratio"], None), _pm(row.get(f"test_{metric}"), row.get(f"test_{metric}_std")),
+                 _pm(row.get(f"test_{second}"), row.get(f"test_{second}_std")), vs,
+                 row["vs_uniform_signs"] or "-", conv, epochs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

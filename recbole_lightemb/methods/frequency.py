@@ -1,0 +1,99 @@
+"""``emb: freq``: widths by popularity, no search — mixed-dimension rows with learned projections.
+
+A cheap baseline for the width-search methods (CIESS, SCALL): an entity's width grows with its
+training frequency, ``w_e ∝ (f_e + 1)^α`` (Ginart et al.'s popularity rule), rounded to a power of
+two so that a few width groups share each projection, and scaled by bisection so that the table's
+bytes — rows, projections and the per-row group/slot index — stay within ``emb_budget`` of it.
+``α = 0`` gives every row the same width.
+"""
+
+import numpy as np
+
+from recbole_lightemb.budget import require_budget
+from recbole_lightemb.modules import FLOAT_BYTES
+from recbole_lightemb.modules.base import index_bytes
+from recbole_lightemb.modules.mixed import MixedDimEmbedding
+from recbole_lightemb.plan import Plan
+from recbole_lightemb.registry import EmbeddingMethod, register_method
+
+
+def candidate_widths(dim, min_width):
+    """Powers of two in ``min_width..dim``, and ``dim`` itself."""
+    widths = {dim} | {1 << k for k in range(dim.bit_length()) if min_width <= (1 << k) <= dim}
+    return np.array(sorted(w for w in widths if w >= min_width))
+
+
+def widths_at(scale, counts, alpha, candidates):
+    """Each entity's target ``scale · (f + 1)^α``, rounded in log2 to the nearest candidate width."""
+    target = np.log2(scale) + alpha * np.log2(counts + 1.0)
+    nearest = np.abs(np.log2(candidates)[None, :] - target[:, None]).argmin(1)
+    return candidates[nearest]
+
+
+def table_bytes(widths, dim, projection):
+    """What a :class:`MixedDimEmbedding` with these widths stores: rows, projections, index."""
+    groups, sizes = np.unique(widths[widths > 0], return_counts=True)
+    floats = int(widths.sum()) + (int(sum(w * dim for w in groups if w < dim)) if projection else 0)
+    return floats * FLOAT_BYTES + len(widths) * (1 + index_bytes(int(sizes.max(initial=1))))
+
+
+def fit_widths(counts, dim, max_bytes, alpha, min_width, projection, padding_idx=None):
+    """The widest frequency-ranked widths whose table fits ``max_bytes`` (bisection on the scale)."""
+    candidates = candidate_widths(dim, min_width)
+
+    def at(scale):
+        widths = widths_at(scale, counts, alpha, candidates)
+        if padding_idx is not None:
+            widths[padding_idx] = 0
+        return widths
+
+    low, high = 2.0 ** -40, float(dim) * 2.0
+    if table_bytes(at(low), dim, projection) > max_bytes:
+        return None
+    for _ in range(80):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if table_bytes(at(mid), dim, projection) <= max_bytes else (low, mid)
+    return at(low)
+
+
+@register_method("freq")
+class FrequencyWidths(EmbeddingMethod):
+    """Popular entities get wider rows; every width group is projected up to ``d`` (``freq_projection``)."""
+
+    def check_config(self):
+        require_budget(self.config, self.name)
+        alpha = self.config["freq_alpha"]
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 4:
+            raise ValueError(f"freq_alpha={alpha!r}: expected a number in [0, 4] (width ∝ frequency^alpha)")
+        min_width = self.config["freq_min_width"]
+        if isinstance(min_width, bool) or not isinstance(min_width, int) or min_width < 1:
+            raise ValueError(f"freq_min_width={min_width!r}: expected an integer >= 1")
+        if not isinstance(self.config["freq_projection"], bool):
+            raise ValueError(f"freq_projection={self.config['freq_projection']!r}: expected True or False")
+
+    def plan(self, dataset, tables):
+        fraction = require_budget(self.config, self.name)
+        alpha, projection = float(self.config["freq_alpha"]), self.config["freq_projection"]
+        counts = {"user": np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num),
+                  "item": np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num)}
+        arrays, meta = {}, {"alpha": alpha, "projection": projection, "tables": {}}
+        for spec in tables:
+            full = spec.num_embeddings * spec.embedding_dim * FLOAT_BYTES
+            min_width = min(self.config["freq_min_width"], spec.embedding_dim)
+            widths = fit_widths(counts[spec.role][: spec.num_embeddings].astype(np.float64), spec.embedding_dim,
+                                fraction * full, alpha, min_width, projection, spec.padding_idx)
+            if widths is None:
+                smallest = table_bytes(np.full(spec.num_embeddings, min_width), spec.embedding_dim, projection) / full
+                raise ValueError(f"emb_budget={fraction!r} is too small for emb=freq on table {spec.name!r} "
+                                 f"(width {min_width} rows, projections and index); allowed: "
+                                 f"emb_budget >= {smallest:.4g}")
+            arrays[f"{spec.name}_widths"] = widths.astype(np.int16)
+            groups, sizes = np.unique(widths[widths > 0], return_counts=True)
+            meta["tables"][spec.name] = {"groups": {int(w): int(n) for w, n in zip(groups, sizes)},
+                                         "stored_bytes": table_bytes(widths, spec.embedding_dim, projection)}
+        return Plan(self.name, arrays, meta)
+
+    def build(self, spec, table, plan):
+        return MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, plan[f"{spec.name}_widths"],
+                                 padding_idx=spec.padding_idx, init_from=table.weight,
+                                 projection=plan.meta["projection"])

@@ -1,0 +1,76 @@
+"""Rows of a few widths, each width group in its own dense table, projected up to ``d``.
+
+With prefix widths (a width-``s`` row is the first ``s`` coordinates of a ``d``-wide row) a narrow
+entity only ever meets the first ``s`` coordinates of its partners, so the extra coordinates of a
+wide entity are wasted on every narrow one. Mixed-dimension rows (Ginart et al., "Mixed dimension
+embeddings", ISIT 2021; torchrec's mixed-dimension tables) give each width group ``w`` a learned
+``w × d`` projection instead: every row reaches all ``d`` coordinates, at the cost of the
+projections' floats, which are counted. Without projection a group is zero-padded (prefix widths).
+
+Storage is packed during training too: one ``n_w × w`` parameter per group, so parameters and
+optimiser state follow the budget, never an ``n × d`` buffer.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_lightemb.modules.base import LightEmbedding, index_bytes
+
+
+class MixedDimEmbedding(LightEmbedding):
+    """Per-row widths from a small set; ``group`` and ``slot`` (stored, counted) locate each row."""
+
+    def __init__(self, num_embeddings, embedding_dim, widths, padding_idx=None, init_from=None, projection=True):
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        widths = np.asarray(widths, dtype=np.int64).copy()
+        if widths.shape != (self.num_embeddings,) or widths.min(initial=0) < 0 or widths.max(initial=0) > embedding_dim:
+            raise ValueError(f"widths must be {self.num_embeddings} integers in 0..{embedding_dim}")
+        if padding_idx is not None:
+            widths[padding_idx] = 0
+        if init_from is None:
+            init_from = torch.empty(self.num_embeddings, self.embedding_dim)
+            nn.init.xavier_normal_(init_from)
+        init = init_from.detach().float()
+        self.group_widths = sorted({int(w) for w in widths if w > 0}, reverse=True)
+        group, slot = np.full(self.num_embeddings, -1), np.zeros(self.num_embeddings, dtype=np.int64)
+        self.values, self.projections, self.projected = nn.ParameterList(), nn.ParameterList(), []
+        for g, width in enumerate(self.group_widths):
+            members = np.flatnonzero(widths == width)
+            group[members], slot[members] = g, np.arange(len(members))
+            self.values.append(nn.Parameter(init[torch.from_numpy(members), :width].clone()))
+            self.projected.append(projection and width < embedding_dim)
+            if self.projected[-1]:  # starts as the prefix embedding: [I_w | 0]
+                self.projections.append(nn.Parameter(torch.eye(width, embedding_dim)))
+        self.register_buffer("group", torch.from_numpy(group).to(torch.int8))
+        self.register_buffer("slot", torch.from_numpy(slot).to(torch.int32))
+
+    def forward(self, ids):
+        flat = ids.reshape(-1)
+        group, slot = self.group[flat].long(), self.slot[flat].long()
+        out = torch.zeros(flat.numel(), self.embedding_dim, device=flat.device, dtype=self.values[0].dtype)
+        projection = iter(self.projections)
+        for g, width in enumerate(self.group_widths):
+            where = (group == g).nonzero().squeeze(1)
+            rows = self.values[g][slot[where]]
+            rows = rows @ next(projection) if self.projected[g] else F.pad(rows, (0, self.embedding_dim - width))
+            out = out.index_copy(0, where, rows)
+        return out.view(*ids.shape, self.embedding_dim)
+
+    def full_table(self):
+        return self.forward(torch.arange(self.num_embeddings, device=self.group.device))
+
+    def stored_floats(self):
+        return sum(p.numel() for p in self.values) + sum(p.numel() for p in self.projections)
+
+    def index_bytes(self):
+        """A group id (1 byte) and a slot inside the group per row."""
+        largest = max((p.shape[0] for p in self.values), default=1)
+        return self.num_embeddings * (1 + index_bytes(largest))
+
+    def widths(self):
+        """Each row's width (0 for the padding row)."""
+        group = self.group.long()
+        table = torch.tensor([0] + self.group_widths, device=group.device)
+        return table[group + 1]

@@ -1,0 +1,104 @@
+"""The frontier ruler: uniform curve interpolation in log-bytes, per-seed signs, convergence flags, plot."""
+
+import logging
+import math
+import sys
+
+import pytest
+
+from recbole_lightemb.convergence import ConvergenceLog
+from recbole_lightemb.frontier import format_bucket_table, format_frontier_table, frontier_rows, interpolate_log
+from recbole_lightemb.plot import plot_frontier
+
+
+def run(method, budget, seed, ratio, recall, converged=True, label=None, error=None):
+    return {"method": method, "budget": budget, "seed": seed, "label": label, "error": error,
+            "test": {} if error else {"recall@20": recall, "ndcg@20": recall / 2},
+            "compression": {} if error else {"ratio": ratio, "stored_bytes": int(ratio * 1000)},
+            "convergence": {"converged": converged, "epochs_run": 50, "best_epoch": 39}}
+
+
+RUNS = [
+    run("full", None, 1, 1.0, 0.40), run("full", None, 2, 1.0, 0.42),
+    run("uniform", 0.1, 1, 0.1, 0.20), run("uniform", 0.1, 2, 0.1, 0.22),
+    run("uniform", 0.25, 1, 0.25, 0.30), run("uniform", 0.25, 2, 0.25, 0.30),
+    run("baco", 0.25, 1, 0.2, 0.29), run("baco", 0.25, 2, 0.2, 0.25, converged=False),
+    run("baco", 0.25, 1, 0.25, 0.33, label="baco-0.25[item=degree]"),
+    run("hash", 0.05, 1, 0.05, 0.1),
+    run("boom", 0.1, 1, None, None, error="RuntimeError: exploded"),
+]
+
+
+def test_interpolation_is_linear_in_log_bytes_and_refuses_to_extrapolate():
+    assert interpolate_log(0.1, [0.1, 1.0], [0.2, 0.4]) == pytest.approx(0.2)
+    assert interpolate_log(math.sqrt(0.1), [1.0, 0.1], [0.4, 0.2]) == pytest.approx(0.3)  # log-midpoint
+    assert interpolate_log(0.05, [0.1, 1.0], [0.2, 0.4]) is None
+    assert interpolate_log(1.5, [0.1, 1.0], [0.2, 0.4]) is None
+
+
+def test_rows_compare_each_seed_with_its_own_uniform_curve():
+    rows = {r["arm"]: r for r in frontier_rows(RUNS)}
+    baco = rows["baco-0.25"]
+    at = 0.20 + (0.30 - 0.20) * math.log(0.2 / 0.1) / math.log(0.25 / 0.1)  # seed 1's curve at 0.2
+    at2 = 0.22 + (0.30 - 0.22) * math.log(0.2 / 0.1) / math.log(0.25 / 0.1)
+    assert baco["vs_uniform"] == pytest.approx(((0.29 - at) + (0.25 - at2)) / 2)
+    assert baco["vs_uniform_signs"] == "+-"
+    assert baco["test_recall@20"] == pytest.approx(0.27) and baco["test_recall@20_std"] == pytest.approx(0.0283, 1e-3)
+    assert baco["n_converged"] == 1 and baco["converged"] is False
+    assert rows["baco-0.25[item=degree]"]["vs_uniform"] == pytest.approx(0.03)
+    assert rows["uniform-0.1"]["vs_uniform"] is None and rows["full"]["vs_uniform"] is None
+    assert rows["hash-0.05"]["vs_uniform"] is None  # below the curve's smallest budget: no extrapolation
+    assert rows["boom-0.1"]["n_ok"] == 0 and "exploded" in rows["boom-0.1"]["error"]
+
+
+def test_table_marks_unconverged_arms_and_failures():
+    table = format_frontier_table(frontier_rows(RUNS))
+    line = next(l for l in table.splitlines() if l.startswith("| baco-0.25 |"))
+    assert "1/2 **not converged**" in line and "| +- |" in line
+    assert "2/2 |" in next(l for l in table.splitlines() if l.startswith("| full |"))
+    assert "failed: RuntimeError: exploded" in table
+
+
+def test_convergence_says_whether_early_stopping_ended_the_run():
+    class Trainer:
+        epochs, stopping_step, eval_step = 100, 2, 1
+        train_loss_dict = {e: 1.0 for e in range(7)}
+        cur_step = 3
+
+    log = ConvergenceLog(bigger=True)
+    for epoch, score in enumerate([0.1, 0.3, 0.3, 0.2, 0.25, 0.2, 0.1]):
+        log(epoch, score)
+    summary = log.summary(Trainer)
+    assert summary["best_epoch"] == 2 and summary["epochs_run"] == 7 and summary["converged"] is True
+    Trainer.cur_step = 2  # the cap ended it before the patience ran out
+    assert log.summary(Trainer)["converged"] is False
+
+
+def test_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "frontier.png"
+    assert plot_frontier(frontier_rows(RUNS), "recall@20", str(path)) == str(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_one_line(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    path = tmp_path / "frontier.png"
+    with caplog.at_level(logging.INFO):
+        assert plot_frontier(frontier_rows(RUNS), "recall@20", str(path)) is None
+    assert not path.exists()
+    (record,) = [r for r in caplog.records if "matplotlib" in r.getMessage()]
+    assert "\n" not in record.getMessage() and record.levelno == logging.WARNING
+
+
+def test_bucket_recall_is_averaged_over_seeds_per_arm():
+    runs = [dict(r) for r in RUNS[:4]]
+    for k, r in enumerate(runs):
+        r["test_buckets"] = {"user": {"head": 0.1 * k, "torso": 0.2, "tail": 0.3},
+                             "item": {"head": 0.5, "torso": 0.1, "tail": 0.01 * k}}
+    rows = {r["arm"]: r for r in frontier_rows(runs)}
+    assert rows["uniform-0.1"]["buckets"]["user"]["head"] == pytest.approx(0.25)
+    assert rows["full"]["buckets"]["item"]["tail"] == pytest.approx(0.005)
+    table = format_bucket_table(list(rows.values()))
+    assert "| uniform-0.1 | 0.1000 | 0.2500 | 0.2000 | 0.3000 | 0.5000 | 0.1000 | 0.0250 |" in table
