@@ -5,6 +5,7 @@ on the same data, split and seeds, and writes a table and a plot to ``--compare_
 """
 
 import argparse
+import sys
 
 from recbole_lightemb import run
 from recbole_lightemb.compare import compare
@@ -38,12 +39,21 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=str, default="5678", help="the port of master node")
     parser.add_argument("--world_size", type=int, default=-1, help="total number of jobs")
     parser.add_argument("--group_offset", type=int, default=0, help="the global rank offset of this group")
+    parser.add_argument("--debug", type=str2bool, nargs="?", const=True, default=False,
+                        help="show the full traceback of a configuration error")
     args, _ = parser.parse_known_args()  # other --key=value pairs are read by RecBole's Config
+    sys.argv = [a for a in sys.argv if not a.startswith("--debug")]
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    if args.compare:
-        compare(args.model, args.dataset, split_list(args.emb) or ["full"], split_list(args.emb_budget),
-                config_file_list=config_file_list, seeds=args.seeds, compare_dir=args.compare_dir)
-    else:
-        run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc,
-            world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+    try:
+        if args.compare:
+            compare(args.model, args.dataset, split_list(args.emb) or ["full"], split_list(args.emb_budget),
+                    config_file_list=config_file_list, seeds=args.seeds, compare_dir=args.compare_dir)
+        else:
+            run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc,
+                world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+    except (ValueError, FileNotFoundError) as error:  # the errors raised on purpose: bad keys, values, files
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -2,6 +2,7 @@
 
 import difflib
 import functools
+import math
 import os
 import sys
 
@@ -76,6 +77,8 @@ class Config(RecBoleConfig):
                                  + (f"; did you mean {close[0]}?" if close else ""))
         for key, default in known.items():
             value = self.final_config_dict.get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key}={value!r}: expected a finite number")
             if isinstance(default, bool) and type(value) is int and value in (0, 1):
                 self.final_config_dict[key] = bool(value)
             elif isinstance(default, bool) and isinstance(value, str):

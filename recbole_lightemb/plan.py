@@ -38,10 +38,15 @@ class Plan:
     @classmethod
     def load(cls, path, method=None):
         """Read a saved plan; ``method`` checks it was made by the method about to use it."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data[META_KEY]))
-            arrays = {k: data[k] for k in data.files if k != META_KEY}
-        saved_method = meta.pop("method")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data[META_KEY]))
+                arrays = {k: data[k] for k in data.files if k != META_KEY}
+            saved_method = meta.pop("method")
+        except Exception as error:  # noqa: BLE001  (NumPy and zipfile raise many kinds for a broken file)
+            raise ValueError(f"emb_plan={str(path)!r}: not a readable plan file "
+                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'empty'})") \
+                from None
         if method is not None and saved_method != method:
             raise ValueError(f"plan file {path!r} was made by emb={saved_method!r}, not emb={method!r}")
         return cls(saved_method, arrays, meta)

@@ -67,6 +67,9 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
         return run_stream(config=config, saved=saved, queue=queue)
     method = get_method(config["emb"])(config)
     method.check_config()
+    saved_plan = config[f"{method.name}_plan"] or config["emb_plan"]
+    if saved_plan:
+        method.load_plan(saved_plan)  # a missing or broken plan is named before any data is loaded
     dataset = start_run(config)
     logger = getLogger()
     train_data, valid_data, test_data = data_preparation(config, dataset)
@@ -86,9 +89,9 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
 
     trainer_class = method.trainer or get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = trainer_class(config, model)
-    plan_file = None
-    if saved and config["local_rank"] == 0:
-        plan_file = plan.save(plan_path(trainer.saved_model_file))
+    plan_file = plan_path(trainer.saved_model_file) if saved else None
+    if saved and config["local_rank"] == 0 and (method.trainer is None or saved_plan):
+        plan.save(plan_file)  # a searching trainer saves its own plan once the search has finished
         logger.info(set_color("Saving plan", "blue") + f": {plan_file}")
 
     start = time.perf_counter()
@@ -146,6 +149,11 @@ def _run_rank(rank, *args):
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
         nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
     """Like ``recbole.quick_start.run``: one process, or ``nproc`` workers through RecBole's DDP path."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc={nproc!r}: expected a positive number of processes on this machine")
+    if world_size not in (-1,) and (not isinstance(world_size, int) or world_size < nproc):
+        raise ValueError(f"world_size={world_size!r}: expected -1 (= nproc) or the total number of processes over "
+                         f"all machines, at least nproc={nproc}")
     if nproc == 1 and world_size <= 0:
         return run_recbole_lightemb(model=model, dataset=dataset, config_file_list=config_file_list,
                                     config_dict=config_dict, saved=saved)

@@ -44,6 +44,10 @@ def _named_tables(model, n_users, n_items, config):
                     found = [n for n, m in modules.items() if isinstance(m, nn.Embedding)]
                     raise ValueError(f"emb_tables: {name!r} is not an nn.Embedding of model "
                                      f"{type(model).__name__}; its embedding tables are {found}")
+                wanted = n_users if role == "user" else n_items
+                if modules[name].num_embeddings != wanted:
+                    raise ValueError(f"emb_tables: {name!r} has {modules[name].num_embeddings} rows but the dataset "
+                                     f"has {wanted} {role}s; is it listed under the wrong role?")
                 tables[name] = (role, modules[name])
         return tables
     tables = {}

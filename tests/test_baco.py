@@ -100,3 +100,10 @@ def test_split_halves_the_most_crowded_codes_keeping_neighbours_together():
     first = np.arange(6)[np.lexsort((np.arange(6), order[:6]))]  # cluster 0 in (secondary, id) order
     runs = codes[first]
     assert (np.diff(runs) != 0).sum() == len(set(runs)) - 1  # each new code is one contiguous run
+
+
+def test_without_secondary_codes_users_store_one_code_and_the_budget_holds(ml100k_config):
+    config = {**ml100k_config, "epochs": 1, "emb": "baco", "emb_budget": 0.25, "baco_secondary": False}
+    result = run_recbole_lightemb(model="BPR", dataset="ml-100k", config_dict=config)
+    assert Plan.load(result["plan"]["file"])["user_codes"].shape[1] == 1
+    assert result["compression"]["ratio"] <= 0.25

@@ -260,3 +260,16 @@ def test_bad_config_fails_before_training(bad, match, tiny_config):
     config = {**tiny_config, **TINY_SEARCH, "emb_budget": 0.2, **bad}
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb(model="BPR", config_dict=config)
+
+
+def test_an_interrupted_search_leaves_no_plan_behind(tiny_config, monkeypatch):
+    from recbole_lightemb.ciess.trainer import CIESSTrainer
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CIESSTrainer, "search", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **TINY_SEARCH, "emb_budget": 0.3})
+    saved = tiny_config["checkpoint_dir"]
+    assert not [f for f in os.listdir(saved) if f.endswith(".plan.npz")] if os.path.isdir(saved) else True

@@ -182,3 +182,46 @@ def test_a_plan_made_on_other_data_is_refused_before_training(tiny_config, ml100
         run_recbole_lightemb(model="BPR", dataset="ml-100k",
                              config_dict={**ml100k_config, "emb": "baco", "emb_budget": 0.5,
                                           "emb_plan": first["plan"]["file"]})
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all"])
+def test_a_broken_plan_is_named_before_any_data_loads(tiny_config, tmp_path, monkeypatch, content):
+    broken = tmp_path / "broken.plan.npz"
+    broken.write_bytes(content)
+    import recbole_lightemb.quick_start as quick_start
+
+    monkeypatch.setattr(quick_start, "start_run", lambda config: pytest.fail("data loaded"))
+    with pytest.raises(ValueError, match=f"emb_plan='{broken}': not a readable plan file"):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.5,
+                                                       "emb_plan": str(broken)})
+
+
+def test_tables_named_under_the_wrong_role_are_refused(tiny_config):
+    with pytest.raises(ValueError, match="'item_embedding' has .* rows but the dataset has .* users"):
+        run_recbole_lightemb(model="BPR", config_dict={
+            **tiny_config, "emb": "uniform", "emb_budget": 0.5,
+            "emb_tables": {"user": ["item_embedding"], "item": ["user_embedding"]}})
+
+
+@pytest.mark.parametrize("key, value", [("stream_window", float("nan")), ("stream_reservoir", float("inf")),
+                                        ("emb_budget", float("nan"))])
+def test_non_finite_numbers_are_refused(key, value, tiny_config):
+    with pytest.raises(ValueError, match=f"{key}=.*expected a finite number"):
+        Config(model="BPR", config_dict={**tiny_config, "emb": "uniform", key: value})
+
+
+@pytest.mark.parametrize("kwargs, match", [({"nproc": 0}, "nproc=0"), ({"nproc": -2}, "nproc=-2"),
+                                           ({"nproc": 2, "world_size": 1}, "world_size=1")])
+def test_bad_process_counts_are_refused(kwargs, match):
+    from recbole_lightemb import run
+
+    with pytest.raises(ValueError, match=match):
+        run("BPR", "ml-100k", **kwargs)
+
+
+def test_cli_config_errors_are_one_line_with_status_2(tmp_path):
+    cmd = [sys.executable, str(ROOT / "run_recbole_lightemb.py"), "--emb=uniform", "--emb_budget=1.5"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: emb_budget=1.5")
+    assert "Traceback" not in done.stderr

@@ -167,7 +167,7 @@ class BACO(EmbeddingMethod):
             spare = max_codes - n_user - n_item
             n_user = split_largest(user_codes[:, 0], n_user, spare // 2 + spare % 2, user_codes[:, 1])
             n_item = split_largest(item_codes, n_item, max_codes - n_user - n_item, np.zeros(len(item_codes), int))
-        user_codes, n_user = _with_cold_code(user_codes, active_users, n_user)
+        user_codes, n_user = _with_cold_code(user_codes if secondary else user_codes[:, :1], active_users, n_user)
         item_codes, n_item = _with_cold_code(item_codes[:, None], active_items, n_item)
         n_codes = {"user": n_user, "item": n_item}
         stored = codebook_bytes(tables, n_codes, codes_per_entity(secondary))
