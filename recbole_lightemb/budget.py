@@ -1,5 +1,7 @@
 """The memory budget every method shares: ``emb_budget``, a fraction of the full tables' bytes."""
 
+import numbers
+
 from recbole_lightemb.modules import FLOAT_BYTES
 
 
@@ -8,7 +10,7 @@ def check_fraction(config, key):
     value = config[key]
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
         raise ValueError(f"{key}={value!r}: expected a fraction of the full embedding memory in (0, 1], e.g. 0.25")
     return float(value)
 
@@ -17,9 +19,9 @@ def check_positive_int(config, key):
     value = config[key]
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{key}={value!r}: expected a positive integer")
-    return value
+    return int(value)
 
 
 def full_bytes(specs):

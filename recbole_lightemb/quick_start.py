@@ -17,7 +17,7 @@ from recbole_lightemb.config import Config
 from recbole_lightemb.convergence import ConvergenceLog
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import get_method
-from recbole_lightemb.report import compression_report, format_report
+from recbole_lightemb.report import compression_report, format_report, training_memory
 from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
 
@@ -110,6 +110,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     report = compression_report(model)
+    report["training"] = training_memory(model, trainer.optimizer)
     logger.info(format_report(report, config["emb"]))
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")

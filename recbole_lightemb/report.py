@@ -1,5 +1,6 @@
 """The compression report: stored floats and bytes of every swapped table, against the full model."""
 
+import torch
 from recbole.utils import set_color
 
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
@@ -32,6 +33,34 @@ def compression_report(model):
     }
 
 
+def _outer_tables(model):
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, LightEmbedding) and not any(name.startswith(f"{n}.") for n in names):
+            names.append(name)
+            yield module
+
+
+def training_memory(model, optimizer):
+    """Bytes the swapped tables hold *while training*: parameters, buffers (masks, codes, widths) and
+    the optimiser's state for those parameters. A variable-width table that trains as a masked n × d
+    buffer is counted at that size, not at its packed size. ``ratio`` is against plain full tables
+    under the same optimiser (parameters plus the same state per float)."""
+    params, buffers, state = 0, 0, 0
+    for module in _outer_tables(model):
+        for p in module.parameters():
+            params += p.numel() * p.element_size()
+            state += sum(t.numel() * t.element_size() for t in optimizer.state.get(p, {}).values()
+                         if torch.is_tensor(t) and t.dim() > 0)
+        buffers += sum(b.numel() * b.element_size() for b in module.buffers())
+    full = sum(m.num_embeddings * m.embedding_dim for m in _outer_tables(model)) * FLOAT_BYTES
+    per_float = state / params if params else 0.0
+    total = params + buffers + state
+    return {"param_bytes": params, "buffer_bytes": buffers, "optimizer_bytes": state, "training_bytes": total,
+            "full_training_bytes": int(full * (1 + per_float)),
+            "ratio": total / (full * (1 + per_float)) if full else None}
+
+
 def format_report(report, emb):
     """RecBole-style coloured lines for the log."""
     lines = [set_color("compression", "pink") + f" (emb={emb})"]
@@ -43,4 +72,8 @@ def format_report(report, emb):
         f"  bytes: {report['stored_bytes']} / {report['full_bytes']}"
         + set_color("  ratio", "blue") + f": {report['ratio']:.4f}"
     )
+    if report.get("training"):
+        t = report["training"]
+        lines.append(f"    held while training (parameters, buffers, optimiser state): {t['training_bytes']} bytes, "
+                     f"ratio {t['ratio']:.4f} of full tables trained the same way")
     return "\n".join(lines)

@@ -67,10 +67,11 @@ def find_embedding_tables(model, dataset, config):
     tables = _named_tables(model, n_users, n_items, config)
     if not tables:
         kind = type(model).__mro__[1].__name__
+        hint = ("context-aware models keep ids inside a shared FMEmbedding and are not supported"
+                if "Context" in kind else "it may have no id embedding at all")
         raise ValueError(
             f"model={type(model).__name__} ({kind}) has no nn.Embedding with one row per user "
-            f"({n_users}) or per item ({n_items}); context-aware models keep ids inside "
-            "a shared FMEmbedding and are not supported. Name the tables with emb_tables if it has some."
+            f"({n_users}) or per item ({n_items}); {hint}. Name the tables with emb_tables if it has some."
         )
     specs = [TableSpec(name, role, t.num_embeddings, t.embedding_dim, t.padding_idx)
              for name, (role, t) in tables.items()]

@@ -1,5 +1,7 @@
 """``emb: baco`` through RecBole: budget held in stored bytes, plans saved and reloadable."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,10 @@ def test_without_secondary_codes_users_store_one_code_and_the_budget_holds(ml100
     result = run_recbole_lightemb(model="BPR", dataset="ml-100k", config_dict=config)
     assert Plan.load(result["plan"]["file"])["user_codes"].shape[1] == 1
     assert result["compression"]["ratio"] <= 0.25
+
+
+def test_a_resolution_that_stores_more_than_full_says_so(tiny_config, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "baco_resolution": 1e9})
+    assert result["compression"]["ratio"] > 1  # every entity its own row, plus the codes
+    assert any("more than storing them uncompressed" in r.getMessage() for r in caplog.records)

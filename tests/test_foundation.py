@@ -225,3 +225,38 @@ def test_cli_config_errors_are_one_line_with_status_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: emb_budget=1.5")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("config_dict, match", [
+    ({"emb": "uniform", "emb_width": 100}, "emb_width=100: must be at most embedding_size=64"),
+    ({"emb": "uniform", "emb_budget": 0.001}, r"emb_budget=0.001 leaves less than one float .* >= 0.01562"),
+    ({"emb": "uniform", "emb_budget": 0.5, "embedding_size": 0}, "embedding_size=0: expected a positive integer"),
+])
+def test_budget_errors_come_before_any_data_loads(config_dict, match, tiny_config, monkeypatch):
+    import recbole_lightemb.quick_start as quick_start
+
+    monkeypatch.setattr(quick_start, "start_run", lambda config: pytest.fail("data loaded"))
+    with pytest.raises(ValueError, match=match):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **config_dict})
+
+
+def test_numpy_numbers_are_accepted_as_budgets_and_widths(tiny_config):
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform",
+                                                            "emb_budget": np.float32(0.25)})
+    assert result["compression"]["ratio"] == 0.25
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_width": np.int64(8)})
+    assert result["compression"]["ratio"] == 0.125
+
+
+def test_models_without_id_tables_get_no_context_model_hint(tiny_config):
+    with pytest.raises(ValueError, match="it may have no id embedding at all") as caught:
+        run_recbole_lightemb(model="Pop", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.5})
+    assert "FMEmbedding" not in str(caught.value)
+
+
+def test_training_memory_is_reported_beside_stored_bytes(tiny_config):
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.25})
+    training = result["compression"]["training"]
+    assert training["param_bytes"] == result["compression"]["stored_bytes"]
+    assert training["optimizer_bytes"] == 2 * training["param_bytes"]  # Adam: two moments per float
+    assert training["ratio"] == pytest.approx(0.25)

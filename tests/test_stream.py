@@ -181,6 +181,17 @@ def test_stream_without_time_field_fails_clearly(tmp_path):
         next(stream_segments(config, dataset))
 
 
+def test_a_token_time_field_is_refused(tmp_path):
+    data_path = write_tiny(tmp_path)
+    inter = tmp_path / "tiny" / "tiny.inter"
+    inter.write_text(inter.read_text().replace("timestamp:float", "timestamp:token", 1))
+    from recbole.data import create_dataset
+
+    config = Config("BPR", "tiny", config_dict=tiny_config(data_path, tmp_path))
+    with pytest.raises(ValueError, match="TIME_FIELD='timestamp' is a token field"):
+        next(stream_segments(config, create_dataset(config)))
+
+
 def test_segment_without_test_users_fails_clearly(tmp_path):
     data_path = write_tiny(tmp_path, n=300)
     from recbole.data import create_dataset

@@ -139,6 +139,10 @@ class BACO(EmbeddingMethod):
         plan.meta["stored_bytes"] += residual_bytes(tables, residual)
         if budget is not None and plan.meta["stored_bytes"] > budget * full_bytes(tables):
             raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
+        if budget is None and plan.meta["stored_bytes"] > full_bytes(tables):
+            getLogger().warning(f"baco_resolution={self.config['baco_resolution']!r} gives "
+                                f"{plan.meta['stored_bytes'] / full_bytes(tables):.4f} of the full tables' bytes: "
+                                "more than storing them uncompressed; lower it or give emb_budget")
         return plan
 
     def plan_rows(self, dataset, tables, max_codes):

@@ -16,11 +16,20 @@ class Uniform(EmbeddingMethod):
         if (budget is None) == (width is None):
             raise ValueError(f"emb=uniform needs exactly one of emb_budget (got {budget!r}) "
                              f"and emb_width (got {width!r})")
+        dim = self.config["embedding_size"]  # most models' table width; checked again per table when built
+        if isinstance(dim, int) and not isinstance(dim, bool):
+            if dim < 1:
+                raise ValueError(f"embedding_size={dim!r}: expected a positive integer")
+            if width is not None and width > dim:
+                raise ValueError(f"emb_width={width}: must be at most embedding_size={dim}")
+            if budget is not None and int(budget * dim) < 1:
+                raise ValueError(f"emb_budget={budget!r} leaves less than one float per row of a {dim}-wide table; "
+                                 f"allowed: emb_budget >= {1 / dim:.4g}")
 
     def width_for(self, dim):
-        width = self.config["emb_width"]
+        width = check_positive_int(self.config, "emb_width")
         if width is None:
-            width = int(self.config["emb_budget"] * dim)
+            width = int(check_fraction(self.config, "emb_budget") * dim)
             if width < 1:
                 raise ValueError(f"emb_budget={self.config['emb_budget']!r} leaves less than one float per row "
                                  f"of a {dim}-wide table; allowed: emb_budget >= {1 / dim:.4g}")

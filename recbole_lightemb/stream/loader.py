@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
+from recbole.utils import FeatureType
 
 from recbole_lightemb.stream.segments import SegmentSplit, check_stream_config, segment_bounds, split_segments, \
     stream_value
@@ -53,6 +54,11 @@ def stream_arrays(dataset):
             f"stream=True needs interaction times: TIME_FIELD={time_field!r} is not a loaded column of "
             f"dataset={dataset.dataset_name!r}; set TIME_FIELD and add it to load_col "
             "(e.g. load_col: {inter: [user_id, item_id, timestamp]})")
+    if dataset.field2type[time_field] != FeatureType.FLOAT:
+        raise ValueError(
+            f"stream=True: TIME_FIELD={time_field!r} is a {dataset.field2type[time_field].value} field, so its values "
+            "are ids in order of first appearance, not times; declare it as a number in the .inter header "
+            f"({time_field}:float)")
     inter = dataset.inter_feat
     return (inter[dataset.uid_field].numpy(), inter[dataset.iid_field].numpy(),
             inter[time_field].numpy())
