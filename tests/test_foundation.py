@@ -231,6 +231,7 @@ def test_cli_config_errors_are_one_line_with_status_2(tmp_path):
     ({"emb": "uniform", "emb_width": 100}, "emb_width=100: must be at most embedding_size=64"),
     ({"emb": "uniform", "emb_budget": 0.001}, r"emb_budget=0.001 leaves less than one float .* >= 0.01562"),
     ({"emb": "uniform", "emb_budget": 0.5, "embedding_size": 0}, "embedding_size=0: expected a positive integer"),
+    ({"emb": "ciess", "emb_budget": 0.5, "ciess_s_min": 100}, "ciess_s_min=100: must be at most embedding_size=64"),
 ])
 def test_budget_errors_come_before_any_data_loads(config_dict, match, tiny_config, monkeypatch):
     import recbole_lightemb.quick_start as quick_start

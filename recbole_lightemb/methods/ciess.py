@@ -58,6 +58,9 @@ class CIESS(EmbeddingMethod):
             if not ok:
                 allowed = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
                 raise ValueError(f"{key}={value!r}: expected a number in {allowed}")
+        dim = config["embedding_size"]
+        if isinstance(dim, int) and not isinstance(dim, bool) and config["ciess_s_min"] > dim:
+            raise ValueError(f"ciess_s_min={config['ciess_s_min']!r}: must be at most embedding_size={dim}")
         for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency"):
             if not isinstance(config[key], bool):
                 raise ValueError(f"{key}={config[key]!r}: expected True or False")
