@@ -59,7 +59,8 @@ def _arms(methods, budgets=METHOD_BUDGETS, variants=()):
     return arms + list(variants)
 
 
-ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq"), variants=[
+ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
+    ("quant-0.25[8 bits]", "quant", 0.25, {"quant_bits": 8}),
     ("freq-0.25[projection]", "freq", 0.25, {"freq_projection": True}),
     ("baco-0.1[residual=3]", "baco", 0.1, {"baco_residual": 3}),
     ("baco-0.25[residual=8]", "baco", 0.25, {"baco_residual": 8}),

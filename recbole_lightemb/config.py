@@ -13,7 +13,7 @@ from recbole.config import Config as RecBoleConfig
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 """The YAML defaults, RecBole-style, at the top of the (editable) checkout."""
 
-PLUGIN_PREFIXES = ("emb_", "baco_", "ciess_", "scall_", "stream_", "freq_")
+PLUGIN_PREFIXES = ("emb_", "baco_", "ciess_", "scall_", "stream_", "freq_", "quant_")
 """Keys starting with these belong to the plugin: one it does not know is a typo, not a RecBole key."""
 
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")

@@ -110,7 +110,7 @@ def test_a_crafted_process_group_opens_no_connection(tmp_path):
     listener.close()
 
 
-@pytest.mark.parametrize("emb", ["full", "uniform", "hash", "qr", "baco", "freq"])
+@pytest.mark.parametrize("emb", ["full", "uniform", "hash", "qr", "baco", "freq", "quant"])
 def test_every_checkpoint_reloads_as_data_with_identical_metrics(tiny_config, emb):
     budget = {"full": None, "qr": 0.5, "freq": 0.5}.get(emb, 0.25)  # qr, freq: 0.25 is too small on tiny data
     result, checkpoint = trained(tiny_config, emb, emb_budget=budget)

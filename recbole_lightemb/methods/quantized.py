@@ -1,0 +1,40 @@
+"""``emb: quant``: every row stored in ``quant_bits`` bits, as wide as the budget then allows."""
+
+from recbole_lightemb.budget import require_budget
+from recbole_lightemb.modules import FLOAT_BYTES
+from recbole_lightemb.modules.quantized import QuantizedEmbedding, quantized_width
+from recbole_lightemb.plan import Plan
+from recbole_lightemb.registry import EmbeddingMethod, register_method
+
+BITS = (2, 4, 8, 16)
+
+
+@register_method("quant")
+class Quantized(EmbeddingMethod):
+    """Spends the budget on more coordinates at lower precision instead of fewer float32 ones."""
+
+    def check_config(self):
+        budget = require_budget(self.config, self.name)
+        bits = self.config["quant_bits"]
+        if bits not in BITS or isinstance(bits, bool):
+            raise ValueError(f"quant_bits={bits!r}: allowed {', '.join(map(str, BITS))}")
+        dim = self.config["embedding_size"]
+        if isinstance(dim, int) and quantized_width(budget * dim * FLOAT_BYTES, bits, dim) < 1:
+            smallest = (FLOAT_BYTES + bits / 8) / (dim * FLOAT_BYTES)
+            raise ValueError(f"emb_budget={budget!r} cannot pay for one {bits}-bit value and a row scale; "
+                             f"allowed: emb_budget >= {smallest:.4g}")
+
+    def plan(self, dataset, tables):
+        budget, bits = require_budget(self.config, self.name), self.config["quant_bits"]
+        widths = {}
+        for spec in tables:
+            width = quantized_width(budget * spec.embedding_dim * FLOAT_BYTES, bits, spec.embedding_dim)
+            if width < 1:
+                raise ValueError(f"emb_budget={budget!r} cannot pay for one {bits}-bit value and a row scale in "
+                                 f"table {spec.name!r}")
+            widths[spec.name] = width
+        return Plan(self.name, meta={"bits": bits, "widths": widths})
+
+    def build(self, spec, table, plan):
+        return QuantizedEmbedding(spec.num_embeddings, spec.embedding_dim, plan.meta["widths"][spec.name],
+                                  plan.meta["bits"], padding_idx=spec.padding_idx, init_from=table.weight)
