@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny generated RecBole dataset, so model tests take seconds."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,25 @@ import recbole_lightemb  # noqa: F401  (applies the compatibility fixes before R
 
 # Every test uses tiny tensors: more threads only contend (on 2 shared cores, 10x slower epochs).
 torch.set_num_threads(1)
+
+RUN_OUTPUTS = ("log", "log_tensorboard", "saved")
+"""What RecBole writes into the working folder."""
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch):
+    """RecBole writes ./log, ./log_tensorboard and ./saved: every test runs inside its own tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _checkout_stays_clean():
+    """The suite leaves nothing in the checkout: fails at the end if RecBole wrote into it."""
+    root = Path(__file__).resolve().parent.parent
+    before = {name for name in RUN_OUTPUTS if (root / name).exists()}
+    yield
+    left = {name for name in RUN_OUTPUTS if (root / name).exists()} - before
+    assert not left, f"the tests left {sorted(left)} in {root}"
 
 
 def write_tiny_dataset(folder, name="tiny", n_users=40, n_items=60, n_inter=1200, seed=0):
