@@ -11,6 +11,7 @@ chained ``fillna(inplace=True)`` into a no-op (``pandas<3``).
 """
 
 import functools
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -153,8 +154,27 @@ def patch_cpu_distributed():
     AbstractTrainer.__init__ = _trainer_init
 
 
+KNOWN_WARNINGS = (
+    # (message regex, category, module regex): raised inside RecBole or its dependencies, nothing a user can act on
+    (r"pkg_resources is deprecated", UserWarning, r"ray\."),  # ray 2.6, imported by recbole.quick_start
+    (r"`np\.bool8` is a deprecated alias", DeprecationWarning, r"ray\."),
+    (r"A value is trying to be set on a copy of a DataFrame", FutureWarning, r"recbole\."),  # fillna(inplace)
+    (r"torch\.sparse\.SparseTensor\(indices, values, shape", UserWarning, r"recbole\."),  # LightGCN, NGCF, …
+    (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning, r"recbole\."),
+    (r"distutils Version classes are deprecated", DeprecationWarning, r"thop\."),  # RecBole's FLOPs counter
+)
+
+
+def quiet_known_warnings():
+    """Silence the warnings of :data:`KNOWN_WARNINGS`, each by message, category and origin, so a run
+    prints only warnings its user can act on."""
+    for message, category, module in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
 def apply():
     """Apply every fix; safe to call more than once."""
+    quiet_known_warnings()
     patch_scipy_dok()
     patch_checkpoint_loading()
     patch_cpu_distributed()

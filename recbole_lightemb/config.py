@@ -5,10 +5,12 @@ import functools
 import math
 import os
 import sys
+from logging import getLogger
 
 import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 """The YAML defaults, RecBole-style, at the top of the (editable) checkout."""
@@ -28,6 +30,21 @@ def plugin_defaults():
             with open(os.path.join(PROPERTIES_DIR, name)) as f:
                 keys.update(yaml.safe_load(f) or {})
     return keys
+
+
+@functools.lru_cache(maxsize=1)
+def recbole_model_names():
+    """RecBole's model class names (the tree-based ones by name: they need optional packages to import)."""
+    import importlib
+
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    names = {"lightgbm", "xgboost"}
+    for package in ("general", "context_aware", "sequential", "knowledge_aware"):
+        module = importlib.import_module(f"recbole.model.{package}_recommender")
+        names |= {name for name, obj in vars(module).items()
+                  if isinstance(obj, type) and issubclass(obj, AbstractRecommender)}
+    return sorted(names)
 
 
 def _is_plugin_key(name):
@@ -50,6 +67,13 @@ class Config(RecBoleConfig):
         if isinstance(emb, str) and os.path.isfile(method_file):
             self._update_internal_config_dict(method_file)
 
+    def _get_model_and_dataset(self, model, dataset):
+        name = model if model is not None else self.external_config_dict.get("model")
+        if isinstance(name, str) and name not in recbole_model_names():
+            close = difflib.get_close_matches(name, recbole_model_names(), n=3, cutoff=0.5)
+            raise ValueError(f"model={name!r}: not a RecBole model" + (f"; closest: {', '.join(close)}" if close else ""))
+        return super()._get_model_and_dataset(model, dataset)
+
     def _load_cmd_line(self):
         """RecBole reads ``--key=value`` only; a plugin key written ``--key value`` would be silently dropped."""
         argv = sys.argv[1:]
@@ -62,9 +86,21 @@ class Config(RecBoleConfig):
         return super()._load_cmd_line()
 
     def _set_default_parameters(self):
+        self._no_negatives_for_ce_loss()
         super()._set_default_parameters()
         self._check_plugin_keys()
         self._check_dataset_present()
+
+    def _no_negatives_for_ce_loss(self):
+        """Sequential models with the CE loss (SASRec, GRU4Rec, …) rank against all items: RecBole refuses
+        its own default of sampled negatives for them. Unless the user set negatives, drop them, and say so."""
+        config = self.final_config_dict
+        if (getattr(self.model_class, "type", None) == ModelType.SEQUENTIAL and config.get("loss_type") == "CE"
+                and "train_neg_sample_args" not in self.external_config_dict
+                and config.get("train_neg_sample_args") is not None):
+            config["train_neg_sample_args"] = None
+            getLogger().info(f"model={self.model}: loss_type CE ranks against all items, so "
+                             "train_neg_sample_args is set to None (RecBole requires it)")
 
     def _check_plugin_keys(self):
         """Unknown plugin-prefixed keys are typos (named with the closest known key); boolean keys read
@@ -104,7 +140,9 @@ class Config(RecBoleConfig):
         """RecBole starts multi-process runs with NCCL only; without a GPU use gloo on the CPU."""
         config = self.final_config_dict
         if "local_rank" not in config or torch.cuda.is_available():
-            return super()._init_device()
+            super()._init_device()
+            config["use_gpu"] = config["device"].type == "cuda"  # the config dump says what the run uses
+            return
         config["gpu_id"] = ""
         torch.distributed.init_process_group(
             backend="gloo", rank=config["local_rank"] + config["offset"], world_size=config["world_size"],

@@ -44,3 +44,13 @@ def test_sequential_item_table_keeps_padding_row(tiny_config):
 def test_context_aware_model_gets_clear_error(ml100k_config):
     with pytest.raises(ValueError, match="FM.*no nn.Embedding with one row per user"):
         run_recbole_lightemb(model="FM", dataset="ml-100k", config_dict={**ml100k_config, "emb": "uniform", "emb_budget": 0.25})
+
+
+def test_ce_loss_models_run_as_typed(tiny_config, caplog):
+    """SASRec without train_neg_sample_args: the plugin drops RecBole's default negatives and says so."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        result = run_recbole_lightemb(model="SASRec", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.5})
+    assert result["test_result"]["recall@10"] >= 0
+    assert any("train_neg_sample_args is set to None" in r.getMessage() for r in caplog.records)
