@@ -7,9 +7,6 @@ on the same data, split and seeds, and writes a table and a plot to ``--compare_
 import argparse
 import sys
 
-from recbole_lightemb import run
-from recbole_lightemb.compare import compare
-
 
 def str2bool(text):
     if text.lower() in ("true", "1", "yes"):
@@ -43,6 +40,9 @@ if __name__ == "__main__":
                         help="show the full traceback of a configuration error")
     args, _ = parser.parse_known_args()  # other --key=value pairs are read by RecBole's Config
     sys.argv = [a for a in sys.argv if not a.startswith("--debug")]
+
+    from recbole_lightemb import run  # imported after parsing, so that --help answers at once
+    from recbole_lightemb.compare import compare
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     try:

@@ -268,3 +268,11 @@ def test_training_memory_is_reported_beside_stored_bytes(tiny_config):
 def test_an_unknown_model_is_named_with_the_closest_names(tiny_config):
     with pytest.raises(ValueError, match="model='LightGCM': not a RecBole model; closest: LightGCN"):
         Config(model="LightGCM", config_dict=tiny_config)
+
+
+def test_cli_help_answers_without_importing_recbole():
+    script = ("import runpy, sys\nsys.argv = ['run_recbole_lightemb.py', '--help']\ntry:\n"
+              f"    runpy.run_path({str(ROOT / 'run_recbole_lightemb.py')!r}, run_name='__main__')\n"
+              "except SystemExit as end:\n    assert end.code == 0\nprint('recbole' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "False" and "--emb_budget" in done.stdout
