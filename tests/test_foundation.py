@@ -276,3 +276,14 @@ def test_cli_help_answers_without_importing_recbole():
               "except SystemExit as end:\n    assert end.code == 0\nprint('recbole' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "False" and "--emb_budget" in done.stdout
+
+
+def test_the_baco_paper_preset_sets_the_authors_protocol(tiny_config):
+    preset = ROOT / "properties" / "presets" / "baco_lightgcn_beauty.yaml"
+    config = Config(config_file_list=[str(preset)],
+                    config_dict={**{k: v for k, v in tiny_config.items() if k not in ("epochs", "train_batch_size")},
+                                 "benchmark_filename": None, "emb": "baco", "emb_budget": 0.25})
+    assert config["model"] == "LightGCN" and config["n_layers"] == 2 and config["embedding_size"] == 64
+    assert (config["epochs"], config["eval_step"], config["stopping_step"]) == (1000, 10, 5)
+    assert (config["learning_rate"], config["weight_decay"], config["reg_weight"]) == (0.001, 1e-8, 0.0)
+    assert config["train_batch_size"] == 1024 and config["valid_metric"] == "Recall@20"
