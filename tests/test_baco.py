@@ -63,10 +63,15 @@ def test_bad_baco_config(bad, match, tiny_config):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "emb_budget": 0.25, **bad})
 
 
-def test_item_only_model_is_refused_clearly(tiny_config):
-    with pytest.raises(ValueError, match="needs both tables; model=SASRec has only"):
-        run_recbole_lightemb(model="SASRec", config_dict={**tiny_config, **SEQUENTIAL, "emb": "baco",
-                                                          "emb_budget": 0.5})
+def test_item_only_models_take_item_codes_of_the_whole_graph(tiny_config):
+    result = run_recbole_lightemb(model="SASRec", config_dict={**tiny_config, **SEQUENTIAL, "emb": "baco",
+                                                               "emb_budget": 0.5})
+    (table,) = result["compression"]["tables"]
+    assert table["role"] == "item" and result["compression"]["ratio"] <= 0.5
+    plan = Plan.load(result["plan"]["file"])
+    budget_rows = int((0.5 * table["entities"] * table["dim"] * 4 - table["entities"] * 4) // (table["dim"] * 4))
+    assert budget_rows - 4 <= plan.meta["n_item_codes"] <= budget_rows  # the user rows' share went to items
+    assert result["test_result"]["recall@10"] >= 0
 
 
 def test_residual_rows_are_private_counted_and_fill_the_budget(ml100k_config):

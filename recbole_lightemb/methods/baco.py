@@ -147,11 +147,10 @@ class BACO(EmbeddingMethod):
 
     def plan_rows(self, dataset, tables, max_codes):
         """Co-cluster ``dataset``'s interaction graph into at most ``max_codes`` rows plus one cold row
-        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None."""
+        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None. A model with one
+        side's table only (item-only sequential models) still clusters the whole user–item graph and
+        keeps that side's codes, splitting its most crowded codes into the rows the other side would use."""
         roles = {s.role for s in tables}
-        if roles != {"user", "item"}:
-            raise ValueError(f"emb=baco co-clusters users with items and needs both tables; model={self.config['model']} "
-                             f"has only {sorted(roles)} tables: use emb=hash, qr or uniform for it")
         graph = dataset.inter_matrix(form="csr").astype(np.float32)
         graph.data[:] = 1
         active_users = np.diff(graph.indptr) > 0
@@ -167,7 +166,11 @@ class BACO(EmbeddingMethod):
                                                  **options)
         n_user, n_item = result.n_user_codes, result.n_item_codes
         user_codes, item_codes = result.user_codes.copy(), result.item_codes.copy()
-        if max_codes is not None and self.config["baco_split"]:
+        if max_codes is not None and roles == {"item"}:  # an item-only model (SASRec, …) stores no user rows:
+            n_item = split_largest(item_codes, n_item, max_codes - n_item, np.zeros(len(item_codes), int))
+        elif max_codes is not None and roles == {"user"}:  # the whole row budget goes to the stored side
+            n_user = split_largest(user_codes[:, 0], n_user, max_codes - n_user, user_codes[:, 1])
+        elif max_codes is not None and self.config["baco_split"]:
             spare = max_codes - n_user - n_item
             n_user = split_largest(user_codes[:, 0], n_user, spare // 2 + spare % 2, user_codes[:, 1])
             n_item = split_largest(item_codes, n_item, max_codes - n_user - n_item, np.zeros(len(item_codes), int))
