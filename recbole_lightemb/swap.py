@@ -6,6 +6,7 @@ from logging import getLogger
 from torch import nn
 
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.extra_rows import ExtraRowsEmbedding
 from recbole_lightemb.registry import get_method
 
 ROLES = ("user", "item")
@@ -22,10 +23,21 @@ class TableSpec:
     padding_idx: int = None
 
 
+NARROW = 8
+"""A per-entity table narrower than 1/NARROW of the widest one (a bias, a per-user weight) is left full:
+it costs little, and a budget share of it would round to nothing."""
+
+SPECIAL_ROWS = 1
+"""Rows past the last entity a table may hold (BERT4Rec's mask token), kept full."""
+
+
 def _role_by_size(name, table, n_users, n_items):
     fits = [role for role, n in zip(ROLES, (n_users, n_items)) if table.num_embeddings == n]
     if len(fits) == 2:  # as many users as items: only the name can tell
         fits = [role for role in ROLES if role in name.lower()]
+    if not fits:  # a few special rows after the entities, in a table named for its side
+        fits = [role for role, n in zip(ROLES, (n_users, n_items))
+                if n < table.num_embeddings <= n + SPECIAL_ROWS and role in name.lower()]
     return fits[0] if len(fits) == 1 else None
 
 
@@ -56,7 +68,19 @@ def _named_tables(model, n_users, n_items, config):
             role = _role_by_size(name, module, n_users, n_items)
             if role is not None:
                 tables[name] = (role, module)
-    return tables
+    widest = max((t.embedding_dim for _, t in tables.values()), default=0)
+    return {name: (role, t) for name, (role, t) in tables.items() if t.embedding_dim * NARROW >= widest}
+
+
+def narrow_tables_left_full(model, dataset, config):
+    """The per-entity tables the automatic finder leaves alone because they are narrow (with why)."""
+    if config["emb_tables"]:
+        return []
+    modules = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    found = {n: m for n, m in modules.items() if _role_by_size(n, m, dataset.user_num, dataset.item_num)}
+    widest = max((m.embedding_dim for m in found.values()), default=0)
+    return [{"name": n, "dim": m.embedding_dim, "why": f"narrower than 1/{NARROW} of the widest table ({widest})"}
+            for n, m in found.items() if m.embedding_dim * NARROW < widest]
 
 
 def find_embedding_tables(model, dataset, config):
@@ -73,7 +97,8 @@ def find_embedding_tables(model, dataset, config):
             f"model={type(model).__name__} ({kind}) has no nn.Embedding with one row per user "
             f"({n_users}) or per item ({n_items}); {hint}. Name the tables with emb_tables if it has some."
         )
-    specs = [TableSpec(name, role, t.num_embeddings, t.embedding_dim, t.padding_idx)
+    entities = {"user": n_users, "item": n_items}
+    specs = [TableSpec(name, role, entities[role], t.embedding_dim, t.padding_idx)
              for name, (role, t) in tables.items()]
     return specs, [module for _, module in tables.values()]
 
@@ -100,16 +125,32 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
         plan = method.load_plan(saved) if saved else method.plan(dataset, specs)
     if saved:
         check_plan_fits(plan, specs, saved)
+    left = narrow_tables_left_full(model, dataset, config)
     built = []
     for spec, table in zip(specs, tables):
-        new = method.build(spec, table, plan).to(table.weight.device)
+        special = table.num_embeddings > spec.num_embeddings and method.name != "full"
+        new = method.build(spec, _EntityRows(table, spec.num_embeddings) if special else table, plan)
+        if special:  # rows past the entities (a mask token) stay full
+            new = ExtraRowsEmbedding(new, table.weight[spec.num_embeddings:])
+        new = new.to(table.weight.device)
         new.table_name = spec.name
         new.role = spec.role
         _replace(model, table, new)
         built.append(new)
     if saved:
         check_plan_budget(built, specs, config["emb_budget"], saved)
+    if left:
+        plan.meta["tables_left_full"] = left
+        getLogger().info(f"tables left full (not compressed, not in the budget): {left}")
     return plan
+
+
+class _EntityRows:
+    """What a method's ``build`` reads of the table it replaces (``weight`` for its init): the entity rows only."""
+
+    def __init__(self, table, n):
+        self.weight = table.weight[:n]
+        self.padding_idx = table.padding_idx
 
 
 def check_plan_fits(plan, specs, path):

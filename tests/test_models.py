@@ -54,3 +54,34 @@ def test_ce_loss_models_run_as_typed(tiny_config, caplog):
         result = run_recbole_lightemb(model="SASRec", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.5})
     assert result["test_result"]["recall@10"] >= 0
     assert any("train_neg_sample_args is set to None" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("emb", ["uniform", "baco"])
+def test_bert4rec_keeps_its_mask_row_full_and_compresses_the_items(tiny_config, emb):
+    result = run_recbole_lightemb(model="BERT4Rec", config_dict={**tiny_config, **SEQUENTIAL, "emb": emb,
+                                                                 "emb_budget": 0.25})
+    (table,) = result["compression"]["tables"]
+    n_rows = table["entities"]  # items plus the mask-token row
+    mask_bytes = table["dim"] * 4
+    assert table["stored_bytes"] - mask_bytes <= 0.25 * (n_rows - 1) * table["dim"] * 4
+    assert result["test_result"]["recall@10"] >= 0
+
+
+def test_narrow_per_entity_tables_are_left_full_and_said_so(tiny_config):
+    result = run_recbole_lightemb(model="TransRec", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.25})
+    assert [t["name"] for t in result["compression"]["tables"]] == ["user_embedding", "item_embedding"]
+    assert result["plan"]["tables_left_full"] == [
+        {"name": "bias", "dim": 1, "why": "narrower than 1/8 of the widest table (64)"}]
+    assert result["compression"]["ratio"] == 0.25
+
+
+def test_extra_rows_read_from_their_own_full_table():
+    import torch
+
+    from recbole_lightemb.modules import UniformEmbedding
+    from recbole_lightemb.modules.extra_rows import ExtraRowsEmbedding
+
+    table = ExtraRowsEmbedding(UniformEmbedding(5, 8, 2), torch.ones(1, 8))
+    out = table(torch.tensor([[1, 5]]))
+    assert torch.equal(out[0, 1], torch.ones(8)) and (out[0, 0, 2:] == 0).all()
+    assert torch.equal(table.full_table()[5], torch.ones(8)) and table.stored_floats() == 5 * 2 + 8
