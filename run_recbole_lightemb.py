@@ -20,6 +20,23 @@ def split_list(text):
     return [part.strip() for part in text.split(",") if part.strip()] if text else []
 
 
+def summary(result):
+    """The few lines a run ends with, on stdout (the log stays on stderr)."""
+    lines = [f"{result['model']} on {result['dataset']}, emb={result['emb']}: bytes ratio "
+             f"{result['compression']['ratio']:.4f} of the full tables"]
+    if "mean_test_result" in result:
+        lines.append("mean test result over segments: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in result["mean_test_result"].items()))
+    else:
+        lines.append("test result: " + ", ".join(f"{k} {v:.4f}" for k, v in result["test_result"].items()))
+        convergence = result.get("convergence") or {}
+        if convergence:
+            lines.append(f"stopped at epoch {convergence['epochs_run']} (best {convergence['best_epoch']}): "
+                         + ("early stopping" if convergence["converged"] else "the epoch cap, not converged"))
+    lines.append(f"plan: {result['plan'].get('file')}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)  # --seed is not --seeds
     parser.add_argument("--model", "-m", type=str, default="BPR", help="name of models")
@@ -50,8 +67,10 @@ if __name__ == "__main__":
             compare(args.model, args.dataset, split_list(args.emb) or ["full"], split_list(args.emb_budget),
                     config_file_list=config_file_list, seeds=args.seeds, compare_dir=args.compare_dir)
         else:
-            run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc,
-                world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+            result = run(args.model, args.dataset, config_file_list=config_file_list, nproc=args.nproc,
+                         world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+            if result is not None:
+                print(summary(result))
     except (ValueError, FileNotFoundError) as error:  # the errors raised on purpose: bad keys, values, files
         if args.debug:
             raise

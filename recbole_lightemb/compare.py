@@ -154,19 +154,26 @@ def _cell(row, key):
     return text + (f" ({change:+.1f}%)" if change is not None and row["method"] != REFERENCE else "")
 
 
-def format_table(rows, metrics):
-    """The comparison as aligned text, RecBole-log style (metric cells: mean[±std] (change vs full))."""
-    head = ["method", "budget", "stored floats", "stored bytes", "ratio"]
-    head += [f"{split} {name}" for split, names in metrics.items() for name in names]
-    head += ["plan s", "train s"]
+def _shown_metrics(metrics, valid_metric):
+    """What the terminal table shows (the CSV keeps every metric): the valid metric, and Recall and
+    NDCG at the first cut-off on the test split."""
+    shown = [("valid", valid_metric)] if valid_metric in metrics["valid"] else []
+    tests = [m for m in metrics["test"] if m.startswith(("recall@", "ndcg@"))]
+    cutoff = min((m.split("@")[1] for m in tests), key=int, default=None)
+    return shown + [("test", m) for m in tests if m.split("@")[1] == cutoff][:2] or [("test", metrics["test"][0])]
+
+
+def format_table(rows, metrics, valid_metric):
+    """The comparison as aligned text within 120 columns: arm, budget, bytes ratio, the valid metric,
+    test Recall and NDCG at the first cut-off (mean[±std] (change vs full)), seeds converged, train time."""
+    shown = _shown_metrics(metrics, valid_metric)
+    head = ["method", "budget", "ratio"] + [f"{split} {name}" for split, name in shown] + ["conv", "train s"]
     body = []
     for row in rows:
         cells = [row["method"], "-" if row["budget"] is None else f"{row['budget']:g}",
-                 "-" if row["stored_floats"] is None else str(row["stored_floats"]),
-                 "-" if row["stored_bytes"] is None else str(row["stored_bytes"]),
                  "-" if row["ratio"] is None else f"{row['ratio']:.4f}"]
-        cells += [_cell(row, f"{split}_{name}") for split, names in metrics.items() for name in names]
-        cells += ["-" if row[k] is None else f"{row[k]:.2f}" for k in ("plan_s", "train_s")]
+        cells += [_cell(row, f"{split}_{name}") for split, name in shown]
+        cells += [f"{row['n_converged']}/{row['n_seeds']}", "-" if row["train_s"] is None else f"{row['train_s']:.0f}"]
         body.append(cells)
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + body]
@@ -303,6 +310,6 @@ def compare(model, dataset, methods, budgets, config_file_list=None, config_dict
     plot_frontier(frontier_rows(runs, valid_metric), valid_metric, os.path.join(compare_dir, "frontier.png"),
                   title=f"{model} on {dataset}" + (" (stream: means over segments)" if stream else ""))
     logger.info(set_color("comparison", "yellow") + f" ({model} on {dataset}, {seeds} seed(s); "
-                f"metric cells: mean (change vs full))\n" + format_table(rows, metrics))
+                f"metric cells: mean (change vs full))\n" + format_table(rows, metrics, valid_metric))
     logger.info(set_color("Saving comparison", "blue") + f": {compare_dir}")
     return rows

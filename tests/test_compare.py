@@ -120,3 +120,32 @@ def test_stream_runs_are_judged_by_their_segment_means():
     assert _results_of(stream) == ({}, {"recall@20": 0.4})
 
 
+
+
+def test_the_terminal_table_fits_120_columns_and_shows_what_matters():
+    from recbole_lightemb.compare import format_table
+
+    metrics = {"valid": ["recall@10", "recall@20", "mrr@10"],
+               "test": ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "hit@10", "precision@10"]}
+    rows = []
+    for method, budget in (("full", None), ("uniform", 0.25), ("baco", 0.25)):
+        row = {"method": method, "budget": budget, "ratio": 0.2493, "n_seeds": 3, "n_converged": 2,
+               "train_s": 1234.5, "error": None}
+        for split, names in metrics.items():
+            for name in names:
+                row[f"{split}_{name}"], row[f"{split}_{name}_std"] = 0.31234, 0.01234
+                row[f"{split}_{name}_vs_full_pct"] = -12.3456
+        rows.append(row)
+    table = format_table(rows, metrics, "mrr@10")
+    assert max(len(line) for line in table.splitlines()) <= 120
+    head = table.splitlines()[0].split()
+    assert head == ["method", "budget", "ratio", "valid", "mrr@10", "test", "recall@10", "test", "ndcg@10",
+                    "conv", "train", "s"]
+
+
+def test_stream_means_are_rounded_as_recbole_rounds():
+    from recbole_lightemb.stream.runner import _mean_results
+
+    rows = [{"test_result": {"recall@20": 0.0701}}, {"test_result": {"recall@20": 0.0701}},
+            {"test_result": {"recall@20": 0.0701}}]
+    assert _mean_results(rows, 4) == {"recall@20": 0.0701}

@@ -146,6 +146,9 @@ def test_cli_writes_result_json(tmp_path):
     assert result["dataset"] == "ml-100k" and result["emb"] == "uniform"
     assert result["compression"]["ratio"] <= 0.26
     assert set(result["timing"]) == {"plan_s", "train_s", "eval_s"}
+    lines = done.stdout.strip().splitlines()  # a short summary on stdout, the log on stderr
+    assert lines[0].startswith("BPR on ml-100k, emb=uniform: bytes ratio 0.2500") and len(lines) == 4
+    assert "recall@10" in lines[1] and "the epoch cap, not converged" in lines[2]
 
 
 @pytest.mark.parametrize("argv, config_dict, match", [

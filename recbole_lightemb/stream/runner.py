@@ -136,9 +136,10 @@ def format_segment_table(rows):
     return "\n".join(lines)
 
 
-def _mean_results(rows):
+def _mean_results(rows, decimals=4):
+    """Per-segment means, rounded as RecBole rounds its own results (``metric_decimal_place``)."""
     keys = rows[0]["test_result"].keys() if rows else []
-    return {k: float(np.mean([r["test_result"][k] for r in rows])) for k in keys}
+    return {k: round(float(np.mean([r["test_result"][k] for r in rows])), decimals) for k in keys}
 
 
 def _build(model_class, config, segment, method, planner):
@@ -239,7 +240,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
 
     logger.info(set_color("stream", "pink") + f" (emb={config['emb']}, {cut_key}={cut_value}, "
                 f"{len(rows)} segments)\n" + format_segment_table(rows))
-    mean_result = _mean_results(rows)
+    mean_result = _mean_results(rows, config["metric_decimal_place"])
     logger.info(set_color("mean test result", "yellow") + f": {mean_result}")
     result = {
         "model": config["model"], "dataset": config["dataset"], "emb": config["emb"],
