@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recbole_lightemb import run_recbole_lightemb
-from recbole_lightemb.modules.quantized import QuantizedEmbedding, fake_quantize, quantized_width, row_bytes
+from recbole_lightemb.modules.quantized import QuantizedEmbedding, fake_quantize, quantized_width, row_bytes, unpack
 
 
 def test_values_sit_on_the_stored_grid_and_gradients_pass_through():
@@ -45,3 +45,12 @@ def test_trains_through_recbole_within_the_budget(tiny_config):
 def test_bad_values_are_named(tiny_config, extra, match):
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "quant", "emb_budget": 0.1, **extra})
+
+
+@pytest.mark.parametrize("bits, width", [(4, 42), (8, 21), (2, 64), (16, 5)])
+def test_the_exported_rows_are_the_counted_bytes_and_give_back_the_trained_values(bits, width):
+    table = QuantizedEmbedding(30, 64, width, bits, padding_idx=0)
+    packed, scale = table.export()
+    assert packed.nbytes + scale.numel() * 4 == table.stored_bytes()
+    restored = unpack(packed, width, bits).float() * scale[:, None]
+    assert torch.allclose(restored, table.full_table()[:, :width].detach(), atol=1e-6)

@@ -11,6 +11,7 @@ the report's ``training`` figures show.
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,12 +19,31 @@ from torch import nn
 from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
 
 
-def fake_quantize(rows, bits):
-    """``rows`` rounded to ``bits``-bit integers times a per-row scale; gradients pass straight through."""
+def quantize(rows, bits):
+    """Integer codes in ``-(2^(b−1)−1) .. 2^(b−1)−1`` and the per-row float32 scale of ``rows``."""
     levels = 2 ** (bits - 1) - 1
     scale = rows.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / levels
-    stored = torch.round(rows / scale).clamp(-levels, levels) * scale
-    return rows + (stored - rows).detach()
+    return torch.round(rows.detach() / scale).clamp(-levels, levels), scale
+
+
+def fake_quantize(rows, bits):
+    """``rows`` rounded to ``bits``-bit integers times a per-row scale; gradients pass straight through."""
+    codes, scale = quantize(rows, bits)
+    return rows + (codes * scale - rows).detach()
+
+
+def pack(codes, bits):
+    """``(n, w)`` integer codes as ``(n, ceil(w·bits/8))`` bytes: what a deployment stores."""
+    unsigned = (codes.long() + 2 ** (bits - 1) - 1).cpu().numpy().astype(np.uint32)
+    planes = ((unsigned[..., None] >> np.arange(bits)) & 1).astype(np.uint8)
+    return np.packbits(planes.reshape(len(unsigned), -1), axis=1)
+
+
+def unpack(packed, width, bits):
+    """The integer codes :func:`pack` stored."""
+    planes = np.unpackbits(packed, axis=1)[:, : width * bits].reshape(len(packed), width, bits)
+    unsigned = (planes.astype(np.int64) << np.arange(bits)).sum(-1)
+    return torch.from_numpy(unsigned - (2 ** (bits - 1) - 1))
 
 
 class QuantizedEmbedding(LightEmbedding):
@@ -50,6 +70,11 @@ class QuantizedEmbedding(LightEmbedding):
 
     def forward(self, ids):
         return self._out(F.embedding(ids, self.table, self.padding_idx))
+
+    def export(self):
+        """What a deployment keeps: the packed ``bits``-bit rows and one float32 scale per row."""
+        codes, scale = quantize(self._zero_padding_row(self.table), self.bits)
+        return pack(codes, self.bits), scale.squeeze(1).float()
 
     def stored_floats(self):
         """Stored values (``bits`` each) plus one float32 scale per row."""
