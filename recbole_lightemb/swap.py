@@ -103,7 +103,7 @@ def find_embedding_tables(model, dataset, config):
     return specs, [module for _, module in tables.values()]
 
 
-def _replace(model, old, new):
+def replace_table(model, old, new):
     """Put ``new`` wherever ``old`` is a child (tied tables are replaced everywhere at once)."""
     for parent in model.modules():
         for child_name, child in parent._modules.items():
@@ -135,7 +135,7 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
         new = new.to(table.weight.device)
         new.table_name = spec.name
         new.role = spec.role
-        _replace(model, table, new)
+        replace_table(model, table, new)
         built.append(new)
     if saved:
         check_plan_budget(built, specs, config["emb_budget"], saved)

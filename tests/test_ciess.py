@@ -273,3 +273,13 @@ def test_an_interrupted_search_leaves_no_plan_behind(tiny_config, monkeypatch):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **TINY_SEARCH, "emb_budget": 0.3})
     saved = tiny_config["checkpoint_dir"]
     assert not [f for f in os.listdir(saved) if f.endswith(".plan.npz")] if os.path.isdir(saved) else True
+
+
+def test_after_the_search_the_tables_train_packed_within_the_budget(tiny_config):
+    runs = {packed: run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **TINY_SEARCH, "emb_budget": 0.3,
+                                                                   "ciess_packed_training": packed, "epochs": 2})
+            for packed in (True, False)}
+    assert runs[True]["test_result"] == pytest.approx(runs[False]["test_result"])  # the same training, packed
+    packed, masked = runs[True]["compression"], runs[False]["compression"]
+    assert packed["stored_bytes"] == masked["stored_bytes"] <= 0.3 * packed["full_bytes"]
+    assert packed["training"]["ratio"] <= 0.3 * 1.05 < 1 < masked["training"]["ratio"]

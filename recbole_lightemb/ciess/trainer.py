@@ -29,6 +29,8 @@ from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, full_plan_bytes, grow_to_budget, plan_bytes, rank_by_frequency, table_widths)
 from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.swap import replace_table
 
 
 class _Batches:
@@ -92,10 +94,25 @@ class CIESSTrainer(Trainer):
         """Set every table of each role to ``widths[role]`` (reference scale); drop cached propagations."""
         for table in self.tables:
             table.set_widths(table_widths(widths[table.role], table.embedding_dim, self.ref_dim))
+        self._forget_propagation()
+
+    def _forget_propagation(self):
         for module in self.model.modules():  # LightGCN/NGCF cache the propagated tables for full sort
             for name in ("restore_user_e", "restore_item_e"):
                 if getattr(module, name, None) is not None:
                     setattr(module, name, None)
+
+    def _pack_tables(self):
+        """Once the widths are final, train packed tables (``Σ s_e`` floats and their optimiser state)
+        instead of the search's masked ``n × d`` ones, and let the search's state go."""
+        for old in self.tables:
+            new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, old.widths.cpu().numpy(),
+                                       padding_idx=old.padding_idx, init_from=old.full_table().detach())
+            new.role, new.table_name = old.role, getattr(old, "table_name", None)
+            replace_table(self.model, old, new.to(old.table.device))
+        self.tables, self.initial_state = [], None
+        self.optimizer = self._build_optimizer()
+        self._forget_propagation()
 
     def plan_bytes(self, widths):
         return plan_bytes(widths, self.dims, self.ref_dim)
@@ -119,6 +136,8 @@ class CIESSTrainer(Trainer):
                 self.logger.info(set_color("Saving searched plan", "blue") + f": {path}")
         self._restore(self.initial_state)  # (e) the final model starts from the same init as the search
         self.apply_widths(widths)
+        if self.config["ciess_packed_training"] and self.config["single_spec"]:
+            self._pack_tables()
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None

@@ -61,7 +61,7 @@ class CIESS(EmbeddingMethod):
         dim = config["embedding_size"]
         if isinstance(dim, int) and not isinstance(dim, bool) and config["ciess_s_min"] > dim:
             raise ValueError(f"ciess_s_min={config['ciess_s_min']!r}: must be at most embedding_size={dim}")
-        for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency"):
+        for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency", "ciess_packed_training"):
             if not isinstance(config[key], bool):
                 raise ValueError(f"{key}={config[key]!r}: expected True or False")
         ks = config["ciess_quality_ks"]

@@ -1,0 +1,96 @@
+"""CIESS's final training, packed tables against the masked n × d form: epoch time and bytes held.
+
+The widths are a fixed frequency-ranked plan at each budget (the search is not what is measured);
+both forms train the same model through RecBole's trainer, alternately, one epoch per round.
+
+    python bench/packed_training.py [--rounds 5] [--models BPR LightGCN] [--budgets 0.1 0.25]
+
+Writes bench/results/packed_training.json: median epoch seconds of each form, their ratio (target
+≤ 1.2), and the bytes each holds while training (parameters, buffers, Adam state) over full tables.
+"""
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_seed
+
+import recbole_lightemb
+from recbole_lightemb import Config
+from recbole_lightemb.ciess.widths import fit_to_budget, full_plan_bytes
+from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.report import training_memory
+from recbole_lightemb.swap import find_embedding_tables, replace_table
+from common import save_results
+
+
+def frequency_widths(dataset, budget, dim):
+    """Widths ∝ √frequency, shrunk by CIESS's own ``fit_to_budget`` until they fit ``budget``."""
+    counts = {"user": np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num),
+              "item": np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num)}
+    widths = {r: np.clip(np.round(np.sqrt(c + 1) * 4), 1, dim).astype(np.int64) for r, c in counts.items()}
+    dims = {r: [dim] for r in widths}
+    sizes = {r: len(w) for r, w in widths.items()}
+    return fit_to_budget(widths, dims, dim, int(budget * full_plan_bytes(sizes, dims)), 1)
+
+
+def trainer_for(config, train_data, widths, packed):
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data.dataset)
+    specs, tables = find_embedding_tables(model, train_data.dataset, config)
+    for spec, table in zip(specs, tables):
+        kind = PackedWidthEmbedding if packed else VariableWidthEmbedding
+        replace_table(model, table, kind(spec.num_embeddings, spec.embedding_dim, widths[spec.role],
+                                         padding_idx=spec.padding_idx, init_from=table.weight))
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+
+def epoch(trainer, train_data):
+    start = time.perf_counter()
+    trainer._train_epoch(train_data, 0, show_progress=False)
+    return time.perf_counter() - start
+
+
+def measure(model_name, budget, rounds):
+    config = Config(model=model_name, dataset="ml-100k", config_dict={"show_progress": False, "state": "WARNING"})
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    widths = frequency_widths(train_data.dataset, budget, config["embedding_size"])
+    trainers = {form: trainer_for(config, train_data, widths, form == "packed") for form in ("masked", "packed")}
+    times = {form: [] for form in trainers}
+    for form, trainer in trainers.items():
+        epoch(trainer, train_data)  # warm-up
+    for _ in range(rounds):
+        for form, trainer in trainers.items():
+            times[form].append(epoch(trainer, train_data))
+    memory = {form: training_memory(t.model, t.optimizer) for form, t in trainers.items()}
+    ratio = statistics.median(times["packed"]) / statistics.median(times["masked"])
+    print(f"{model_name:<9} budget {budget:<5} masked {statistics.median(times['masked']):.3f}s "
+          f"(holds {memory['masked']['ratio']:.3f} of full)  packed {statistics.median(times['packed']):.3f}s "
+          f"(holds {memory['packed']['ratio']:.3f})  time ratio {ratio:.3f}", flush=True)
+    return {"model": model_name, "budget": budget, "seconds": times, "time_ratio_of_medians": ratio,
+            "training_memory": memory}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
+    parser.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.25])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [measure(m, b, args.rounds) for m in args.models for b in args.budgets]
+    save_results("packed_training", {
+        "benchmark": "packed_training", "dataset": "ml-100k", "rounds": args.rounds, "results": rows,
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "recbole_lightemb": recbole_lightemb.__version__}})
+
+
+if __name__ == "__main__":
+    main()

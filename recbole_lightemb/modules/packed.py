@@ -1,0 +1,49 @@
+"""Per-row widths trained in packed form: one flat parameter of ``Σ s_e`` floats, so parameters and
+optimiser state follow the budget while training, not only on disk.
+
+:class:`~recbole_lightemb.modules.VariableWidthEmbedding` trains an ``n × d`` table under a mask, which
+lets a width search change widths in place; once widths are fixed (CIESS's final training) this table
+holds only what is kept. A lookup gathers ``offset[e] + j`` for ``j < s_e`` in one indexed read.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbole_lightemb.modules.base import LightEmbedding, index_bytes
+
+
+class PackedWidthEmbedding(LightEmbedding):
+    """Row ``e`` is ``values[offset[e] : offset[e] + s_e]``, zero-padded to ``d``; width 0 stores nothing."""
+
+    def __init__(self, num_embeddings, embedding_dim, widths, padding_idx=None, init_from=None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        widths = torch.as_tensor(np.asarray(widths), dtype=torch.long).clone()
+        if widths.shape != (self.num_embeddings,) or int(widths.min()) < 0 or int(widths.max()) > embedding_dim:
+            raise ValueError(f"widths must be {self.num_embeddings} integers in 0..{embedding_dim}")
+        if padding_idx is not None:
+            widths[padding_idx] = 0
+        if init_from is None:
+            init_from = nn.init.xavier_normal_(torch.empty(self.num_embeddings, embedding_dim))
+        cols = torch.arange(embedding_dim)
+        keep = cols[None, :] < widths[:, None]
+        self.values = nn.Parameter(init_from.detach().float()[keep].clone())
+        self.register_buffer("widths", widths.to(torch.int16 if embedding_dim > 127 else torch.int8))
+        self.register_buffer("offsets", torch.cumsum(widths, 0) - widths, persistent=False)
+
+    def forward(self, ids):
+        widths = self.widths[ids].long()
+        cols = torch.arange(self.embedding_dim, device=ids.device)
+        keep = cols < widths.unsqueeze(-1)
+        index = (self.offsets[ids].unsqueeze(-1) + cols).clamp(max=max(self.values.numel() - 1, 0))
+        return self.values[index] * keep.to(self.values.dtype)
+
+    def full_table(self):
+        return self.forward(torch.arange(self.num_embeddings, device=self.values.device))
+
+    def stored_floats(self):
+        return self.values.numel()
+
+    def index_bytes(self):
+        """One width per row (the offsets are its running sum, rebuilt on load)."""
+        return self.num_embeddings * index_bytes(self.embedding_dim)
