@@ -84,7 +84,8 @@ SETTINGS = {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,
         "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
                  ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
-        "config": {"stream": True, "stream_segments": 5, "epochs": 1000, "eval_step": 2, "n_layers": 2}},
+        "config": {"stream": True, "stream_segments": 8, "stream_stopping_step": 10, "epochs": 600, "eval_step": 2,
+                   "n_layers": 2}},
 }
 
 
