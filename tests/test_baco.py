@@ -55,7 +55,7 @@ def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
     ({"baco_resolution": -1}, "baco_resolution=-1"),
     ({"baco_residual": -2}, "baco_residual=-2"),
     ({"baco_residual": 64}, "baco_residual=64: expected an integer in 0..63"),
-    ({"baco_split": "yes"}, "baco_split='yes'"),
+    ({"baco_split": "maybe"}, "baco_split='maybe': expected True or False"),
     ({"baco_residual": 4, "stream": True}, "not supported with stream=True"),
 ])
 def test_bad_baco_config(bad, match, tiny_config):

@@ -247,9 +247,9 @@ def test_search_works_with_graph_and_multi_table_models(model, tiny_config):
 @pytest.mark.parametrize("bad, match", [
     ({"ciess_steps": 0}, "ciess_steps=0"),
     ({"ciess_tau": 1.5}, "ciess_tau=1.5"),
-    ({"ciess_warm_start": "yes"}, "ciess_warm_start"),
-    ({"ciess_fill_budget": 1}, "ciess_fill_budget"),
-    ({"ciess_rank_by_frequency": "no"}, "ciess_rank_by_frequency"),
+    ({"ciess_warm_start": "maybe"}, "ciess_warm_start"),
+    ({"ciess_fill_budget": 2}, "ciess_fill_budget"),
+    ({"ciess_rank_by_frequency": "maybe"}, "ciess_rank_by_frequency"),
     ({"ciess_quality_ks": []}, "ciess_quality_ks"),
     ({"emb_budget": 0.2, "ciess_budget": 0.1}, "disagree"),
     ({"emb_budget": None}, "needs emb_budget"),

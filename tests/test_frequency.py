@@ -48,7 +48,7 @@ def test_trains_through_recbole_within_the_budget(tiny_config, projection):
 
 @pytest.mark.parametrize("key,value,match", [("freq_alpha", -1, "freq_alpha=-1"),
                                              ("freq_min_width", 0, "freq_min_width=0"),
-                                             ("freq_projection", "yes", "freq_projection='yes'"),
+                                             ("freq_projection", "maybe", "freq_projection='maybe'"),
                                              ("emb_budget", 0.001, "emb_budget >= ")])
 def test_bad_values_are_named(tiny_config, key, value, match):
     with pytest.raises(ValueError, match=match):

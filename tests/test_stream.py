@@ -241,7 +241,7 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
             assert int(plan["user_widths"].sum() + plan["item_widths"].sum()) == row["stored_floats"]
             assert np.count_nonzero(plan["user_widths"]) == row["users_seen"]
     means = written["mean_test_result"]["recall@20"]
-    assert means == pytest.approx(np.mean([r["test_result"]["recall@20"] for r in written["segments"]]))
+    assert means == round(float(np.mean([r["test_result"]["recall@20"] for r in written["segments"]])), 4)
     if emb == "scall":
         later = [r for r in written["segments"] if r["segment"] > 0]
         assert all(2 <= r["search_steps"] <= 3 for r in later)
