@@ -8,6 +8,9 @@ An arm where any seed hit the epoch cap is drawn hollow and labelled "not conver
 from logging import getLogger
 
 MARKERS = "osD^v<>PX*hp"
+PALETTE = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e",
+           "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d"]
+"""Distinct colours for the arms; the uniform curve keeps C0 (blue)."""
 
 
 def plot_frontier(rows, metric, path, title=None):
@@ -22,7 +25,7 @@ def plot_frontier(rows, metric, path, title=None):
 
     key = f"test_{metric}"
     done = [r for r in rows if r.get(key) is not None and r.get("ratio")]
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(9.5, 5), layout="constrained")
     ax = fig.add_subplot()
     for row in (r for r in done if r["arm"] == "full"):
         std = row.get(f"{key}_std") or 0.0
@@ -37,7 +40,7 @@ def plot_frontier(rows, metric, path, title=None):
                         color="C0", alpha=0.2, linewidth=0)
     others = [r for r in done if r["arm"] != "full" and r not in curve]
     for k, row in enumerate(others):
-        color = f"C{k % 9 + 1}"
+        color = PALETTE[k % len(PALETTE)]
         ax.errorbar([row["ratio"]], [row[key]], yerr=[row.get(f"{key}_std") or 0.0], capsize=3, linestyle="",
                     marker=MARKERS[k % len(MARKERS)], markersize=7, color=color,
                     markerfacecolor=color if row["converged"] else "none", label=_label(row["arm"], row))
@@ -47,7 +50,7 @@ def plot_frontier(rows, metric, path, title=None):
     ax.set_title(title or "accuracy at equal memory")
     ax.grid(True, which="both", alpha=0.3)
     if done:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.savefig(path, dpi=120)
     return path
 
