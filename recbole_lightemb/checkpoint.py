@@ -14,6 +14,7 @@ import enum
 import os
 import pickle
 
+import numpy as np
 import torch
 from recbole.utils import enum_type
 
@@ -45,6 +46,8 @@ def _encode(value, key):
         return {"__enum__": type(value).__name__, "name": value.name}
     if isinstance(value, torch.device):
         return {"__device__": str(value)}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if hasattr(value, "tolist") and hasattr(value, "ndim"):  # NumPy and torch scalars and arrays
         return value.tolist()
     if isinstance(value, dict):
@@ -60,7 +63,10 @@ def _decode(value):
     if not isinstance(value, dict):
         return value
     if set(value) == {"__enum__", "name"}:
-        return ENUMS[value["__enum__"]][value["name"]]
+        try:
+            return ENUMS[value["__enum__"]][value["name"]]
+        except KeyError:
+            raise CheckpointError(f"config value {value!r}: not one of RecBole's enum values") from None
     if set(value) == {"__device__"}:
         return _device(value["__device__"])
     return {k: _decode(v) for k, v in value.items()}
@@ -112,10 +118,16 @@ class _StoredClass:
         pass
 
 
-def _legacy_globals():
+def _legacy_globals(path):
+    """Stand-ins for what a legacy checkpoint names: RecBole's ``Config``, its YAML loader and model class
+    (a reference, never called with effect), RecBole's enums and NumPy scalars (data)."""
     names = [(StoredConfig, name) for name in LEGACY_CONFIG_CLASSES]
     names += [(_StoredClass, "yaml.loader.FullLoader"), (_StoredClass, "yaml.loader.SafeLoader")]
-    return names + list(ENUMS.values())
+    names += [(_StoredClass, name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+              if name.startswith("recbole.model.")]
+    scalars = [np.core.multiarray.scalar, np.dtype]
+    scalars += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return names + list(ENUMS.values()) + scalars
 
 
 def _read(path, map_location, allow):
@@ -146,6 +158,10 @@ def load_checkpoint(path, map_location=None, trust=False):
         checkpoint = _read(path, map_location, [])
     except pickle.UnpicklingError as error:
         refusal = _refusal(str(error))
+        if refusal is None and "Unsupported operand" in str(error):
+            raise CheckpointError(f"checkpoint {path!r}: written with pickle protocol 4 (as plain RecBole writes), "
+                                  "which PyTorch's weights-only loader cannot parse; the plugin does not read it") \
+                from None
         if refusal is None:
             raise CheckpointError(f"checkpoint {path!r}: not a readable PyTorch checkpoint (corrupt or cut short)") \
                 from None
@@ -158,7 +174,11 @@ def load_checkpoint(path, map_location=None, trust=False):
                 f"checkpoint {path!r} stores RecBole's Config as a pickled object (written by plain RecBole or "
                 f"recbole-lightemb < 0.2); loading it would allow-list code that a crafted file can call; "
                 f"{TRUST_HINT}") from None
-        checkpoint = _read(path, map_location, _legacy_globals())
+        try:
+            checkpoint = _read(path, map_location, _legacy_globals(path))
+        except Exception as error:  # noqa: BLE001
+            raise CheckpointError(f"checkpoint {path!r}: even as trusted data it holds objects that are not data "
+                                  f"({_refusal(str(error)) or type(error).__name__})") from None
     except Exception as error:  # noqa: BLE001  (torch raises many kinds for a corrupt file)
         raise CheckpointError(f"checkpoint {path!r}: not a readable PyTorch checkpoint "
                               f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None

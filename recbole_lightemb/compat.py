@@ -129,7 +129,8 @@ def patch_checkpoint_loading():
         return
     Trainer._save_checkpoint = _save_checkpoint
     Trainer.resume_checkpoint = _resume_checkpoint
-    Trainer.evaluate = _evaluate_loading_data_only(_best_checkpoint_of_rank_zero(Trainer.evaluate))
+    Trainer.evaluate = _best_checkpoint_of_rank_zero(_evaluate_loading_data_only(Trainer.evaluate))
+    Trainer.evaluate.__lightemb_safe_load__ = True
     qs.load_data_and_model = load_data_and_model
     recbole.quick_start.load_data_and_model = load_data_and_model
 

@@ -137,7 +137,8 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
         vs = "-" if row["vs_uniform"] is None else (
             f"{row['vs_uniform']:+.4f} ({row['vs_uniform_pct']:+.1f} %)")
         conv = f"{row['n_converged']}/{row['n_ok']}" + ("" if row["converged"] else " **not converged**")
-        epochs = "-" if row["epochs_run"] is None else f"{row['best_epoch']:.0f} / {row['epochs_run']:.0f}"
+        best = "-" if row["best_epoch"] is None else f"{row['best_epoch']:.0f}"
+        epochs = "-" if row["epochs_run"] is None else f"{best} / {row['epochs_run']:.0f}"
         cells = [row["arm"], _pm(row["ratio"], None), _pm(row.get(f"test_{metric}"), row.get(f"test_{metric}_std")),
                  _pm(row.get(f"test_{second}"), row.get(f"test_{second}_std")), vs,
                  row["vs_uniform_signs"] or "-", conv, epochs]

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import tempfile
 import time
 from logging import getLogger
 
@@ -164,6 +165,26 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
     return None if queue.empty() else queue.get()
 
 
+CODE_KEYS = {"teacher": "KD_DAGFM evaluates it as Python"}
+FILE_KEYS = ("pre_model_path", "pretrain_path", "mf_pretrain_path", "mlp_pretrain_path", "warm_up")
+"""Config keys that make a RecBole model run code or unpickle a file while it is built."""
+
+
+def check_rebuild_runs_no_code(config, model_file):
+    """A checkpoint's config is the file's data: rebuilding from it must not evaluate or unpickle anything.
+    Saved datasets and dataloaders are never read; keys that a model evaluates or loads are refused."""
+    for key in ("dataset_save_path", "dataloaders_save_path"):
+        config[key] = None
+    config["save_dataset"], config["save_dataloaders"] = False, False
+    if config["model"] == "KD_DAGFM":
+        raise CheckpointError(f"checkpoint {str(model_file)!r}: model KD_DAGFM would evaluate the checkpoint's "
+                              f"'teacher' value as Python ({CODE_KEYS['teacher']}); rebuild it from your own Config")
+    for key in FILE_KEYS:
+        if config[key] not in (None, "", "None", False):
+            raise CheckpointError(f"checkpoint {str(model_file)!r}: its config sets {key}={config[key]!r}, a file "
+                                  f"model {config['model']} would load while it is built; rebuild it from your own Config")
+
+
 def load_data_and_model(model_file, trust_checkpoint=False):
     """RecBole's ``load_data_and_model`` for any checkpoint a run wrote, compressed ones included.
 
@@ -176,6 +197,7 @@ def load_data_and_model(model_file, trust_checkpoint=False):
     config = checkpoint["config"]
     if config is None:
         raise CheckpointError(f"checkpoint {str(model_file)!r}: holds no config to rebuild the data and model from")
+    check_rebuild_runs_no_code(config, model_file)
     if config["stream"]:
         raise CheckpointError(f"checkpoint {str(model_file)!r} holds one segment of a stream (stream=True); "
                               "load its weights with Trainer.evaluate(model_file=...) on that segment's data")
@@ -187,8 +209,11 @@ def load_data_and_model(model_file, trust_checkpoint=False):
             raise CheckpointError(f"checkpoint {str(model_file)!r} (emb={emb!r}) needs its plan {plan_file!r} "
                                   "beside it, and it is missing")
         plan = Plan.load(plan_file, method=emb)
-    dataset = start_run(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    with tempfile.TemporaryDirectory() as empty:  # RecBole unpickles saved datasets it finds in checkpoint_dir
+        config["checkpoint_dir"] = empty
+        dataset = start_run(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+    config["checkpoint_dir"] = os.path.dirname(os.path.abspath(model_file))
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     if plan is not None:

@@ -33,6 +33,13 @@ class EmbeddingMethod:
     def load_plan(self, path):
         return Plan.load(path, method=self.name)
 
+    def check_plan_setting(self, plan, key, meta_key):
+        """A reused plan fixes ``plan.meta[meta_key]``: a different ``key`` the user set is an error, not ignored."""
+        given = getattr(self.config, "external_config_dict", {}).get(key)
+        if given is not None and meta_key in plan.meta and plan.meta[meta_key] != given:
+            raise ValueError(f"{key}={given!r}: the reused plan was made with {key}={plan.meta[meta_key]!r}; "
+                             f"drop {key} or make a new plan")
+
 
 def register_method(name):
     """Class decorator: make ``emb: name`` use this :class:`EmbeddingMethod` subclass."""

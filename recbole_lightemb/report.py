@@ -42,23 +42,25 @@ def _outer_tables(model):
 
 
 def training_memory(model, optimizer):
-    """Bytes the swapped tables hold *while training*: parameters, buffers (masks, codes, widths) and
-    the optimiser's state for those parameters. A variable-width table that trains as a masked n × d
+    """Bytes the swapped tables hold *while training*: parameters, their gradients, buffers (masks,
+    codes, widths) and the optimiser's state for those parameters. A variable-width table that trains as a masked n × d
     buffer is counted at that size, not at its packed size. ``ratio`` is against plain full tables
     under the same optimiser (parameters plus the same state per float)."""
-    params, buffers, state = 0, 0, 0
+    params, grads, buffers, state = 0, 0, 0, 0
     for module in _outer_tables(model):
         for p in module.parameters():
             params += p.numel() * p.element_size()
+            grads += p.numel() * p.element_size() if p.requires_grad else 0  # the gradient each step holds
             state += sum(t.numel() * t.element_size() for t in optimizer.state.get(p, {}).values()
                          if torch.is_tensor(t) and t.dim() > 0)
         buffers += sum(b.numel() * b.element_size() for b in module.buffers())
     full = sum(m.num_embeddings * m.embedding_dim for m in _outer_tables(model)) * FLOAT_BYTES
     per_float = state / params if params else 0.0
-    total = params + buffers + state
-    return {"param_bytes": params, "buffer_bytes": buffers, "optimizer_bytes": state, "training_bytes": total,
-            "full_training_bytes": int(full * (1 + per_float)),
-            "ratio": total / (full * (1 + per_float)) if full else None}
+    total = params + grads + buffers + state
+    full_training = full * (2 + per_float)  # full tables: parameters, gradients, the same optimiser state
+    return {"param_bytes": params, "grad_bytes": grads, "buffer_bytes": buffers, "optimizer_bytes": state,
+            "training_bytes": total, "full_training_bytes": int(full_training),
+            "ratio": total / full_training if full else None}
 
 
 def format_report(report, emb):
@@ -74,6 +76,6 @@ def format_report(report, emb):
     )
     if report.get("training"):
         t = report["training"]
-        lines.append(f"    held while training (parameters, buffers, optimiser state): {t['training_bytes']} bytes, "
+        lines.append(f"    held while training (parameters, gradients, buffers, optimiser state): {t['training_bytes']} bytes, "
                      f"ratio {t['ratio']:.4f} of full tables trained the same way")
     return "\n".join(lines)

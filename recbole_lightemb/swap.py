@@ -130,11 +130,11 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     for spec, table in zip(specs, tables):
         special = table.num_embeddings > spec.num_embeddings and method.name != "full"
         new = method.build(spec, _EntityRows(table, spec.num_embeddings) if special else table, plan)
+        new.table_name, new.role = spec.name, spec.role  # trainers (CIESS) and stream planners read them
         if special:  # rows past the entities (a mask token) stay full
             new = ExtraRowsEmbedding(new, table.weight[spec.num_embeddings:])
+            new.table_name, new.role = spec.name, spec.role
         new = new.to(table.weight.device)
-        new.table_name = spec.name
-        new.role = spec.role
         replace_table(model, table, new)
         built.append(new)
     if saved:

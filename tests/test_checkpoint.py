@@ -157,3 +157,50 @@ def test_a_pickled_call_is_refused_naming_it(tmp_path):
     with pytest.raises(CheckpointError, match="refused.*system"):
         load_checkpoint(evil, trust=True)
     assert not marker.exists()
+
+
+def _data_checkpoint(tiny_config, tmp_path, **final):
+    """A plugin (data-only) checkpoint whose stored config has ``final`` changed, as a crafted file would."""
+    from recbole_lightemb.checkpoint import config_to_data
+
+    config = Config(model="BPR", config_dict={**tiny_config, "emb": "full"})
+    data = config_to_data(config)
+    data["final_config_dict"].update(final)
+    path = tmp_path / "crafted.pth"
+    torch.save({"config": data, "state_dict": {}, "epoch": 0, "cur_step": 0, "best_valid_score": 0.0}, path)
+    return str(path)
+
+
+def test_rebuilding_from_a_crafted_config_evaluates_and_unpickles_nothing(tiny_config, tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = _data_checkpoint(tiny_config, tmp_path, model="KD_DAGFM",
+                            teacher=f"__import__('pathlib').Path({str(marker)!r}).touch() or CrossNet")
+    with pytest.raises(CheckpointError, match="KD_DAGFM would evaluate"):
+        load_data_and_model(evil)
+    evil = _data_checkpoint(tiny_config, tmp_path, pre_model_path=str(tmp_path / "x.pth"))
+    with pytest.raises(CheckpointError, match="pre_model_path="):
+        load_data_and_model(evil)
+    import pickle
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Call(os.system, (f"touch {marker}",))))
+    evil = _data_checkpoint(tiny_config, tmp_path, dataset_save_path=str(tmp_path / "evil.pkl"),
+                            dataloaders_save_path=str(tmp_path / "evil.pkl"))
+    with pytest.raises(Exception):  # the empty state_dict does not fit BPR: what matters is nothing ran
+        load_data_and_model(evil)
+    assert not marker.exists()
+
+
+def test_a_plain_recbole_checkpoint_is_refused_or_read_as_trusted_data(tiny_config, tmp_path):
+    import numpy as np
+    from recbole.config import Config as RecBoleConfig
+
+    config = RecBoleConfig("BPR", "tiny", config_dict={k: v for k, v in tiny_config.items()})
+    state = {"config": config, "state_dict": {}, "best_valid_score": np.float64(0.1), "epoch": 1, "cur_step": 0}
+    torch.save(state, tmp_path / "p2.pth")  # its model_class reference and NumPy score included
+    with pytest.raises(UntrustedCheckpointError):
+        load_checkpoint(tmp_path / "p2.pth")
+    loaded = load_checkpoint(tmp_path / "p2.pth", trust=True)
+    assert loaded["config"]["model"] == "BPR" and loaded["best_valid_score"] == 0.1
+    torch.save(state, tmp_path / "p4.pth", pickle_protocol=4)  # what RecBole 1.2.1 itself writes
+    with pytest.raises(CheckpointError, match="pickle protocol 4"):
+        load_checkpoint(tmp_path / "p4.pth", trust=True)

@@ -283,3 +283,9 @@ def test_after_the_search_the_tables_train_packed_within_the_budget(tiny_config)
     packed, masked = runs[True]["compression"], runs[False]["compression"]
     assert packed["stored_bytes"] == masked["stored_bytes"] <= 0.3 * packed["full_bytes"]
     assert packed["training"]["ratio"] <= 0.3 * 1.05 < 1 < masked["training"]["ratio"]
+
+
+def test_search_works_on_a_table_with_a_kept_mask_row(tiny_config):
+    result = run_recbole_lightemb(model="BERT4Rec", config_dict={**tiny_config, **TINY_SEARCH, "emb_budget": 0.3,
+                                                                 "train_neg_sample_args": None})
+    assert result["compression"]["tables"][0]["role"] == "item" and result["test_result"]["recall@10"] >= 0

@@ -52,3 +52,20 @@ def _load_best_on_rank(rank, port, out_dir):
 def test_every_rank_loads_the_checkpoint_rank_zero_wrote(tmp_path):
     mp.spawn(_load_best_on_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     assert [(tmp_path / f"{rank}.txt").read_text() for rank in (0, 1)] == ["LightGCN-rank0.pth"] * 2
+
+
+def test_the_patched_evaluate_takes_rank_zeros_name_before_loading(monkeypatch):
+    """The rank-0 fix sits outside the data-only loader, so every rank loads rank 0's finished file."""
+    from recbole.trainer import Trainer
+
+    calls = []
+
+    def broadcast(names, src):
+        names[0] = "rank0.pth"
+        calls.append("broadcast")
+
+    monkeypatch.setattr(dist, "broadcast_object_list", broadcast)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    trainer = SimpleNamespace(config={"single_spec": False}, saved_model_file="rank1-own-clock.pth")
+    Trainer.evaluate(trainer, None)  # no data: nothing is loaded or evaluated after the names are agreed
+    assert trainer.saved_model_file == "rank0.pth" and calls == ["broadcast", "barrier"]

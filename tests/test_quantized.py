@@ -54,3 +54,10 @@ def test_the_exported_rows_are_the_counted_bytes_and_give_back_the_trained_value
     assert packed.nbytes + scale.numel() * 4 == table.stored_bytes()
     restored = unpack(packed, width, bits).float() * scale[:, None]
     assert torch.allclose(restored, table.full_table()[:, :width].detach(), atol=1e-6)
+
+
+def test_a_reused_plan_refuses_a_different_bit_width(tiny_config):
+    first = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "quant", "emb_budget": 0.1})
+    with pytest.raises(ValueError, match="quant_bits=8: the reused plan was made with quant_bits=4"):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "quant", "emb_budget": 0.1,
+                                                       "quant_bits": 8, "emb_plan": first["plan"]["file"]})

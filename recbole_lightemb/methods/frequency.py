@@ -94,6 +94,8 @@ class FrequencyWidths(EmbeddingMethod):
         return Plan(self.name, arrays, meta)
 
     def build(self, spec, table, plan):
+        self.check_plan_setting(plan, "freq_projection", "projection")
+        self.check_plan_setting(plan, "freq_alpha", "alpha")
         return MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, plan[f"{spec.name}_widths"],
                                  padding_idx=spec.padding_idx, init_from=table.weight,
                                  projection=plan.meta["projection"])

@@ -36,5 +36,6 @@ class Quantized(EmbeddingMethod):
         return Plan(self.name, meta={"bits": bits, "widths": widths})
 
     def build(self, spec, table, plan):
+        self.check_plan_setting(plan, "quant_bits", "bits")
         return QuantizedEmbedding(spec.num_embeddings, spec.embedding_dim, plan.meta["widths"][spec.name],
                                   plan.meta["bits"], padding_idx=spec.padding_idx, init_from=table.weight)
