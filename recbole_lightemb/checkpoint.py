@@ -13,6 +13,7 @@ even then its ``Config`` is read by :class:`StoredConfig`, a stand-in that only 
 import enum
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import torch
@@ -135,6 +136,17 @@ def _read(path, map_location, allow):
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def _pickle_protocol(path):
+    """The pickle protocol of a torch zip checkpoint's ``data.pkl`` (``None`` when it is not one)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+            head = archive.open(name).read(2)
+    except (zipfile.BadZipFile, StopIteration, OSError):
+        return None
+    return head[1] if len(head) == 2 and head[0] == 0x80 else None
+
+
 def _refusal(message):
     """The line of torch's weights-only error that names what was refused, or ``None`` for a corrupt file."""
     for line in message.splitlines():
@@ -158,7 +170,7 @@ def load_checkpoint(path, map_location=None, trust=False):
         checkpoint = _read(path, map_location, [])
     except pickle.UnpicklingError as error:
         refusal = _refusal(str(error))
-        if refusal is None and "Unsupported operand" in str(error):
+        if refusal is None and _pickle_protocol(path) == 4:
             raise CheckpointError(f"checkpoint {path!r}: written with pickle protocol 4 (as plain RecBole writes), "
                                   "which PyTorch's weights-only loader cannot parse; the plugin does not read it") \
                 from None
