@@ -8,18 +8,16 @@ from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
 
 def compression_report(model):
     """Read the report off the model itself, so it always describes what is really stored."""
-    tables, outer = [], []
-    for name, module in model.named_modules():
-        if isinstance(module, LightEmbedding) and not any(name.startswith(f"{o}.") for o in outer):
-            outer.append(name)  # a table inside another (a residual's shared rows) is counted by its owner
-            tables.append({
-                "name": name,
-                "role": getattr(module, "role", None),
-                "entities": module.num_embeddings,
-                "dim": module.embedding_dim,
-                "stored_floats": int(module.stored_floats()),
-                "stored_bytes": int(module.stored_bytes()),
-            })
+    tables = []
+    for name, module in _outer_tables(model):
+        tables.append({
+            "name": name,
+            "role": getattr(module, "role", None),
+            "entities": module.num_embeddings,
+            "dim": module.embedding_dim,
+            "stored_floats": int(module.stored_floats()),
+            "stored_bytes": int(module.stored_bytes()),
+        })
     full_floats = sum(t["entities"] * t["dim"] for t in tables)
     stored_bytes = sum(t["stored_bytes"] for t in tables)
     full_bytes = full_floats * FLOAT_BYTES
@@ -34,11 +32,13 @@ def compression_report(model):
 
 
 def _outer_tables(model):
+    """``(name, table)`` of every lightweight table not inside another (a residual's shared rows are
+    counted by their owner)."""
     names = []
     for name, module in model.named_modules():
         if isinstance(module, LightEmbedding) and not any(name.startswith(f"{n}.") for n in names):
             names.append(name)
-            yield module
+            yield name, module
 
 
 def training_memory(model, optimizer):
@@ -47,14 +47,14 @@ def training_memory(model, optimizer):
     buffer is counted at that size, not at its packed size. ``ratio`` is against plain full tables
     under the same optimiser (parameters plus the same state per float)."""
     params, grads, buffers, state = 0, 0, 0, 0
-    for module in _outer_tables(model):
+    for _, module in _outer_tables(model):
         for p in module.parameters():
             params += p.numel() * p.element_size()
             grads += p.numel() * p.element_size() if p.requires_grad else 0  # the gradient each step holds
             state += sum(t.numel() * t.element_size() for t in optimizer.state.get(p, {}).values()
                          if torch.is_tensor(t) and t.dim() > 0)
         buffers += sum(b.numel() * b.element_size() for b in module.buffers())
-    full = sum(m.num_embeddings * m.embedding_dim for m in _outer_tables(model)) * FLOAT_BYTES
+    full = sum(m.num_embeddings * m.embedding_dim for _, m in _outer_tables(model)) * FLOAT_BYTES
     per_float = state / params if params else 0.0
     total = params + grads + buffers + state
     full_training = full * (2 + per_float)  # full tables: parameters, gradients, the same optimiser state
