@@ -3,15 +3,19 @@
 Applied once, when ``recbole_lightemb`` is imported, so a user's own
 ``from recbole.quick_start import run_recbole`` works afterwards too. Each fix checks
 that the thing it repairs is really missing or broken, and leaves RecBole alone otherwise.
-The README lists them; the pins that remain are in ``pyproject.toml`` because no import-time
-fix can reach them: RecBole 1.2.1 requires ``ray<=2.6.3``, which is imported by
-``recbole.quick_start`` and needs ``pkg_resources`` (``setuptools<82``) and NumPy 1
-(``np.bool8`` in class bodies: ``numpy<2``); pandas 3's copy-on-write silently turns RecBole's
-chained ``fillna(inplace=True)`` into a no-op (``pandas<3``).
+The README lists them. ray (RecBole pins ``ray<=2.6.3``, which needs NumPy 1 and
+``pkg_resources``) is never imported unless RecBole's ray-based tuning is used, so NumPy 2 works.
+The one pin left is in ``pyproject.toml`` because no import-time fix can reach it: pandas 3's
+copy-on-write silently turns RecBole's chained ``fillna(inplace=True)`` into a no-op (``pandas<3``).
 """
 
 import functools
+import importlib
+import sys
+import types
 import warnings
+
+import numpy as np
 
 import torch
 import torch.distributed as dist
@@ -27,6 +31,69 @@ def patch_scipy_dok():
     """Give ``dok_matrix`` back the private ``_update`` that LightGCN, NGCF, … use."""
     if not hasattr(dok_matrix, "_update"):
         dok_matrix._update = _dok_update
+
+
+_NUMPY_ALIASES = {"bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128",
+                  "object": "object_", "str": "str_", "long": "int_", "unicode": "str_"}
+"""The aliases RecBole's code still uses (``np.float``, ``np.long``, …), each named by a type that both
+NumPy 1 and NumPy 2 have: RecBole's own list reads ``np.float_``, ``np.complex_`` and ``np.unicode_``,
+which NumPy 2 removed."""
+
+
+def _compatibility_settings(self):
+    """RecBole's ``Config.compatibility_settings``, through names that exist in NumPy 1 and 2."""
+    for alias, name in _NUMPY_ALIASES.items():
+        setattr(np, alias, getattr(np, name))
+
+
+def patch_numpy_aliases():
+    """Let RecBole's ``Config`` restore its NumPy aliases on NumPy 2 too."""
+    from recbole.config import Config
+
+    Config.compatibility_settings = _compatibility_settings
+
+
+class _RayTuneOnFirstUse(types.ModuleType):
+    """Stands for ``ray.tune`` in ``recbole.quick_start``: ray is imported when RecBole's ray-based
+    tuning first touches it, never on import (ray 2.6 breaks on NumPy 2 and takes seconds to load)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # repr, pickling and introspection must not import ray
+            raise AttributeError(name)
+        try:
+            tune = importlib.import_module("ray.tune")
+        except Exception as error:  # noqa: BLE001  (ray 2.6 fails in several ways on today's stack)
+            raise ImportError(f"RecBole's ray-based tuning needs ray.tune, which failed to import "
+                              f"({type(error).__name__}: {error}); ray<=2.6.3 (RecBole's pin) needs "
+                              "numpy<2 and setuptools<82") from error
+        return getattr(tune, name)
+
+
+def import_quick_start_without_ray():
+    """Import ``recbole.quick_start`` with its module-level ``from ray import tune`` bound to a stand-in
+    that imports ray on first use; ``sys.modules`` keeps no trace of the stand-in afterwards."""
+    if "recbole.quick_start.quick_start" in sys.modules:
+        return
+    stand_in = None
+    if "ray" not in sys.modules:
+        stand_in = types.ModuleType("ray", "stand-in while recbole.quick_start is imported")
+        stand_in.tune = _RayTuneOnFirstUse("ray.tune")
+        sys.modules["ray"] = stand_in
+    try:
+        importlib.import_module("recbole.quick_start.quick_start")
+    finally:
+        if stand_in is not None and sys.modules.get("ray") is stand_in:
+            del sys.modules["ray"]
+
+
+def _other_parameter_as_data(model):
+    """RecBole's ``other_parameter()`` without the model's own submodules (DIN and DIEN list their
+    embedding layer there): those weights are in the state dict already, and a pickled module is code."""
+    other = model.other_parameter()
+    if other is None:
+        return None
+    modules = {id(m) for m in model.modules()}
+    return {key: value for key, value in other.items() if id(value) not in modules}
 
 
 def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -45,7 +112,7 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         "cur_step": self.cur_step,
         "best_valid_score": float(self.best_valid_score),
         "state_dict": self.model.state_dict(),
-        "other_parameter": self.model.other_parameter(),
+        "other_parameter": _other_parameter_as_data(self.model),
         "optimizer": self.optimizer.state_dict(),
     }
     torch.save(state, saved_model_file)
@@ -119,6 +186,7 @@ def patch_checkpoint_loading():
     """Every RecBole load path the plugin reaches reads checkpoints as data only (and, in distributed
     runs, reads the one checkpoint rank 0 wrote, once it is complete); RecBole's own
     ``load_data_and_model`` becomes the plugin's, which also rebuilds compressed tables."""
+    import_quick_start_without_ray()
     import recbole.quick_start
     import recbole.quick_start.quick_start as qs
     from recbole.trainer import Trainer
@@ -157,12 +225,15 @@ def patch_cpu_distributed():
 
 KNOWN_WARNINGS = (
     # (message regex, category, module regex): raised inside RecBole or its dependencies, nothing a user can act on
-    (r"pkg_resources is deprecated", UserWarning, r"ray\."),  # ray 2.6, imported by recbole.quick_start
+    (r"pkg_resources is deprecated", UserWarning, r"ray\."),  # ray 2.6, if RecBole's ray-based tuning is used
     (r"`np\.bool8` is a deprecated alias", DeprecationWarning, r"ray\."),
     (r"A value is trying to be set on a copy of a DataFrame", FutureWarning, r"recbole\."),  # fillna(inplace)
+    (r"using <built-in function len> in Series\.agg", FutureWarning, r"recbole\."),  # token_seq fields
     (r"torch\.sparse\.SparseTensor\(indices, values, shape", UserWarning, r"recbole\."),  # LightGCN, NGCF, …
     (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning, r"recbole\."),
     (r"distutils Version classes are deprecated", DeprecationWarning, r"thop\."),  # RecBole's FLOPs counter
+    # NumPy 2, when RecBole's Interaction.sort calls np.argsort on a torch tensor (torch's old __array_wrap__)
+    (r"__array_wrap__ must accept context and return_scalar", DeprecationWarning, r"numpy\."),
 )
 
 
@@ -176,6 +247,7 @@ def quiet_known_warnings():
 def apply():
     """Apply every fix; safe to call more than once."""
     quiet_known_warnings()
+    patch_numpy_aliases()
     patch_scipy_dok()
     patch_checkpoint_loading()
     patch_cpu_distributed()

@@ -21,6 +21,16 @@ PLUGIN_PREFIXES = ("emb_", "baco_", "ciess_", "scall_", "stream_", "freq_", "qua
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 
 
+def model_width(config):
+    """The id tables' width as the model's config gives it, before the tables are found: ``embedding_size``,
+    or ``hidden_size`` for models that have no ``embedding_size`` (SASRec, BERT4Rec, …); None if neither."""
+    for key in ("embedding_size", "hidden_size"):
+        value = config[key] if key in config else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def plugin_defaults():
     """Every plugin key with its default, from all ``properties/*.yaml``."""

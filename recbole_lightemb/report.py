@@ -4,6 +4,7 @@ import torch
 from recbole.utils import set_color
 
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 
 
 def compression_report(model):
@@ -21,8 +22,11 @@ def compression_report(model):
     full_floats = sum(t["entities"] * t["dim"] for t in tables)
     stored_bytes = sum(t["stored_bytes"] for t in tables)
     full_bytes = full_floats * FLOAT_BYTES
+    left_full = [{**rows, "name": f"{name}[{rows['name']}]"} for name, module in model.named_modules()
+                 if isinstance(module, RowRangesEmbedding) for rows in module.rows_left_full()]
     return {
         "tables": tables,
+        "rows_left_full": left_full,
         "stored_floats": sum(t["stored_floats"] for t in tables),
         "stored_bytes": stored_bytes,
         "full_floats": full_floats,
@@ -33,12 +37,17 @@ def compression_report(model):
 
 def _outer_tables(model):
     """``(name, table)`` of every lightweight table not inside another (a residual's shared rows are
-    counted by their owner)."""
+    counted by their owner); a table with row ranges gives its compressed ranges, and the rows it keeps
+    full (other token fields, a mask token) stay outside the budget, listed apart."""
     names = []
     for name, module in model.named_modules():
         if isinstance(module, LightEmbedding) and not any(name.startswith(f"{n}.") for n in names):
             names.append(name)
-            yield name, module
+            if isinstance(module, RowRangesEmbedding):
+                for label, part in module.named_parts():
+                    yield getattr(part, "table_name", f"{name}[{label}]"), part
+            else:
+                yield name, module
 
 
 def training_memory(model, optimizer):
@@ -69,6 +78,9 @@ def format_report(report, emb):
     for t in report["tables"]:
         lines.append(f"    {t['name']:<24} {t['entities']:>8} x {t['dim']:<4} "
                      f"stored floats: {t['stored_floats']:>10}  bytes: {t['stored_bytes']:>11}")
+    for t in report.get("rows_left_full", []):
+        lines.append(f"    {t['name']:<24} {t['rows']:>8} x {t['dim']:<4} left full, not in the budget  "
+                     f"bytes: {t['stored_bytes']:>11}")
     lines.append(
         set_color("    total", "blue") + f" stored floats: {report['stored_floats']} / {report['full_floats']}"
         f"  bytes: {report['stored_bytes']} / {report['full_bytes']}"

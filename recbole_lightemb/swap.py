@@ -1,12 +1,19 @@
-"""Find a RecBole model's user/item embedding tables and replace them with lightweight ones."""
+"""Find a RecBole model's user/item embedding tables and replace them with lightweight ones.
 
+A table is either an ``nn.Embedding`` with one row per user or per item (general and sequential
+models), or the user/item id rows of a shared token table (``FMEmbedding``: context-aware models,
+DIN and DIEN), named ``<table>.embedding[<field>]``.
+"""
+
+import re
 from dataclasses import dataclass
 from logging import getLogger
 
 from torch import nn
 
-from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
-from recbole_lightemb.modules.extra_rows import ExtraRowsEmbedding
+from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding, VariableWidthEmbedding
+from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 from recbole_lightemb.registry import get_method
 
 ROLES = ("user", "item")
@@ -21,6 +28,8 @@ class TableSpec:
     num_embeddings: int
     embedding_dim: int
     padding_idx: int = None
+    first_row: int = 0
+    """Where the entity rows start in their table (a shared token table holds every field at an offset)."""
 
 
 NARROW = 8
@@ -41,46 +50,97 @@ def _role_by_size(name, table, n_users, n_items):
     return fits[0] if len(fits) == 1 else None
 
 
-def _named_tables(model, n_users, n_items, config):
-    """``{name: (role, module)}`` from ``emb_tables`` when given, else by size and name."""
-    explicit = config["emb_tables"]
-    modules = dict(model.named_modules())
-    if explicit:
-        if not isinstance(explicit, dict) or set(explicit) - set(ROLES):
-            raise ValueError(f"emb_tables={explicit!r}: expected a dict with keys from {ROLES}, e.g. "
-                             "{user: [user_embedding], item: [item_embedding]}")
-        tables = {}
-        for role, names in explicit.items():
-            for name in [names] if isinstance(names, str) else names:
-                if not isinstance(modules.get(name), nn.Embedding):
-                    found = [n for n, m in modules.items() if isinstance(m, nn.Embedding)]
-                    raise ValueError(f"emb_tables: {name!r} is not an nn.Embedding of model "
-                                     f"{type(model).__name__}; its embedding tables are {found}")
-                wanted = n_users if role == "user" else n_items
-                if modules[name].num_embeddings != wanted:
-                    raise ValueError(f"emb_tables: {name!r} has {modules[name].num_embeddings} rows but the dataset "
-                                     f"has {wanted} {role}s; is it listed under the wrong role?")
-                tables[name] = (role, modules[name])
-        return tables
-    tables = {}
-    for name, module in modules.items():
-        if isinstance(module, nn.Embedding):
+def _field_tables(model, dataset):
+    """``{name: (field, table, first_row, rows)}`` for every token field of RecBole's shared token tables,
+    read off the module that owns each one: ``FMEmbedding``s (``token_field_names``) and FFM's field-aware
+    tables (``token_feature_names``, one table per field, each holding every token field)."""
+    from recbole.model.layers import FMEmbedding
+
+    found = {}
+    for owner_name, owner in model.named_modules():
+        prefix = f"{owner_name}." if owner_name else ""
+        fields, tables = getattr(owner, "token_field_names", None), getattr(owner, "token_embedding_table", None)
+        groups = []  # (name of the nn.Embedding, the table, its field names, their row offsets)
+        if fields is not None and isinstance(tables, nn.ModuleDict):  # DIN, DIEN: one table per side
+            groups = [(f"token_embedding_table.{key}.embedding", fm.embedding, fields[key], fm.offsets)
+                      for key, fm in tables.items() if isinstance(fm, FMEmbedding)]
+        elif fields is not None and isinstance(tables, FMEmbedding):
+            groups = [("token_embedding_table.embedding", tables.embedding, fields, tables.offsets)]
+        elif getattr(owner, "token_feature_names", None) and isinstance(getattr(owner, "token_embeddings", None),
+                                                                        nn.ModuleList):
+            groups = [(f"token_embeddings.{k}", table, owner.token_feature_names, owner.token_offsets)
+                      for k, table in enumerate(owner.token_embeddings)]
+        for attr, table, names, offsets in groups:
+            for field, offset in zip(names, offsets):
+                found[f"{prefix}{attr}[{field}]"] = (field, table, int(offset), dataset.num(field))
+    return found
+
+
+def _candidates(model, n_users, n_items, dataset):
+    """Every table that could be a side's: ``{name: (role, nn.Embedding, first_row)}``."""
+    fields = _field_tables(model, dataset)
+    shared = {id(table) for _, table, _, _ in fields.values()}  # named by field, not by size
+    found = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and id(module) not in shared:
             role = _role_by_size(name, module, n_users, n_items)
             if role is not None:
-                tables[name] = (role, module)
-    widest = max((t.embedding_dim for _, t in tables.values()), default=0)
-    return {name: (role, t) for name, (role, t) in tables.items() if t.embedding_dim * NARROW >= widest}
+                found[name] = (role, module, 0)
+    ids = {dataset.uid_field: "user", dataset.iid_field: "item"}
+    for name, (field, table, first_row, _) in fields.items():
+        if field in ids:
+            found[name] = (ids[field], table, first_row)
+    return found
+
+
+def _explicit_tables(model, explicit, n_users, n_items, dataset):
+    """The tables ``emb_tables`` names: module names, or ``<table>.embedding[<field>]`` for a field."""
+    if not isinstance(explicit, dict) or set(explicit) - set(ROLES):
+        raise ValueError(f"emb_tables={explicit!r}: expected a dict with keys from {ROLES}, e.g. "
+                         "{user: [user_embedding], item: [item_embedding]}")
+    modules = dict(model.named_modules())
+    fields = _field_tables(model, dataset)
+    tables = {}
+    for role, names in explicit.items():
+        for name in [names] if isinstance(names, str) else names:
+            field = re.fullmatch(r"(.+)\[(.+)\]", str(name))
+            if field:
+                if name not in fields:
+                    known = [n for n in fields if n.startswith(f"{field.group(1)}[")] or list(fields)
+                    raise ValueError(f"emb_tables: {name!r} is not a token field of model {type(model).__name__}; "
+                                     f"its token fields are {known}")
+                _, table, first_row, rows = fields[name]
+            else:
+                if not isinstance(modules.get(name), nn.Embedding):
+                    found = [n for n, m in modules.items() if isinstance(m, nn.Embedding)] + list(fields)
+                    raise ValueError(f"emb_tables: {name!r} is not an nn.Embedding of model "
+                                     f"{type(model).__name__}; its embedding tables are {found}")
+                table, first_row, rows = modules[name], 0, modules[name].num_embeddings
+            wanted = n_users if role == "user" else n_items
+            if rows != wanted:
+                raise ValueError(f"emb_tables: {name!r} has {rows} rows but the dataset "
+                                 f"has {wanted} {role}s; is it listed under the wrong role?")
+            tables[name] = (role, table, first_row)
+    return tables
+
+
+def _named_tables(model, n_users, n_items, config, dataset):
+    """``{name: (role, table, first_row)}`` from ``emb_tables`` when given, else by size, name and field."""
+    if config["emb_tables"]:
+        return _explicit_tables(model, config["emb_tables"], n_users, n_items, dataset)
+    tables = _candidates(model, n_users, n_items, dataset)
+    widest = max((t.embedding_dim for _, t, _ in tables.values()), default=0)
+    return {name: found for name, found in tables.items() if found[1].embedding_dim * NARROW >= widest}
 
 
 def narrow_tables_left_full(model, dataset, config):
     """The per-entity tables the automatic finder leaves alone because they are narrow (with why)."""
     if config["emb_tables"]:
         return []
-    modules = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
-    found = {n: m for n, m in modules.items() if _role_by_size(n, m, dataset.user_num, dataset.item_num)}
-    widest = max((m.embedding_dim for m in found.values()), default=0)
-    return [{"name": n, "dim": m.embedding_dim, "why": f"narrower than 1/{NARROW} of the widest table ({widest})"}
-            for n, m in found.items() if m.embedding_dim * NARROW < widest]
+    found = _candidates(model, dataset.user_num, dataset.item_num, dataset)
+    widest = max((t.embedding_dim for _, t, _ in found.values()), default=0)
+    return [{"name": n, "dim": t.embedding_dim, "why": f"narrower than 1/{NARROW} of the widest table ({widest})"}
+            for n, (_, t, _) in found.items() if t.embedding_dim * NARROW < widest]
 
 
 def find_embedding_tables(model, dataset, config):
@@ -88,19 +148,19 @@ def find_embedding_tables(model, dataset, config):
     n_users, n_items = dataset.user_num, dataset.item_num
     if any(isinstance(m, LightEmbedding) for m in model.modules()):
         raise ValueError(f"model {type(model).__name__} already has lightweight embeddings")
-    tables = _named_tables(model, n_users, n_items, config)
+    tables = _named_tables(model, n_users, n_items, config, dataset)
     if not tables:
         kind = type(model).__mro__[1].__name__
-        hint = ("context-aware models keep ids inside a shared FMEmbedding and are not supported"
-                if "Context" in kind else "it may have no id embedding at all")
         raise ValueError(
             f"model={type(model).__name__} ({kind}) has no nn.Embedding with one row per user "
-            f"({n_users}) or per item ({n_items}); {hint}. Name the tables with emb_tables if it has some."
+            f"({n_users}) or per item ({n_items}) and no user or item id field in a shared token table; it may "
+            "have no id embedding at all. Name the tables with emb_tables if it has some."
         )
     entities = {"user": n_users, "item": n_items}
-    specs = [TableSpec(name, role, entities[role], t.embedding_dim, t.padding_idx)
-             for name, (role, t) in tables.items()]
-    return specs, [module for _, module in tables.values()]
+    specs = [TableSpec(name, role, entities[role], t.embedding_dim,
+                       t.padding_idx if t.num_embeddings == entities[role] else None, first_row)
+             for name, (role, t, first_row) in tables.items()]
+    return specs, [module for _, module, _ in tables.values()]
 
 
 def replace_table(model, old, new):
@@ -126,17 +186,20 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     if saved:
         check_plan_fits(plan, specs, saved)
     left = narrow_tables_left_full(model, dataset, config)
-    built = []
+    built, parts_of = [], {}
     for spec, table in zip(specs, tables):
-        special = table.num_embeddings > spec.num_embeddings and method.name != "full"
-        new = method.build(spec, _EntityRows(table, spec.num_embeddings) if special else table, plan)
+        whole = spec.num_embeddings == table.num_embeddings or method.name == "full"
+        new = method.build(spec, table if whole else _EntityRows(table, spec), plan)
         new.table_name, new.role = spec.name, spec.role  # trainers (CIESS) and stream planners read them
-        if special:  # rows past the entities (a mask token) stay full
-            new = ExtraRowsEmbedding(new, table.weight[spec.num_embeddings:])
-            new.table_name, new.role = spec.name, spec.role
-        new = new.to(table.weight.device)
-        replace_table(model, table, new)
         built.append(new)
+        parts_of.setdefault(table, []).append((spec, new.to(table.weight.device)))
+    for table, parts in parts_of.items():
+        if len(parts) == 1 and parts[0][0].num_embeddings == table.num_embeddings or method.name == "full":
+            replace_table(model, table, parts[0][1])
+        else:  # other fields, a mask token: those rows stay full
+            ranges = [(spec.first_row, new) for spec, new in parts]
+            replace_table(model, table, RowRangesEmbedding(table.weight, ranges, _row_labels(model, dataset, table))
+                          .to(table.weight.device))
     if saved:
         check_plan_budget(built, specs, config["emb_budget"], saved)
     if left:
@@ -145,12 +208,36 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     return plan
 
 
+def pack_variable_widths(model):
+    """Once widths are fixed, replace every masked ``n × d`` variable-width table with a packed one
+    (``Σ s_e`` floats, so parameters and optimiser state follow the budget while training); its rows
+    start from the masked table's. Build the optimiser afterwards. Returns the packed tables."""
+    packed = []
+    for old in [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]:
+        new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, old.widths.cpu().numpy(),
+                                   padding_idx=old.padding_idx, init_from=old.full_table().detach().cpu())
+        new.role, new.table_name = old.role, getattr(old, "table_name", None)
+        replace_table(model, old, new.to(old.table.device))
+        packed.append(new)
+    return packed
+
+
 class _EntityRows:
     """What a method's ``build`` reads of the table it replaces (``weight`` for its init): the entity rows only."""
 
-    def __init__(self, table, n):
-        self.weight = table.weight[:n]
-        self.padding_idx = table.padding_idx
+    def __init__(self, table, spec):
+        self.weight = table.weight[spec.first_row:spec.first_row + spec.num_embeddings]
+        self.padding_idx = spec.padding_idx
+
+
+def _row_labels(model, dataset, table):
+    """``[(label, first_row, rows)]`` naming the row spans of ``table``: its token fields when it is a
+    shared token table, else the entity rows and the special rows past them (BERT4Rec's mask token)."""
+    fields = [(field, first, rows) for field, t, first, rows in _field_tables(model, dataset).values() if t is table]
+    if fields:
+        return fields
+    n = next(n for n in (dataset.item_num, dataset.user_num) if n < table.num_embeddings <= n + SPECIAL_ROWS)
+    return [("entities", 0, n), ("special rows past the last entity", n, table.num_embeddings - n)]
 
 
 def check_plan_fits(plan, specs, path):

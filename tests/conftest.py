@@ -1,12 +1,15 @@
 """Shared fixtures: a tiny generated RecBole dataset, so model tests take seconds."""
 
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import recbole_lightemb  # noqa: F401  (applies the compatibility fixes before RecBole is used)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from tiny_data import CTR, write_tiny_ctr_dataset, write_tiny_dataset  # noqa: E402,F401
 
 # Every test uses tiny tensors: more threads only contend (on 2 shared cores, 10x slower epochs).
 torch.set_num_threads(1)
@@ -31,20 +34,6 @@ def _checkout_stays_clean():
     assert not left, f"the tests left {sorted(left)} in {root}"
 
 
-def write_tiny_dataset(folder, name="tiny", n_users=40, n_items=60, n_inter=1200, seed=0):
-    """A power-law-ish user-item log with timestamps, as a RecBole atomic ``.inter`` file."""
-    rng = np.random.default_rng(seed)
-    users = rng.integers(1, n_users + 1, n_inter)
-    items = np.minimum(rng.zipf(1.3, n_inter), n_items)
-    pairs = np.unique(np.stack([users, items], 1), axis=0)
-    times = rng.permutation(len(pairs)) + 1_000_000
-    path = folder / name
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / f"{name}.inter", "w") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for (u, i), t in zip(pairs, times):
-            f.write(f"u{u}\ti{i}\t{t}\n")
-    return path
 
 
 @pytest.fixture
@@ -73,3 +62,10 @@ def ml100k_config(tmp_path, monkeypatch):
     """RecBole's bundled ml-100k, with logs and checkpoints under tmp_path."""
     monkeypatch.chdir(tmp_path)
     return {"checkpoint_dir": str(tmp_path / "saved"), "show_progress": False}
+
+
+@pytest.fixture
+def tiny_ctr_config(tiny_config, tmp_path):
+    """``tiny_config`` for a context-aware model: the labelled tiny log with user and item features."""
+    write_tiny_ctr_dataset(tmp_path)
+    return {**tiny_config, **CTR}

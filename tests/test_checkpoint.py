@@ -34,9 +34,9 @@ def craft(path, config_dict, config_class=Config):
     return str(path)
 
 
-def trained(tiny_config, emb, **extra):
+def trained(tiny_config, emb, model="BPR", **extra):
     """A short run; returns (its result, its checkpoint path)."""
-    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": emb, **extra})
+    result = run_recbole_lightemb(model=model, config_dict={**tiny_config, "emb": emb, **extra})
     checkpoint = [f for f in os.listdir(tiny_config["checkpoint_dir"]) if f.endswith(".pth")]
     return result, os.path.join(tiny_config["checkpoint_dir"], sorted(checkpoint)[-1])
 
@@ -117,6 +117,18 @@ def test_every_checkpoint_reloads_as_data_with_identical_metrics(tiny_config, em
     torch.load(checkpoint, weights_only=True)  # no allow-list needed: tensors and plain values only
     config, model, _, _, _, test_data = load_data_and_model(checkpoint)
     assert config["emb"] == emb and type(config) is Config
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
+
+
+@pytest.mark.parametrize("model, emb", [("DeepFM", "baco"), ("DIN", "uniform")])
+def test_context_aware_checkpoints_reload_with_identical_metrics(tiny_ctr_config, model, emb):
+    """Their id rows are ranges of a shared token table; DIN also lists its embedding layer (a module) among
+    its other parameters, which the checkpoint leaves to the state dict."""
+    config = {**tiny_ctr_config, "eval_args": {**tiny_ctr_config["eval_args"], "order": "TO"}}
+    result, checkpoint = trained(config, emb, model=model, emb_budget=0.25)
+    torch.load(checkpoint, weights_only=True)
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
 

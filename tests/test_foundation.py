@@ -134,6 +134,45 @@ def test_scipy_dok_update_restored():
     assert m.toarray()[0, 1] == 1.0 and m.nnz == 2
 
 
+def test_numpy_aliases_restored_through_names_numpy_2_keeps():
+    from recbole.config import Config as RecBoleConfig
+
+    RecBoleConfig.compatibility_settings(None)  # RecBole's own list reads np.float_, gone in NumPy 2
+    assert np.float is np.float64 and np.long is np.int_ and np.unicode is np.str_ and np.complex is np.complex128
+
+
+def _python(script, cwd, path=None):
+    env = {**__import__("os").environ, "PYTHONPATH": str(path)} if path else None
+    return subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_plugin_never_imports_ray(tmp_path):
+    script = ("import sys, recbole_lightemb, recbole.quick_start as q; from recbole.quick_start import run_recbole; "
+              "repr(q.quick_start.tune); print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    done = _python(script, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("tune_source, expected", [
+    ("report = 'the real ray.tune.report'", "the real ray.tune.report"),
+    ("raise ModuleNotFoundError(\"No module named 'pkg_resources'\")",
+     "ImportError: RecBole's ray-based tuning needs ray.tune, which failed to import (ModuleNotFoundError"),
+])
+def test_ray_tune_is_imported_on_first_use(tmp_path, tune_source, expected):
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("")
+    (tmp_path / "ray" / "tune.py").write_text(tune_source + "\n")
+    script = ("import sys, recbole_lightemb, recbole.quick_start.quick_start as q; assert 'ray' not in sys.modules\n"
+              "try:\n    print(q.tune.report)\nexcept ImportError as error:\n    print('ImportError:', error)")
+    done = _python(script, tmp_path, path=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(expected)
+    if done.stdout.startswith("ImportError"):
+        assert "numpy<2 and setuptools<82" in done.stdout
+
+
 def test_cli_writes_result_json(tmp_path):
     out = tmp_path / "r.json"
     cmd = [sys.executable, str(ROOT / "run_recbole_lightemb.py"), "--model=BPR", "--emb=uniform",

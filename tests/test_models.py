@@ -41,9 +41,39 @@ def test_sequential_item_table_keeps_padding_row(tiny_config):
     assert emb.weight[0].abs().sum() == 0
 
 
-def test_context_aware_model_gets_clear_error(ml100k_config):
-    with pytest.raises(ValueError, match="FM.*no nn.Embedding with one row per user"):
-        run_recbole_lightemb(model="FM", dataset="ml-100k", config_dict={**ml100k_config, "emb": "uniform", "emb_budget": 0.25})
+@pytest.mark.parametrize("model, emb", [("FM", "baco"), ("DeepFM", "hash"), ("FFM", "uniform"), ("DIN", "qr")])
+def test_context_aware_models_compress_the_id_rows_of_their_shared_token_table(model, emb, tiny_ctr_config):
+    config = {**tiny_ctr_config, "emb": emb, "emb_budget": 0.5 if emb == "qr" else 0.25}
+    if model == "DIN":  # a sequential context model: histories in time order
+        config["eval_args"] = {**config["eval_args"], "order": "TO"}
+    result = run_recbole_lightemb(model=model, config_dict=config)
+    report = result["compression"]
+    fields = {t["name"].rsplit("[", 1)[-1].rstrip("]") for t in report["tables"] if "[" in t["name"]}
+    assert {t["role"] for t in report["tables"]} == {"user", "item"} and fields <= {"user_id", "item_id"}
+    assert report["ratio"] <= config["emb_budget"]
+    left = {t["name"] for t in report["rows_left_full"]}  # the gender rows stay full, outside the budget
+    assert left and all(name.endswith("[gender]") for name in left)
+    if model == "FM":  # its first-order weights are one float per token: narrow, left full and said so
+        assert [t["name"] for t in result["plan"]["tables_left_full"]] == ["first_order_linear.token_embedding_table"
+                                                                            ".embedding[user_id]",
+                                                                            "first_order_linear.token_embedding_table"
+                                                                            ".embedding[item_id]"]
+    if model == "FFM":  # every field-aware table holds the ids too
+        assert sum(t["name"].startswith("ffm.token_embeddings.") for t in report["tables"]) >= 4
+    assert 0 <= result["test_result"]["auc"] <= 1
+
+
+def test_emb_tables_naming_a_missing_field_lists_the_fields(tiny_ctr_config):
+    config = {**tiny_ctr_config, "emb": "uniform", "emb_budget": 0.25,
+              "emb_tables": {"user": ["token_embedding_table.embedding[zip_code]"]}}
+    with pytest.raises(ValueError, match=r"'token_embedding_table.embedding\[zip_code\]' is not a token field of "
+                                         r"model FM; its token fields are \['token_embedding_table.embedding\[user_id\]'"):
+        run_recbole_lightemb(model="FM", config_dict=config)
+
+
+def test_ciess_refuses_a_labelled_evaluation_in_one_line(tiny_ctr_config):
+    with pytest.raises(ValueError, match="emb=ciess ranks all items to measure per-user quality"):
+        run_recbole_lightemb(model="FM", config_dict={**tiny_ctr_config, "emb": "ciess", "emb_budget": 0.25})
 
 
 def test_ce_loss_models_run_as_typed(tiny_config, caplog):
@@ -60,10 +90,10 @@ def test_ce_loss_models_run_as_typed(tiny_config, caplog):
 def test_bert4rec_keeps_its_mask_row_full_and_compresses_the_items(tiny_config, emb):
     result = run_recbole_lightemb(model="BERT4Rec", config_dict={**tiny_config, **SEQUENTIAL, "emb": emb,
                                                                  "emb_budget": 0.25})
-    (table,) = result["compression"]["tables"]
-    n_rows = table["entities"]  # items plus the mask-token row
-    mask_bytes = table["dim"] * 4
-    assert table["stored_bytes"] - mask_bytes <= 0.25 * (n_rows - 1) * table["dim"] * 4
+    (table,) = result["compression"]["tables"]  # the item rows, compressed within the budget
+    assert table["stored_bytes"] <= 0.25 * table["entities"] * table["dim"] * 4
+    (mask,) = result["compression"]["rows_left_full"]  # the mask-token row, full, counted apart
+    assert mask["rows"] == 1 and mask["stored_bytes"] == table["dim"] * 4
     assert result["test_result"]["recall@10"] >= 0
 
 
@@ -75,13 +105,21 @@ def test_narrow_per_entity_tables_are_left_full_and_said_so(tiny_config):
     assert result["compression"]["ratio"] == 0.25
 
 
-def test_extra_rows_read_from_their_own_full_table():
+def test_row_ranges_read_entities_from_their_tables_and_other_rows_from_full_ones():
     import torch
 
     from recbole_lightemb.modules import UniformEmbedding
-    from recbole_lightemb.modules.extra_rows import ExtraRowsEmbedding
+    from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 
-    table = ExtraRowsEmbedding(UniformEmbedding(5, 8, 2), torch.ones(1, 8))
-    out = table(torch.tensor([[1, 5]]))
-    assert torch.equal(out[0, 1], torch.ones(8)) and (out[0, 0, 2:] == 0).all()
-    assert torch.equal(table.full_table()[5], torch.ones(8)) and table.stored_floats() == 5 * 2 + 8
+    weight = torch.arange(12 * 8, dtype=torch.float).reshape(12, 8)  # rows: 2 gender, 4 users, 1 age, 5 items
+    users, items = UniformEmbedding(4, 8, 2), UniformEmbedding(5, 8, 4)
+    labels = [("gender", 0, 2), ("user_id", 2, 4), ("age", 6, 1), ("item_id", 7, 5)]
+    table = RowRangesEmbedding(weight, [(7, items), (2, users)], labels)
+    ids = torch.arange(12).reshape(3, 4)
+    expected = torch.cat([weight[:2], users.full_table(), weight[6:7], items.full_table()])
+    assert torch.equal(table(ids), expected[ids]) and torch.equal(table.full_table(), expected)
+    assert table.stored_floats() == 4 * 2 + 5 * 4 + 3 * 8
+    assert [t["name"] for t in table.rows_left_full()] == ["gender", "age"]
+    assert [label for label, _ in table.named_parts()] == ["user_id", "item_id"]
+    with pytest.raises(ValueError, match="overlaps another"):
+        RowRangesEmbedding(weight, [(2, users), (4, items)])

@@ -14,3 +14,10 @@ def test_full_matches_plain_recbole(model, ml100k_config):
     assert ours["best_valid_result"] == plain["best_valid_result"]
     assert ours["test_result"] == plain["test_result"]
     assert ours["compression"]["ratio"] == 1.0
+
+
+def test_full_matches_plain_recbole_on_a_context_aware_model(tiny_ctr_config):
+    config = {**tiny_ctr_config, "epochs": 2}
+    plain = run_recbole(model="DeepFM", config_dict=dict(config))
+    ours = run_recbole_lightemb(model="DeepFM", config_dict={**config, "emb": "full"})
+    assert ours["test_result"] == plain["test_result"] and ours["compression"]["ratio"] == 1.0

@@ -109,7 +109,7 @@ def test_reservoir_is_seeded():
 def test_bad_stream_keys_fail_naming_key_and_value(updates, match):
     config = {"stream_segments": None, "stream_new_entities": None, "stream_window": None,
               "stream_train_ratio": None, "stream_valid_share": None, "stream_reservoir": None,
-              "stream_stopping_step": None}
+              "stream_stopping_step": None, "stream_packed_training": None}
     config.update(updates)
     with pytest.raises(ValueError, match=match):
         check_stream_config(config)
@@ -246,6 +246,36 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
         later = [r for r in written["segments"] if r["segment"] > 0]
         assert all(2 <= r["search_steps"] <= 3 for r in later)
         assert os.path.isfile(written["plan"]["file"])
+
+
+@pytest.mark.parametrize("emb,extra", [
+    ("uniform", {"emb_width": 4}),
+    ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
+               "scall_max_search_steps": 2, "scall_settle_window": 2, "scall_hidden": 32}),
+])
+def test_each_segment_trains_packed_tables_that_hold_the_budget(tmp_path, emb, extra):
+    """Parameters and Adam's state follow the widths while a segment trains, not the masked n × d table;
+    the training itself is the same."""
+    from recbole_lightemb import run_recbole_lightemb
+
+    data_path = write_tiny(tmp_path)
+    runs = {}
+    for packed in (True, False):
+        config = tiny_config(data_path, tmp_path, emb=emb, stream=True, stream_packed_training=packed, **extra)
+        runs[packed] = run_recbole_lightemb("BPR", "tiny", config_dict=config)
+    for row, masked in zip(runs[True]["segments"], runs[False]["segments"]):
+        assert row["test_result"] == pytest.approx(masked["test_result"], abs=1e-3)
+        held, masked_held = row["training_memory"], masked["training_memory"]
+        assert held["param_bytes"] == 4 * row["stored_floats"] and held["optimizer_bytes"] == 8 * row["stored_floats"]
+        assert held["ratio"] <= 0.3 < 1.0 <= masked_held["ratio"]  # width 4 of 16, against the masked 16
+
+
+@pytest.mark.parametrize("value", ["yes please", 1])
+def test_stream_packed_training_must_be_a_boolean(value):
+    config = {k: None for k in ("stream_segments", "stream_new_entities", "stream_window", "stream_train_ratio",
+                                "stream_valid_share", "stream_reservoir", "stream_stopping_step")}
+    with pytest.raises(ValueError, match=f"stream_packed_training={value!r}: expected True or False"):
+        check_stream_config({**config, "stream_packed_training": value})
 
 
 def test_baco_stream_reclusters_within_the_seen_entities_float_budget(tmp_path):

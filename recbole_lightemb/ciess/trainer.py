@@ -29,8 +29,7 @@ from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, full_plan_bytes, grow_to_budget, plan_bytes, rank_by_frequency, table_widths)
 from recbole_lightemb.modules import VariableWidthEmbedding
-from recbole_lightemb.modules.packed import PackedWidthEmbedding
-from recbole_lightemb.swap import replace_table
+from recbole_lightemb.swap import pack_variable_widths
 
 
 class _Batches:
@@ -105,11 +104,7 @@ class CIESSTrainer(Trainer):
     def _pack_tables(self):
         """Once the widths are final, train packed tables (``Σ s_e`` floats and their optimiser state)
         instead of the search's masked ``n × d`` ones, and let the search's state go."""
-        for old in self.tables:
-            new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, old.widths.cpu().numpy(),
-                                       padding_idx=old.padding_idx, init_from=old.full_table().detach())
-            new.role, new.table_name = old.role, getattr(old, "table_name", None)
-            replace_table(self.model, old, new.to(old.table.device))
+        pack_variable_widths(self.model)
         self.tables, self.initial_state = [], None
         self.optimizer = self._build_optimizer()
         self._forget_propagation()

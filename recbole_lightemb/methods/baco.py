@@ -9,6 +9,7 @@ from recbole.utils import set_color
 
 from recbole_lightemb.budget import check_fraction, full_bytes
 from recbole_lightemb.coclustering import WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
 from recbole_lightemb.modules.residual import ResidualEmbedding
@@ -115,7 +116,7 @@ class BACO(EmbeddingMethod):
         n_iter = self.config["baco_n_iter"]
         if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
             raise ValueError(f"baco_n_iter={n_iter!r}: expected an integer >= 1")
-        residual, dim = self.config["baco_residual"], self.config["embedding_size"]
+        residual, dim = self.config["baco_residual"], model_width(self.config)
         if isinstance(residual, bool) or not isinstance(residual, int) or residual < 0 or (
                 isinstance(dim, int) and residual >= dim):
             raise ValueError(f"baco_residual={residual!r}: expected an integer in 0..{dim - 1 if isinstance(dim, int) else 'd-1'} "
@@ -207,7 +208,7 @@ class BacoStream(StreamPlanner):
         budget = self.config["emb_budget"]
         if budget is None:
             return None
-        return int(budget * self.config["embedding_size"] * (segment.users_seen + segment.items_seen)
+        return int(budget * model_width(self.config) * (segment.users_seen + segment.items_seen)
                    * tables_per_side)
 
     def plan(self, segment, specs, search=None):

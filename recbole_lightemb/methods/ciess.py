@@ -19,6 +19,7 @@ import numpy as np
 from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
 from recbole_lightemb.ciess.trainer import CIESSTrainer
 from recbole_lightemb.ciess.widths import table_widths
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
@@ -58,7 +59,7 @@ class CIESS(EmbeddingMethod):
             if not ok:
                 allowed = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
                 raise ValueError(f"{key}={value!r}: expected a number in {allowed}")
-        dim = config["embedding_size"]
+        dim = model_width(config)
         if isinstance(dim, int) and not isinstance(dim, bool) and config["ciess_s_min"] > dim:
             raise ValueError(f"ciess_s_min={config['ciess_s_min']!r}: must be at most embedding_size={dim}")
         for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency", "ciess_packed_training"):

@@ -1,6 +1,7 @@
 """``emb: quant``: every row stored in ``quant_bits`` bits, as wide as the budget then allows."""
 
 from recbole_lightemb.budget import require_budget
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import FLOAT_BYTES
 from recbole_lightemb.modules.quantized import QuantizedEmbedding, quantized_width
 from recbole_lightemb.plan import Plan
@@ -18,7 +19,7 @@ class Quantized(EmbeddingMethod):
         bits = self.config["quant_bits"]
         if bits not in BITS or isinstance(bits, bool):
             raise ValueError(f"quant_bits={bits!r}: allowed {', '.join(map(str, BITS))}")
-        dim = self.config["embedding_size"]
+        dim = model_width(self.config)
         if isinstance(dim, int) and quantized_width(budget * dim * FLOAT_BYTES, bits, dim) < 1:
             smallest = (FLOAT_BYTES + bits / 8) / (dim * FLOAT_BYTES)
             raise ValueError(f"emb_budget={budget!r} cannot pay for one {bits}-bit value and a row scale; "

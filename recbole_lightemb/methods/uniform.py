@@ -1,6 +1,7 @@
 """``emb: uniform``: one narrow width for every row, the equal-memory baseline."""
 
 from recbole_lightemb.budget import check_fraction, check_positive_int
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import UniformEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
@@ -16,7 +17,7 @@ class Uniform(EmbeddingMethod):
         if (budget is None) == (width is None):
             raise ValueError(f"emb=uniform needs exactly one of emb_budget (got {budget!r}) "
                              f"and emb_width (got {width!r})")
-        dim = self.config["embedding_size"]  # most models' table width; checked again per table when built
+        dim = model_width(self.config)  # most models' table width; checked again per table when built
         if isinstance(dim, int) and not isinstance(dim, bool):
             if dim < 1:
                 raise ValueError(f"embedding_size={dim!r}: expected a positive integer")

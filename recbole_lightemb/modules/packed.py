@@ -45,5 +45,6 @@ class PackedWidthEmbedding(LightEmbedding):
         return self.values.numel()
 
     def index_bytes(self):
-        """One width per row (the offsets are its running sum, rebuilt on load)."""
-        return self.num_embeddings * index_bytes(self.embedding_dim)
+        """One width per stored row, as the masked form counts them (a width-0 row, an entity a stream
+        has not seen yet or the padding row, stores nothing); the offsets are their running sum."""
+        return int((self.widths > 0).sum()) * index_bytes(self.embedding_dim)

@@ -12,6 +12,7 @@ from logging import getLogger
 import numpy as np
 from recbole.utils import set_color
 
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import LightEmbedding
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.scall.state import build_state, state_size
@@ -37,7 +38,7 @@ def _number(config, key, low, high=None, integer=False, open_low=False):
 
 def check_scall_config(config):
     """Every ``scall_*`` key, checked before any data is loaded."""
-    dim = config["embedding_size"]
+    dim = model_width(config)
     budgets = {k: config[k] for k in ("scall_mean_width", "scall_budget_mb", "emb_budget") if config[k] is not None}
     if not budgets:
         raise ValueError("emb=scall needs a budget: scall_mean_width (floats per seen entity, e.g. 8), "
@@ -80,7 +81,7 @@ def pair_budget(config, n_seen):
         return int(np.floor(config["scall_mean_width"] * n_seen))
     if config["scall_budget_mb"] is not None:
         return int(np.floor(config["scall_budget_mb"] * MB_FLOATS))
-    return int(np.floor(config["emb_budget"] * config["embedding_size"] * n_seen))
+    return int(np.floor(config["emb_budget"] * model_width(config) * n_seen))
 
 
 def uniform_widths(seen_users, seen_items, budget, s_min, s_max):
@@ -97,7 +98,7 @@ def model_summary(model):
     """Mean user and item embedding over stored rows, and the widths, read off the tables."""
     summary = {}
     for module in model.modules():
-        if isinstance(module, LightEmbedding) and getattr(module, "role", None) not in summary:
+        if isinstance(module, LightEmbedding) and getattr(module, "role", None) not in (None, *summary):
             table = module.full_table().detach().cpu()
             widths = getattr(module, "widths", None)
             stored = widths.cpu() > 0 if widths is not None else table.abs().sum(1) > 0
@@ -120,7 +121,7 @@ class ScallPlanner(StreamPlanner):
 
     @property
     def bounds(self):
-        return self.config["scall_min_width"], self.config["scall_max_width"] or self.config["embedding_size"]
+        return self.config["scall_min_width"], self.config["scall_max_width"] or model_width(self.config)
 
     def budget_floats(self, segment, tables_per_side):
         return pair_budget(self.config, segment.users_seen + segment.items_seen) * tables_per_side
@@ -132,7 +133,7 @@ class ScallPlanner(StreamPlanner):
 
     def _summary(self, role):
         """(mean embedding, widths) of a side; zeros for a model without a table on that side."""
-        dim = self.config["embedding_size"]
+        dim = model_width(self.config)
         return self.summary.get(role, (np.zeros(dim), np.zeros(1, dtype=np.int64)))
 
     def _state(self, segment, user_widths, item_widths):
@@ -166,7 +167,7 @@ class ScallPlanner(StreamPlanner):
                                search_s=0.0, action=None)
         start = time.perf_counter()
         state = self._state(segment, self._summary("user")[1], self._summary("item")[1])
-        agent = self._agent(state_size(self.config["scall_pool_groups"], self.config["embedding_size"]))
+        agent = self._agent(state_size(self.config["scall_pool_groups"], model_width(self.config)))
         rhos, rewards = [], []
         window, tol = self.config["scall_settle_window"], self.config["scall_settle_tol"]
         for step in range(self.config["scall_max_search_steps"]):

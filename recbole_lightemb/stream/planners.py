@@ -8,6 +8,7 @@ A method without stream support is re-planned from scratch on each segment's his
 import numpy as np
 
 from recbole_lightemb.budget import check_fraction, check_positive_int
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod
@@ -74,7 +75,7 @@ class UniformStream(StreamPlanner):
         width = check_positive_int(self.config, "emb_width")
         if width is None:
             fraction = check_fraction(self.config, "emb_budget")
-            width = int(fraction * self.config["embedding_size"]) if fraction else None
+            width = int(fraction * model_width(self.config)) if fraction else None
         if not width:
             raise ValueError("emb=uniform with stream=True needs emb_width or an emb_budget that leaves "
                              f"at least one float per row (got emb_width={self.config['emb_width']!r}, "

@@ -17,15 +17,16 @@ import numpy as np
 import torch
 from recbole.utils import calculate_valid_score, get_local_time, get_model, get_trainer, set_color
 
-from recbole_lightemb.config import Config
+from recbole_lightemb.config import Config, model_width
 from recbole_lightemb.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.registry import get_method
-from recbole_lightemb.report import compression_report
+from recbole_lightemb.report import compression_report, training_memory
 from recbole_lightemb.stream.loader import stream_segments
 from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan
 from recbole_lightemb.stream.segments import check_stream_config, stream_value
-from recbole_lightemb.swap import find_embedding_tables, swap_embeddings
+from recbole_lightemb.swap import find_embedding_tables, pack_variable_widths, swap_embeddings
 
 
 def stream_trainer_class(base):
@@ -47,8 +48,8 @@ def stream_trainer_class(base):
 @torch.no_grad()
 def warm_start(model, previous):
     """Carry ``previous``'s training into ``model``: variable-width tables keep each known row's
-    old coordinates (up to its old width; the rest stays freshly initialised); every other
-    parameter is copied when a parameter of the same name and shape exists."""
+    old coordinates (up to its old width, from a masked or a packed table; the rest stays freshly
+    initialised); every other parameter is copied when a parameter of the same name and shape exists."""
     if previous is None:
         return
     old_modules = dict(previous.named_modules())
@@ -56,9 +57,10 @@ def warm_start(model, previous):
     handled = set()
     for name, module in model.named_modules():
         old = old_modules.get(name)
-        if isinstance(module, VariableWidthEmbedding) and isinstance(old, VariableWidthEmbedding):
-            keep = torch.arange(module.embedding_dim, device=old.widths.device) < old.widths[:, None]
-            module.table.copy_(torch.where(keep.to(module.table.device), old.table.to(module.table.device),
+        if isinstance(module, VariableWidthEmbedding) and isinstance(old, (VariableWidthEmbedding,
+                                                                           PackedWidthEmbedding)):
+            keep = torch.arange(module.embedding_dim, device=old.widths.device) < old.widths[:, None].long()
+            module.table.copy_(torch.where(keep.to(module.table.device), old.full_table().to(module.table.device),
                                            module.table))
             handled.add(f"{name}.table" if name else "table")
     for name, param in model.named_parameters():
@@ -148,7 +150,7 @@ def _build(model_class, config, segment, method, planner):
     model = model_class(config, segment.history).to(config["device"])
     specs, _ = find_embedding_tables(model, segment.history, config)
     if planner.widths_based:
-        dim = config["embedding_size"]
+        dim = model_width(config)
         placeholder = widths_plan(method.name, segment.split.seen_users * dim, segment.split.seen_items * dim)
         swap_embeddings(model, segment.history, config, method=VariableWidths(config), plan=placeholder)
     return model, specs
@@ -192,6 +194,9 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             search = WidthSearch(model, trainer, segment, config)
             plan = planner.plan(segment, specs, search)
             search.apply(plan["user_widths"], plan["item_widths"])
+            if stream_value(config, "stream_packed_training") and config["single_spec"]:
+                pack_variable_widths(model)  # the segment trains Σ widths floats, not the masked n × d table
+                trainer = trainer_class(config, model)
         else:
             plan = planner.plan(segment, specs)
             swap_embeddings(model, segment.history, config, method=method, plan=plan)
@@ -224,7 +229,8 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         row = {
             "segment": segment.index, "users_seen": segment.users_seen, "items_seen": segment.items_seen,
             "stored_floats": report["stored_floats"], "budget_floats": budget,
-            "stored_bytes": report["stored_bytes"], "valid_result": dict(best_valid_result),
+            "stored_bytes": report["stored_bytes"], "training_memory": training_memory(model, trainer.optimizer),
+            "valid_result": dict(best_valid_result),
             "test_result": dict(test_result),
             "time_s": time.perf_counter() - seg_start,
             "plan_s": plan_s, "train_s": train_s, "eval_s": eval_s,

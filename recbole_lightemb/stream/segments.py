@@ -24,6 +24,7 @@ STREAM_DEFAULTS = {
     "stream_valid_share": 0.5,
     "stream_reservoir": 0.2,
     "stream_stopping_step": 3,
+    "stream_packed_training": True,
 }
 """Defaults of the stream keys (also in ``properties/stream.yaml``), used when a config lacks them."""
 
@@ -59,6 +60,9 @@ def check_stream_config(config):
     if not _is_number(reservoir) or reservoir < 0:
         raise ValueError(f"stream_reservoir={reservoir!r}: expected a number >= 0 "
                          "(reservoir size as a fraction of the segment)")
+    packed = stream_value(config, "stream_packed_training")
+    if not isinstance(packed, bool):
+        raise ValueError(f"stream_packed_training={packed!r}: expected True or False")
     patience = stream_value(config, "stream_stopping_step")
     if not isinstance(patience, (int, np.integer)) or isinstance(patience, bool) or patience < 1:
         raise ValueError(f"stream_stopping_step={patience!r}: expected a positive integer")
