@@ -4,7 +4,7 @@ each on tiny generated data (``bench/tiny_data.py``), at ``emb_budget: 0.25``.
 A cell passes when the run trains, evaluates and reports its bytes; otherwise it holds the first line of
 the error, so a method that cannot apply says why. ``full`` keeps RecBole's tables (the plugin's parity
 arm): a model with id tables that fails there fails in plain RecBole too. Results are written after every model to ``bench/results/model_coverage.json``
-(a later invocation skips models already there), and the table to ``bench/results/model_coverage.md``.
+(a later invocation runs only the cells not there yet), and the table to ``bench/results/model_coverage.md``.
 
     python bench/model_coverage.py                              # every model, every method
     python bench/model_coverage.py --models FM SASRec --methods uniform baco
@@ -132,7 +132,7 @@ def main():
     parser.add_argument("--models", nargs="*", default=[], help="only these models (default: every RecBole model)")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--report", action="store_true", help="only write the table from the saved runs")
-    parser.add_argument("--again", action="store_true", help="run models already in the results again")
+    parser.add_argument("--again", action="store_true", help="run cells already in the results again")
     args = parser.parse_args()
     import torch
 
@@ -150,14 +150,15 @@ def main():
             write_datasets(folder)
             os.chdir(folder)  # RecBole writes ./log and ./log_tensorboard
             for group, model in models:
-                if args.models and model not in args.models or model in results and not args.again:
+                row = results.get(model, {"group": group, "cells": {}})
+                todo = [m for m in args.methods if args.again or m not in row["cells"]]
+                if args.models and model not in args.models or not todo:
                     continue
-                row = {"group": group, "cells": {}}
-                for method in args.methods:
+                for method in todo:
                     row["cells"][method] = run_cell(group, model, method, folder)
                 results[model] = row
                 OUT_JSON.write_text(json.dumps({"budget": BUDGET, "models": results}, indent=1) + "\n")
-                marks = " ".join(f"{m}:{'ok' if c['ok'] else 'x'}" for m, c in row["cells"].items())
+                marks = " ".join(f"{m}:{'ok' if row['cells'][m]['ok'] else 'x'}" for m in todo)
                 print(f"{group:<13} {model:<12} {marks}", flush=True)
     table = format_table(results, list(METHODS))
     OUT_MD.write_text(table + "\n")

@@ -47,10 +47,11 @@ def _compatibility_settings(self):
 
 
 def patch_numpy_aliases():
-    """Let RecBole's ``Config`` restore its NumPy aliases on NumPy 2 too."""
+    """Let RecBole's ``Config`` restore its NumPy aliases on NumPy 2 too (NumPy 1 keeps RecBole's own)."""
     from recbole.config import Config
 
-    Config.compatibility_settings = _compatibility_settings
+    if not hasattr(np, "float_"):
+        Config.compatibility_settings = _compatibility_settings
 
 
 class _RayTuneOnFirstUse(types.ModuleType):
@@ -216,6 +217,30 @@ def _trainer_init(self, config, model):
         self.distributed_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
 
+def _once(init):
+    """``init`` run on its first call only."""
+
+    @functools.wraps(init)
+    def wrapper(*args, **kwargs):
+        if not wrapper.done:
+            wrapper.done = True
+            init(*args, **kwargs)
+
+    wrapper.done = False
+    wrapper.__lightemb_once__ = True
+    return wrapper
+
+
+def patch_colorama_once():
+    """RecBole's ``init_logger`` calls ``colorama.init(autoreset=True)`` on every run, and each call wraps
+    ``sys.stdout``/``sys.stderr`` once more: a process that runs a few hundred models (a comparison, the
+    coverage table, a notebook) dies writing to stderr with a ``RecursionError``. The streams are wrapped once."""
+    import recbole.utils.logger as recbole_logger
+
+    if not getattr(recbole_logger.init, "__lightemb_once__", False):
+        recbole_logger.init = _once(recbole_logger.init)
+
+
 def patch_cpu_distributed():
     """Let RecBole's distributed trainer run on CPU processes (gloo)."""
     from recbole.trainer.trainer import AbstractTrainer
@@ -249,5 +274,6 @@ def apply():
     quiet_known_warnings()
     patch_numpy_aliases()
     patch_scipy_dok()
+    patch_colorama_once()
     patch_checkpoint_loading()
     patch_cpu_distributed()

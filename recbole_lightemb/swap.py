@@ -158,9 +158,16 @@ def find_embedding_tables(model, dataset, config):
         )
     entities = {"user": n_users, "item": n_items}
     specs = [TableSpec(name, role, entities[role], t.embedding_dim,
-                       t.padding_idx if t.num_embeddings == entities[role] else None, first_row)
+                       _padding_within(t.padding_idx, first_row, entities[role]), first_row)
              for name, (role, t, first_row) in tables.items()]
     return specs, [module for _, module, _ in tables.values()]
+
+
+def _padding_within(padding_idx, first_row, rows):
+    """The table's padding row, counted from the entity rows' start, when it is one of them."""
+    if padding_idx is None or not first_row <= padding_idx < first_row + rows:
+        return None
+    return padding_idx - first_row
 
 
 def replace_table(model, old, new):
@@ -188,13 +195,13 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     left = narrow_tables_left_full(model, dataset, config)
     built, parts_of = [], {}
     for spec, table in zip(specs, tables):
-        whole = spec.num_embeddings == table.num_embeddings or method.name == "full"
+        whole = spec.num_embeddings == table.num_embeddings
         new = method.build(spec, table if whole else _EntityRows(table, spec), plan)
         new.table_name, new.role = spec.name, spec.role  # trainers (CIESS) and stream planners read them
         built.append(new)
         parts_of.setdefault(table, []).append((spec, new.to(table.weight.device)))
     for table, parts in parts_of.items():
-        if len(parts) == 1 and parts[0][0].num_embeddings == table.num_embeddings or method.name == "full":
+        if len(parts) == 1 and parts[0][0].num_embeddings == table.num_embeddings:
             replace_table(model, table, parts[0][1])
         else:  # other fields, a mask token: those rows stay full
             ranges = [(spec.first_row, new) for spec, new in parts]

@@ -139,6 +139,9 @@ def test_numpy_aliases_restored_through_names_numpy_2_keeps():
 
     RecBoleConfig.compatibility_settings(None)  # RecBole's own list reads np.float_, gone in NumPy 2
     assert np.float is np.float64 and np.long is np.int_ and np.unicode is np.str_ and np.complex is np.complex128
+    from recbole_lightemb.compat import _compatibility_settings
+
+    assert (RecBoleConfig.compatibility_settings is _compatibility_settings) == (not hasattr(np, "float_"))
 
 
 def _python(script, cwd, path=None):
@@ -171,6 +174,19 @@ def test_ray_tune_is_imported_on_first_use(tmp_path, tune_source, expected):
     assert done.stdout.startswith(expected)
     if done.stdout.startswith("ImportError"):
         assert "numpy<2 and setuptools<82" in done.stdout
+
+
+def test_many_runs_in_one_process_wrap_the_output_streams_once(tiny_config):
+    import sys as system
+
+    from recbole.utils import init_logger
+
+    config = Config(model="BPR", config_dict={**tiny_config, "emb": "full"})
+    init_logger(config)
+    streams = system.stdout, system.stderr
+    for _ in range(3):
+        init_logger(config)  # RecBole calls colorama.init(autoreset=True) each time: one more wrapper each
+    assert (system.stdout, system.stderr) == streams
 
 
 def test_cli_writes_result_json(tmp_path):

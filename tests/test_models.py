@@ -97,6 +97,19 @@ def test_bert4rec_keeps_its_mask_row_full_and_compresses_the_items(tiny_config, 
     assert result["test_result"]["recall@10"] >= 0
 
 
+def test_bert4rec_entity_rows_keep_their_padding_row(tiny_config):
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model
+
+    from recbole_lightemb import Config, find_embedding_tables
+
+    config = Config(model="BERT4Rec", config_dict={**tiny_config, **SEQUENTIAL, "emb": "uniform", "emb_budget": 0.25})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    model = get_model("BERT4Rec")(config, train_data.dataset)
+    (spec,), (table,) = find_embedding_tables(model, train_data.dataset, config)
+    assert table.num_embeddings == spec.num_embeddings + 1 and spec.padding_idx == 0 and spec.first_row == 0
+
+
 def test_narrow_per_entity_tables_are_left_full_and_said_so(tiny_config):
     result = run_recbole_lightemb(model="TransRec", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.25})
     assert [t["name"] for t in result["compression"]["tables"]] == ["user_embedding", "item_embedding"]
@@ -123,3 +136,20 @@ def test_row_ranges_read_entities_from_their_tables_and_other_rows_from_full_one
     assert [label for label, _ in table.named_parts()] == ["user_id", "item_id"]
     with pytest.raises(ValueError, match="overlaps another"):
         RowRangesEmbedding(weight, [(2, users), (4, items)])
+    assert table.stored_bytes() == 4 * table.stored_floats()
+    items_then_mask = RowRangesEmbedding(weight[:6], [(0, UniformEmbedding(5, 8, 4))])
+    legacy = {k.replace("parts.0.", "entities.").replace("rest", "extra"): v + 1  # before row ranges (BERT4Rec)
+              for k, v in items_then_mask.state_dict().items()}
+    items_then_mask.load_state_dict(legacy)
+    assert torch.equal(items_then_mask.rest, legacy["extra"])
+
+
+def test_scall_reads_the_width_of_models_without_embedding_size(tiny_config):
+    """NeuMF sets mf_embedding_size and mlp_embedding_size; SCALL's budget takes the tables' own width."""
+    result = run_recbole_lightemb(model="NeuMF", config_dict={**tiny_config, "emb": "scall", "emb_budget": 0.25})
+    assert 0.2 <= result["compression"]["ratio"] <= 0.25
+
+
+def test_ciess_refuses_a_model_that_needs_its_own_trainer(tiny_config):
+    with pytest.raises(ValueError, match="model=NCL needs RecBole's NCLTrainer; allowed: models that RecBole trains"):
+        run_recbole_lightemb(model="NCL", config_dict={**tiny_config, "emb": "ciess", "emb_budget": 0.25})

@@ -21,3 +21,7 @@ def test_full_matches_plain_recbole_on_a_context_aware_model(tiny_ctr_config):
     plain = run_recbole(model="DeepFM", config_dict=dict(config))
     ours = run_recbole_lightemb(model="DeepFM", config_dict={**config, "emb": "full"})
     assert ours["test_result"] == plain["test_result"] and ours["compression"]["ratio"] == 1.0
+    # measured on the same rows as a compressed method: the id rows, the other fields apart
+    assert {t["name"] for t in ours["compression"]["tables"]} == {"token_embedding_table.embedding[user_id]",
+                                                                  "token_embedding_table.embedding[item_id]"}
+    assert [t["name"] for t in ours["compression"]["rows_left_full"]] == ["token_embedding_table.embedding[gender]"]

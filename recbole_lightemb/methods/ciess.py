@@ -68,6 +68,13 @@ class CIESS(EmbeddingMethod):
         ks = config["ciess_quality_ks"]
         if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
             raise ValueError(f"ciess_quality_ks={ks!r}: expected a non-empty list of positive integers, e.g. [5, 10, 20]")
+        from recbole.trainer import Trainer
+        from recbole.utils import get_trainer
+
+        own = get_trainer(config["MODEL_TYPE"], config["model"])
+        if own is not Trainer:  # NCL's clustering, a KG model's graph loss, … would be skipped
+            raise ValueError(f"emb=ciess trains through its own trainer, a RecBole Trainer; model={config['model']} "
+                             f"needs RecBole's {own.__name__}; allowed: models that RecBole trains with Trainer")
         mode = config["eval_args"]["mode"]
         valid_mode = mode.get("valid") if isinstance(mode, dict) else mode
         if not saved_plan_path(config) and valid_mode != "full":

@@ -7,7 +7,6 @@ SCALL's first-segment plan: the budget spread uniformly over the entities of the
 
 import numpy as np
 
-from recbole_lightemb.config import model_width
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.scall.planner import ScallPlanner, check_scall_config, pair_budget, uniform_widths
 from recbole_lightemb.stream.planners import build_variable, widths_plan
@@ -22,8 +21,9 @@ class Scall(EmbeddingMethod):
         seen_users = np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num) > 0
         seen_items = np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num) > 0
         per_side = max(sum(spec.role == "user" for spec in tables), 1)
-        budget = pair_budget(self.config, int(seen_users.sum() + seen_items.sum()))
-        s_max = self.config["scall_max_width"] or model_width(self.config)
+        dim = max(spec.embedding_dim for spec in tables)  # NeuMF, NNCF, … set no embedding_size
+        budget = pair_budget(self.config, int(seen_users.sum() + seen_items.sum()), dim)
+        s_max = self.config["scall_max_width"] or dim
         users, items = uniform_widths(seen_users, seen_items, budget, self.config["scall_min_width"], s_max)
         return widths_plan(self.name, users, items, budget_floats=budget * per_side)
 

@@ -75,3 +75,16 @@ class RowRangesEmbedding(LightEmbedding):
 
     def index_bytes(self):
         return sum(part.index_bytes() for part in self.parts)
+
+    def stored_bytes(self):
+        return sum(part.stored_bytes() for part in self.parts) + self.rest.numel() * FLOAT_BYTES
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before row ranges (BERT4Rec's ``entities.*`` and ``extra``) load too."""
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            name = key[len(prefix):]
+            if name.startswith("entities."):
+                state_dict[f"{prefix}parts.0.{name[len('entities.'):]}"] = state_dict.pop(key)
+            elif name == "extra":
+                state_dict[f"{prefix}rest"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

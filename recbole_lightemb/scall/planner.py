@@ -39,6 +39,9 @@ def _number(config, key, low, high=None, integer=False, open_low=False):
 def check_scall_config(config):
     """Every ``scall_*`` key, checked before any data is loaded."""
     dim = model_width(config)
+    if dim is None and config["stream"]:
+        raise ValueError(f"emb=scall with stream=True reads the tables' width from embedding_size or hidden_size; "
+                         f"model={config['model']} sets neither")
     budgets = {k: config[k] for k in ("scall_mean_width", "scall_budget_mb", "emb_budget") if config[k] is not None}
     if not budgets:
         raise ValueError("emb=scall needs a budget: scall_mean_width (floats per seen entity, e.g. 8), "
@@ -75,13 +78,14 @@ def check_scall_config(config):
     _number(config, "scall_reward_scale", 0, open_low=True)
 
 
-def pair_budget(config, n_seen):
-    """Floats for one user table plus one item table, for ``n_seen`` users+items seen so far."""
+def pair_budget(config, n_seen, dim=None):
+    """Floats for one user table plus one item table, for ``n_seen`` users+items seen so far; ``dim`` is
+    the tables' width (default: the model's config, see :func:`~recbole_lightemb.config.model_width`)."""
     if config["scall_mean_width"] is not None:
         return int(np.floor(config["scall_mean_width"] * n_seen))
     if config["scall_budget_mb"] is not None:
         return int(np.floor(config["scall_budget_mb"] * MB_FLOATS))
-    return int(np.floor(config["emb_budget"] * model_width(config) * n_seen))
+    return int(np.floor(config["emb_budget"] * (dim or model_width(config)) * n_seen))
 
 
 def uniform_widths(seen_users, seen_items, budget, s_min, s_max):
