@@ -64,7 +64,10 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("freq-0.25[projection]", "freq", 0.25, {"freq_projection": True}),
     ("baco-0.1[residual=3]", "baco", 0.1, {"baco_residual": 3}),
     ("baco-0.25[residual=8]", "baco", 0.25, {"baco_residual": 8}),
-    ("baco-0.25[split]", "baco", 0.25, {"baco_split": True})])
+    ("baco-0.25[split]", "baco", 0.25, {"baco_split": True}),
+    ("baco-0.25[head=0.1]", "baco", 0.25, {"baco_head_share": 0.1}),
+    ("baco-0.25[head=0.2]", "baco", 0.25, {"baco_head_share": 0.2}),
+    ("baco-0.25[head=0.1+split]", "baco", 0.25, {"baco_head_share": 0.1, "baco_split": True})])
 
 SETTINGS = {
     "bpr-ml100k": {"model": "BPR", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,

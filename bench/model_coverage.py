@@ -36,6 +36,8 @@ FEATURE_MODELS = {"FDSA", "GRU4RecF", "SASRecF"}
 SHORT_SEARCH = {"ciess": {"ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
                           "ciess_updates_per_step": 2, "ciess_batch_size": 64, "ciess_hidden": 16}}
 """CIESS's search cut to a few steps: the table asks whether a method runs on a model, not how well."""
+KG_SEQUENTIAL = {"KSR", "GRU4RecKG"}
+"""Sequential models that read pretrained entity and relation vectors (``.ent``, ``.rel``)."""
 SEQUENTIAL_CONTEXT = {"DIN", "DIEN"}
 """Context models over histories: labelled evaluation, histories in time order."""
 
@@ -65,10 +67,18 @@ def model_config(group, model, folder):
         if model in SEQUENTIAL_CONTEXT:
             config["eval_args"] = {**config["eval_args"], "order": "TO"}
         return config
+    kg_columns = {"inter": ["user_id", "item_id", "timestamp"], "kg": ["head_id", "relation_id", "tail_id"],
+                  "link": ["item_id", "entity_id"]}
     if group == "knowledge":
-        return {**base, "dataset": "tinykg", "load_col": {"inter": ["user_id", "item_id", "timestamp"],
-                                                          "kg": ["head_id", "relation_id", "tail_id"],
-                                                          "link": ["item_id", "entity_id"]}}
+        return {**base, "dataset": "tinykg", "load_col": kg_columns}
+    if model in KG_SEQUENTIAL:
+        return {**base, "dataset": "tinykg", "additional_feat_suffix": ["ent", "rel"],
+                "load_col": {**kg_columns, "ent": ["ent_id", "ent_emb"], "rel": ["rel_id", "rel_emb"]},
+                "preload_weight": {"ent_id": "ent_emb", "rel_id": "rel_emb"},
+                "alias_of_entity_id": ["ent_id"], "alias_of_relation_id": ["rel_id"]}
+    if model == "S3Rec":  # pre-trains on an item attribute (RecBole's default stage)
+        return {**base, "dataset": "tinyseq", "item_attribute": "genre",
+                "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]}}
     if model in FEATURE_MODELS:
         return {**base, "dataset": "tinyseq", "selected_features": ["genre"],
                 "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "genre"]}}

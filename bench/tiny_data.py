@@ -59,6 +59,14 @@ def write_tiny_kg_dataset(folder, name="tinykg", seed=0, n_users=N_USERS, n_item
         for i in range(1, n_items + 1):
             for r in rng.choice(3, 2, replace=False):
                 f.write(f"e{i}\tr{r}\tx{rng.integers(20)}\n")
+    with open(path / f"{name}.ent", "w") as f:  # pretrained entity and relation vectors (KSR, GRU4RecKG)
+        f.write("ent_id:token\tent_emb:float_seq\n")
+        for i in range(1, n_items + 1):
+            f.write(f"e{i}\t" + " ".join(f"{v:.3f}" for v in rng.normal(size=64)) + "\n")
+    with open(path / f"{name}.rel", "w") as f:
+        f.write("rel_id:token\trel_emb:float_seq\n")
+        for r in range(3):
+            f.write(f"r{r}\t" + " ".join(f"{v:.3f}" for v in rng.normal(size=64)) + "\n")
     with open(path / f"{name}.link", "w") as f:
         f.write("item_id:token\tentity_id:token\n")
         for i in range(1, n_items + 1):

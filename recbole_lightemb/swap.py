@@ -163,6 +163,17 @@ def find_embedding_tables(model, dataset, config):
     return specs, [module for _, module, _ in tables.values()]
 
 
+_EMBEDDING_ATTRIBUTES = set(vars(nn.Embedding(1, 1)))
+
+
+def _carry_model_attributes(old, new):
+    """Plain attributes a model set on its table besides nn.Embedding's own (GRU4RecCPR and SASRecCPR set
+    ``bias = None`` on the item table they tie to the output layer, then read it)."""
+    for key, value in vars(old).items():
+        if key not in _EMBEDDING_ATTRIBUTES and not key.startswith("_") and not hasattr(new, key):
+            setattr(new, key, value)
+
+
 def _padding_within(padding_idx, first_row, rows):
     """The table's padding row, counted from the entity rows' start, when it is one of them."""
     if padding_idx is None or not first_row <= padding_idx < first_row + rows:
@@ -202,6 +213,7 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
         parts_of.setdefault(table, []).append((spec, new.to(table.weight.device)))
     for table, parts in parts_of.items():
         if len(parts) == 1 and parts[0][0].num_embeddings == table.num_embeddings:
+            _carry_model_attributes(table, parts[0][1])
             replace_table(model, table, parts[0][1])
         else:  # other fields, a mask token: those rows stay full
             ranges = [(spec.first_row, new) for spec, new in parts]
@@ -224,6 +236,7 @@ def pack_variable_widths(model):
         new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, old.widths.cpu().numpy(),
                                    padding_idx=old.padding_idx, init_from=old.full_table().detach().cpu())
         new.role, new.table_name = old.role, getattr(old, "table_name", None)
+        _carry_model_attributes(old, new)
         replace_table(model, old, new.to(old.table.device))
         packed.append(new)
     return packed

@@ -56,11 +56,32 @@ def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
     ({"baco_residual": -2}, "baco_residual=-2"),
     ({"baco_residual": 64}, "baco_residual=64: expected an integer in 0..63"),
     ({"baco_split": "maybe"}, "baco_split='maybe': expected True or False"),
+    ({"baco_head_share": 1.0}, r"baco_head_share=1.0: expected a number in \[0, 1\)"),
+    ({"baco_head_share": -0.1}, r"baco_head_share=-0.1: expected a number in \[0, 1\)"),
+    ({"baco_head_share": 0.9}, "baco_head_share=0.9: its .* private rows leave fewer than 2"),
     ({"baco_residual": 4, "stream": True}, "not supported with stream=True"),
 ])
 def test_bad_baco_config(bad, match, tiny_config):
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "emb_budget": 0.25, **bad})
+
+
+def test_the_most_interacted_entities_keep_private_rows_within_the_budget(tiny_config):
+    from recbole_lightemb.methods.baco import private_head
+
+    codes = np.array([[0, 1], [0, -1], [1, 1], [2, 0], [2, -1]])
+    degrees = np.array([1, 9, 2, 8, 1])
+    out, n = private_head(codes, 3, degrees, 2)  # users 1 and 3 take codes of their own; code 2 keeps user 4
+    assert out[1, 0] == out[1, 1] and out[3, 0] == out[3, 1] and len({out[1, 0], out[3, 0]} | set(out[[0, 2, 4], 0])) == 5
+    assert out[4, 1] == -1 and n == 5 and out.max() == 4
+
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "emb_budget": 0.5,
+                                                            "baco_head_share": 0.1})
+    plan = Plan.load(result["plan"]["file"])
+    assert plan.meta["private_users"] == 4 and result["compression"]["ratio"] <= 0.5
+    codes = plan["user_codes"]
+    private = [c for c in np.unique(codes[:, 0]) if (codes[:, 0] == c).sum() == 1 and (codes[:, 1] == c).sum() == 1]
+    assert len(private) >= 4  # a head user's two codes are one row, its own
 
 
 def test_item_only_models_take_item_codes_of_the_whole_graph(tiny_config):

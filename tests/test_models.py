@@ -4,11 +4,13 @@ import pytest
 
 from recbole_lightemb import run_recbole_lightemb
 
-MODELS = ["BPR", "LightGCN", "NGCF", "NeuMF", "ENMF", "SASRec", "GRU4Rec"]
+MODELS = ["BPR", "LightGCN", "NGCF", "NeuMF", "ENMF", "SASRec", "GRU4Rec", "GRU4RecCPR"]
 SEQUENTIAL = {"train_neg_sample_args": None}  # RecBole's sequential models train with CE over all items
 
 
 def model_config(model, config):
+    if model == "GRU4RecCPR":  # its reranker partition (100 items by default) must fit the tiny item set
+        return {**config, **SEQUENTIAL, "reranker_CAN_NUM": 20}
     return {**config, **SEQUENTIAL} if model in ("SASRec", "GRU4Rec") else config
 
 
@@ -148,6 +150,14 @@ def test_scall_reads_the_width_of_models_without_embedding_size(tiny_config):
     """NeuMF sets mf_embedding_size and mlp_embedding_size; SCALL's budget takes the tables' own width."""
     result = run_recbole_lightemb(model="NeuMF", config_dict={**tiny_config, "emb": "scall", "emb_budget": 0.25})
     assert 0.2 <= result["compression"]["ratio"] <= 0.25
+
+
+def test_ciess_packs_the_tied_item_table_of_gru4reccpr_with_its_attributes(tiny_config):
+    """GRU4RecCPR reads ``bias`` off its item table; CIESS swaps that table twice (masked, then packed)."""
+    from test_ciess import TINY_SEARCH
+
+    config = {**model_config("GRU4RecCPR", tiny_config), **TINY_SEARCH, "emb_budget": 0.5}
+    assert run_recbole_lightemb(model="GRU4RecCPR", config_dict=config)["compression"]["ratio"] <= 0.5
 
 
 def test_ciess_refuses_a_model_that_needs_its_own_trainer(tiny_config):

@@ -84,6 +84,22 @@ def split_largest(codes, n_codes, extra_rows, order_key):
     return n_codes
 
 
+def private_head(codes, n_codes, degrees, n_head):
+    """The ``n_head`` most-interacted entities (by ``degrees``) get codes of their own (both of a user's
+    codes: its vector is its private row); codes left without members are dropped and the rest renumbered.
+    Returns the codes and their count."""
+    if n_head == 0:
+        return codes, n_codes
+    head = np.argsort(-degrees, kind="stable")[:n_head]
+    codes = codes.copy()
+    own = n_codes + np.arange(n_head)
+    codes[head] = own[:, None] if codes.ndim == 2 else own
+    held = codes >= 0  # -1: a user without a secondary code
+    used, renumbered = np.unique(codes[held], return_inverse=True)
+    codes[held] = renumbered
+    return codes.astype(np.int32), len(used)
+
+
 def _with_cold_code(codes, active, n_codes):
     """Entities without training interactions share one extra "cold" row; the padding id gets none."""
     full = np.full((len(active),) + codes.shape[1:], -1, dtype=np.int32)
@@ -123,6 +139,10 @@ class BACO(EmbeddingMethod):
                              "(private floats per entity added to its shared row; 0 = none)")
         if not isinstance(self.config["baco_split"], bool):
             raise ValueError(f"baco_split={self.config['baco_split']!r}: expected True or False")
+        head = self.config["baco_head_share"]
+        if isinstance(head, bool) or not isinstance(head, (int, float)) or not 0 <= head < 1:
+            raise ValueError(f"baco_head_share={head!r}: expected a number in [0, 1) (the share of the most-"
+                             "interacted users and items that keep private rows; 0 = none)")
         if residual and self.config["stream"]:
             raise ValueError(f"baco_residual={residual!r}: not supported with stream=True (streams re-cluster "
                              "into the seen entities' floats); use baco_residual: 0")
@@ -158,6 +178,14 @@ class BACO(EmbeddingMethod):
         active_items = np.bincount(graph.indices, minlength=graph.shape[1]) > 0
         graph = graph[active_users][:, active_items].tocsr()
         secondary = bool(self.config["baco_secondary"])
+        degrees = {"user": np.diff(graph.indptr), "item": np.bincount(graph.indices, minlength=graph.shape[1])}
+        share = self.config["baco_head_share"] or 0.0
+        n_head = {role: int(round(share * len(degrees[role]))) if role in roles else 0 for role in degrees}
+        if max_codes is not None and sum(n_head.values()):
+            if max_codes - sum(n_head.values()) < 2:
+                raise ValueError(f"baco_head_share={share!r}: its {sum(n_head.values())} private rows leave fewer "
+                                 f"than 2 of the {max_codes} codebook rows the budget pays for to share: lower it")
+            max_codes -= sum(n_head.values())
         options = dict(n_iter=self.config["baco_n_iter"], user_weight=self.config["baco_user_weight"],
                        item_weight=self.config["baco_item_weight"], seed=self.config["seed"], secondary=secondary)
         if max_codes is None:
@@ -175,6 +203,8 @@ class BACO(EmbeddingMethod):
             spare = max_codes - n_user - n_item
             n_user = split_largest(user_codes[:, 0], n_user, spare // 2 + spare % 2, user_codes[:, 1])
             n_item = split_largest(item_codes, n_item, max_codes - n_user - n_item, np.zeros(len(item_codes), int))
+        user_codes, n_user = private_head(user_codes, n_user, degrees["user"], n_head["user"])
+        item_codes, n_item = private_head(item_codes, n_item, degrees["item"], n_head["item"])
         user_codes, n_user = _with_cold_code(user_codes if secondary else user_codes[:, :1], active_users, n_user)
         item_codes, n_item = _with_cold_code(item_codes[:, None], active_items, n_item)
         n_codes = {"user": n_user, "item": n_item}
@@ -185,6 +215,7 @@ class BACO(EmbeddingMethod):
         return Plan(self.name, {"user_codes": user_codes, "item_codes": item_codes}, {
             "resolution": result.resolution, "objective": result.objective, "passes": result.passes,
             "n_user_codes": n_user, "n_item_codes": n_item, "probes": [list(p) for p in probes],
+            "private_users": n_head["user"], "private_items": n_head["item"],
             "stored_bytes": stored,
         })
 
