@@ -86,7 +86,8 @@ def frontier_rows(runs, metric="recall@20"):
                 if at is not None:
                     diffs[r["seed"]] = (r["test"][metric] - at, at)
         row["vs_uniform"], row["vs_uniform_std"] = _mean_std([d for d, _ in diffs.values()])
-        row["vs_uniform_pct"] = _mean_std([100.0 * d / at for d, at in diffs.values() if at])[0]
+        mean_at = _mean_std([at for _, at in diffs.values()])[0]  # ratio of means: the sign of the mean difference
+        row["vs_uniform_pct"] = 100.0 * row["vs_uniform"] / mean_at if mean_at else None
         row["vs_uniform_signs"] = "".join("+" if d > 0 else "-" if d < 0 else "0"
                                           for _, (d, _) in sorted(diffs.items()))
         row["buckets"] = _mean_buckets([r.get("test_buckets") for r in ok])

@@ -102,3 +102,13 @@ def test_bucket_recall_is_averaged_over_seeds_per_arm():
     assert rows["full"]["buckets"]["item"]["tail"] == pytest.approx(0.005)
     table = format_bucket_table(list(rows.values()))
     assert "| uniform-0.1 | 0.1000 | 0.2500 | 0.2000 | 0.3000 | 0.5000 | 0.1000 | 0.0250 |" in table
+
+
+def test_the_percentage_has_the_sign_of_the_mean_difference_when_seeds_disagree():
+    """+0.10 on a low curve point and -0.12 on a high one: a mean of per-seed ratios would be positive."""
+    runs = [run("full", None, 1, 1.0, 0.40), run("full", None, 2, 1.0, 0.60),
+            run("uniform", 0.25, 1, 0.25, 0.10), run("uniform", 0.25, 2, 0.25, 0.50),
+            run("scall", 0.25, 1, 0.25, 0.20), run("scall", 0.25, 2, 0.25, 0.38)]
+    (row,) = [r for r in frontier_rows(runs) if r["method"] == "scall"]
+    assert row["vs_uniform"] == pytest.approx(-0.01) and row["vs_uniform_signs"] == "+-"
+    assert row["vs_uniform_pct"] == pytest.approx(100 * -0.01 / 0.30)
