@@ -124,23 +124,28 @@ def _explicit_tables(model, explicit, n_users, n_items, dataset):
     return tables
 
 
+def _split_narrow(found):
+    """``found`` split by the :data:`NARROW` rule: (the tables wide enough to compress, ``[{name, dim, why}]``
+    for those left full)."""
+    widest = max((t.embedding_dim for _, t, _ in found.values()), default=0)
+    wide = {name: entry for name, entry in found.items() if entry[1].embedding_dim * NARROW >= widest}
+    left = [{"name": n, "dim": t.embedding_dim, "why": f"narrower than 1/{NARROW} of the widest table ({widest})"}
+            for n, (_, t, _) in found.items() if n not in wide]
+    return wide, left
+
+
 def _named_tables(model, n_users, n_items, config, dataset):
     """``{name: (role, table, first_row)}`` from ``emb_tables`` when given, else by size, name and field."""
     if config["emb_tables"]:
         return _explicit_tables(model, config["emb_tables"], n_users, n_items, dataset)
-    tables = _candidates(model, n_users, n_items, dataset)
-    widest = max((t.embedding_dim for _, t, _ in tables.values()), default=0)
-    return {name: found for name, found in tables.items() if found[1].embedding_dim * NARROW >= widest}
+    return _split_narrow(_candidates(model, n_users, n_items, dataset))[0]
 
 
 def narrow_tables_left_full(model, dataset, config):
     """The per-entity tables the automatic finder leaves alone because they are narrow (with why)."""
     if config["emb_tables"]:
         return []
-    found = _candidates(model, dataset.user_num, dataset.item_num, dataset)
-    widest = max((t.embedding_dim for _, t, _ in found.values()), default=0)
-    return [{"name": n, "dim": t.embedding_dim, "why": f"narrower than 1/{NARROW} of the widest table ({widest})"}
-            for n, (_, t, _) in found.items() if t.embedding_dim * NARROW < widest]
+    return _split_narrow(_candidates(model, dataset.user_num, dataset.item_num, dataset))[1]
 
 
 def find_embedding_tables(model, dataset, config):
@@ -167,8 +172,9 @@ _EMBEDDING_ATTRIBUTES = set(vars(nn.Embedding(1, 1)))
 
 
 def _carry_model_attributes(old, new):
-    """Plain attributes a model set on its table besides nn.Embedding's own (GRU4RecCPR and SASRecCPR set
-    ``bias = None`` on the item table they tie to the output layer, then read it)."""
+    """Plain attributes set on a table besides nn.Embedding's own and ``new``'s: the plugin's ``role`` and
+    ``table_name``, and a model's (GRU4RecCPR sets ``bias = None`` on the item table it ties to its
+    output layer, then reads it)."""
     for key, value in vars(old).items():
         if key not in _EMBEDDING_ATTRIBUTES and not key.startswith("_") and not hasattr(new, key):
             setattr(new, key, value)
@@ -235,8 +241,7 @@ def pack_variable_widths(model):
     for old in [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]:
         new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, old.widths.cpu().numpy(),
                                    padding_idx=old.padding_idx, init_from=old.full_table().detach().cpu())
-        new.role, new.table_name = old.role, getattr(old, "table_name", None)
-        _carry_model_attributes(old, new)
+        _carry_model_attributes(old, new)  # its role and table name, and what the model set (GRU4RecCPR's bias)
         replace_table(model, old, new.to(old.table.device))
         packed.append(new)
     return packed
