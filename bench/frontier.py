@@ -62,6 +62,8 @@ def _arms(methods, budgets=METHOD_BUDGETS, variants=()):
 ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("quant-0.25[8 bits]", "quant", 0.25, {"quant_bits": 8}),
     ("freq-0.25[projection]", "freq", 0.25, {"freq_projection": True}),
+    ("ciess-0.1[projection]", "ciess", 0.1, {"ciess_projection": True}),
+    ("ciess-0.25[projection]", "ciess", 0.25, {"ciess_projection": True}),
     ("baco-0.1[residual=3]", "baco", 0.1, {"baco_residual": 3}),
     ("baco-0.25[residual=8]", "baco", 0.25, {"baco_residual": 8}),
     ("baco-0.25[split]", "baco", 0.25, {"baco_split": True}),
@@ -89,6 +91,12 @@ SETTINGS = {
                  ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
         "config": {"stream": True, "stream_segments": 8, "stream_stopping_step": 10, "epochs": 600, "eval_step": 2,
                    "n_layers": 2}},
+    "stream-ml100k-user": {  # the same stream, each user's own rows of a segment cut 80/10/10: 138-222 test users
+        "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # per segment where the time cut leaves 1-35
+        "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
+                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
+        "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
+                   "epochs": 600, "eval_step": 2, "n_layers": 2}},
 }
 
 

@@ -12,6 +12,7 @@ from logging import getLogger
 from torch import nn
 
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding, VariableWidthEmbedding
+from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 from recbole_lightemb.registry import get_method
@@ -233,14 +234,17 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     return plan
 
 
-def pack_variable_widths(model):
+def pack_variable_widths(model, projection=False):
     """Once widths are fixed, replace every masked ``n × d`` variable-width table with a packed one
     (``Σ s_e`` floats, so parameters and optimiser state follow the budget while training); its rows
-    start from the masked table's. Build the optimiser afterwards. Returns the packed tables."""
+    start from the masked table's. With ``projection`` the rows go into mixed-dimension groups, one
+    learned ``w × d`` projection per width (starting as the prefix embedding). Build the optimiser
+    afterwards. Returns the new tables."""
     packed = []
     for old in [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]:
-        new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, old.widths.cpu().numpy(),
-                                   padding_idx=old.padding_idx, init_from=old.full_table().detach().cpu())
+        widths, init = old.widths.cpu().numpy(), old.full_table().detach().cpu()
+        kind = MixedDimEmbedding if projection else PackedWidthEmbedding
+        new = kind(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx, init_from=init)
         _carry_model_attributes(old, new)  # its role and table name, and what the model set (GRU4RecCPR's bias)
         replace_table(model, old, new.to(old.table.device))
         packed.append(new)

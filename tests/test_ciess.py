@@ -13,7 +13,8 @@ from recbole_lightemb import Plan, run_recbole_lightemb
 from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore, neighbour_probabilities, random_walk
 from recbole_lightemb.ciess.quality import item_quality, ranking_quality
-from recbole_lightemb.ciess.widths import fit_to_budget, grow_to_budget, plan_bytes, rank_by_frequency, table_widths
+from recbole_lightemb.ciess.widths import (
+    fit_to_budget, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths, to_mixed)
 
 TINY_SEARCH = {
     "emb": "ciess", "ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
@@ -118,6 +119,27 @@ def test_rank_by_frequency_keeps_the_widths_and_bytes_and_follows_frequency(rows
     assert plan_bytes({"item": out}, dims, 64) == plan_bytes({"item": widths}, dims, 64)
     order = np.lexsort((np.arange(len(counts)), counts))  # by frequency, ties by id
     assert (np.diff(out[order]) >= 0).all()  # more frequent: never narrower
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 64), min_size=1, max_size=40), st.lists(st.integers(1, 64), min_size=1, max_size=40),
+       st.floats(0.1, 1.0), st.booleans())
+def test_to_mixed_gives_power_of_two_groups_within_the_budget_in_the_same_order(users, items, fraction, grow):
+    dims = {"user": [64], "item": [64, 16]}
+    widths = {"user": np.array(users), "item": np.array(items)}
+    max_bytes = int(fraction * sum(len(widths[r]) * d * 4 for r in dims for d in dims[r]))
+    try:
+        out = to_mixed(widths, dims, 64, max_bytes, grow=grow)
+    except ValueError as error:
+        assert "over the budget" in str(error)
+        assert mixed_plan_bytes({r: np.ones_like(w) for r, w in widths.items()}, dims, 64) > max_bytes
+        return
+    assert mixed_plan_bytes(out, dims, 64) <= max_bytes
+    both, mixed = np.concatenate([users, items]), np.concatenate([out["user"], out["item"]])
+    assert set(mixed) <= {1, 2, 4, 8, 16, 32, 64}
+    assert (np.diff(mixed[np.argsort(both, kind="stable")]) >= 0).all()  # wider before stays at least as wide
+    if not grow:
+        assert (mixed <= both).all()
 
 
 def test_table_widths_map_the_reference_scale_onto_narrower_tables():
@@ -251,6 +273,8 @@ def test_search_works_with_graph_and_multi_table_models(model, tiny_config):
     ({"ciess_fill_budget": 2}, "ciess_fill_budget"),
     ({"ciess_rank_by_frequency": "maybe"}, "ciess_rank_by_frequency"),
     ({"ciess_quality_ks": []}, "ciess_quality_ks"),
+    ({"ciess_projection": "yes"}, "ciess_projection='yes'"),
+    ({"ciess_projection": True, "ciess_packed_training": False}, "ciess_packed_training=False"),
     ({"emb_budget": 0.2, "ciess_budget": 0.1}, "disagree"),
     ({"emb_budget": None}, "needs emb_budget"),
     ({"emb_budget": 1.5}, "emb_budget=1.5"),
@@ -289,3 +313,25 @@ def test_search_works_on_a_table_with_a_kept_mask_row(tiny_config):
     result = run_recbole_lightemb(model="BERT4Rec", config_dict={**tiny_config, **TINY_SEARCH, "emb_budget": 0.3,
                                                                  "train_neg_sample_args": None})
     assert result["compression"]["tables"][0]["role"] == "item" and result["test_result"]["recall@10"] >= 0
+
+
+def test_projection_trains_grouped_tables_within_the_budget_and_reloads(tiny_config):
+    from recbole_lightemb import load_data_and_model
+    from recbole_lightemb.modules.mixed import MixedDimEmbedding
+
+    config = {**tiny_config, **TINY_SEARCH, "emb_budget": 0.3, "ciess_projection": True, "epochs": 2}
+    result = run_recbole_lightemb(model="BPR", config_dict=config)
+    report = result["compression"]
+    assert report["stored_bytes"] <= 0.3 * report["full_bytes"] and report["training"]["ratio"] <= 0.3 * 1.05
+    plan = Plan.load(result["plan"]["file"], method="ciess")
+    assert plan.meta["projection"] and set(np.unique(plan["item_widths"])) <= {1, 2, 4, 8, 16, 32, 64}
+    _, model, _, _, _, _ = load_data_and_model(result["plan"]["file"].removesuffix(".plan.npz") + ".pth")
+    tables = [m for m in model.modules() if isinstance(m, MixedDimEmbedding)]
+    assert len(tables) == 2 and all(t.projections for t in tables)  # narrow groups learned their projections
+    assert any(not torch.equal(p, torch.eye(*p.shape)) for t in tables for p in t.projections)
+    reused = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_plan": result["plan"]["file"],
+                                                            "ciess_episodes": 50})
+    assert reused["compression"]["tables"] == report["tables"]  # the saved groups, no search
+    with pytest.raises(ValueError, match="ciess_projection=False: the reused plan was made with ciess_projection=True"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "emb_plan": result["plan"]["file"],
+                                                        "ciess_projection": False})

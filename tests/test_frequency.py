@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from recbole_lightemb import compression_report, run_recbole_lightemb
-from recbole_lightemb.methods.frequency import fit_widths, table_bytes
+from recbole_lightemb.methods.frequency import fit_widths
+from recbole_lightemb.modules.mixed import mixed_bytes
 from recbole_lightemb.modules import MixedDimEmbedding
 
 
@@ -13,7 +14,7 @@ def test_widths_grow_with_frequency_and_fit_the_bytes():
     counts = np.array([0, 1, 3, 10, 30, 100, 300, 1000] * 50, dtype=np.float64)
     for projection in (False, True):
         widths = fit_widths(counts, 64, 0.2 * len(counts) * 64 * 4, 0.5, 1, projection, padding_idx=0)
-        assert widths[0] == 0 and table_bytes(widths, 64, projection) <= 0.2 * len(counts) * 64 * 4
+        assert widths[0] == 0 and mixed_bytes(widths, 64, projection) <= 0.2 * len(counts) * 64 * 4
         order = np.argsort(counts[1:], kind="stable")
         assert np.all(np.diff(widths[1:][order]) >= 0)  # never narrower for a more frequent entity
         assert len(set(widths[1:])) > 1

@@ -88,6 +88,30 @@ def test_splits_respect_time_reservoir_and_seen_entities():
         assert np.array_equal(s.user_freq, np.bincount(users[s.history], minlength=80))
 
 
+def test_user_split_cuts_each_users_own_rows_and_tests_users_of_short_sessions():
+    # users arrive one after another and rate 10 items each in one session, as on ml-100k
+    users = np.repeat(np.arange(1, 61), 10)
+    items = np.random.default_rng(0).integers(1, 40, users.size)
+    times = np.arange(users.size, dtype=np.float64)
+    order, bounds = segment_bounds(users, items, times, "stream_segments", 3)
+    by = {split: list(split_segments(users, items, order, bounds, 61, 40, reservoir=0.2, seed=1, split=split))
+          for split in ("time", "user")}
+    for s in by["user"]:
+        start, stop = bounds[s.segment], bounds[s.segment + 1]
+        rows, own = order[start:stop], np.setdiff1d(s.train, s.reservoir)
+        for u in np.unique(users[rows]):
+            mine = rows[users[rows] == u]  # time order
+            n_train = max(1, int(0.8 * mine.size))
+            assert np.array_equal(np.intersect1d(own, mine), np.sort(mine[:n_train]))
+            later = np.concatenate([s.valid, s.test])
+            assert times[later[users[later] == u]].min(initial=np.inf) > times[mine[:n_train]].max()
+        assert np.array_equal(s.history, np.concatenate([order[:start], own]))
+        assert np.array_equal(s.user_freq, np.bincount(users[s.history], minlength=61))
+    tested = {split: [len(np.unique(users[s.test])) for s in segments] for split, segments in by.items()}
+    assert max(tested["time"]) <= 1  # the segment's end holds users not seen in its training part
+    assert min(tested["user"]) >= 15  # every user of the segment (20 each) whose test items are seen
+
+
 def test_reservoir_is_seeded():
     users, items, times = random_log()
     order, bounds = segment_bounds(users, items, times, "stream_segments", 3)
@@ -105,11 +129,12 @@ def test_reservoir_is_seeded():
     ({"stream_window": -2.0}, "stream_window=-2.0"),
     ({"stream_segments": 3, "stream_new_entities": 10}, "only one of"),
     ({"stream_reservoir": -0.1}, "stream_reservoir=-0.1"),
+    ({"stream_split": "random"}, "stream_split='random': allowed 'time', 'user'"),
 ])
 def test_bad_stream_keys_fail_naming_key_and_value(updates, match):
     config = {"stream_segments": None, "stream_new_entities": None, "stream_window": None,
               "stream_train_ratio": None, "stream_valid_share": None, "stream_reservoir": None,
-              "stream_stopping_step": None, "stream_packed_training": None}
+              "stream_stopping_step": None, "stream_packed_training": None, "stream_split": None}
     config.update(updates)
     with pytest.raises(ValueError, match=match):
         check_stream_config(config)
@@ -203,11 +228,12 @@ def test_segment_without_test_users_fails_clearly(tmp_path):
 
 
 SEGMENT_KEYS = {"segment", "users_seen", "items_seen", "stored_floats", "budget_floats", "stored_bytes",
-                "test_result", "time_s"}
+                "test_result", "time_s", "test_users", "test_interactions"}
 
 
 @pytest.mark.parametrize("emb,extra", [
     ("uniform", {"emb_width": 4}),
+    ("uniform", {"emb_width": 4, "stream_split": "user"}),
     ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
                "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32}),
     ("full", {}),
@@ -229,6 +255,7 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
         assert row["users_seen"] + row["items_seen"] >= seen_before
         seen_before = row["users_seen"] + row["items_seen"]
         assert "recall@20" in row["test_result"]
+        assert 0 < row["test_users"] <= row["test_interactions"]
         if emb == "full":
             assert row["budget_floats"] is None
         else:
@@ -273,7 +300,7 @@ def test_each_segment_trains_packed_tables_that_hold_the_budget(tmp_path, emb, e
 @pytest.mark.parametrize("value", ["yes please", 1])
 def test_stream_packed_training_must_be_a_boolean(value):
     config = {k: None for k in ("stream_segments", "stream_new_entities", "stream_window", "stream_train_ratio",
-                                "stream_valid_share", "stream_reservoir", "stream_stopping_step")}
+                                "stream_valid_share", "stream_reservoir", "stream_stopping_step", "stream_split")}
     with pytest.raises(ValueError, match=f"stream_packed_training={value!r}: expected True or False"):
         check_stream_config({**config, "stream_packed_training": value})
 

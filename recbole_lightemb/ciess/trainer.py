@@ -27,8 +27,10 @@ from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.widths import (
-    fit_to_budget, full_plan_bytes, grow_to_budget, plan_bytes, rank_by_frequency, table_widths)
+    fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths,
+    to_mixed)
 from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.swap import pack_variable_widths
 
 
@@ -65,14 +67,17 @@ class CIESSTrainer(Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.tables = [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]
-        if not self.tables:
+        final = [m for m in model.modules() if isinstance(m, MixedDimEmbedding) and hasattr(m, "ciess_plan")]
+        if not self.tables and not final:
             raise ValueError("emb=ciess: the model has no VariableWidthEmbedding tables; build it with "
                              "swap_embeddings(model, dataset, config) before the trainer")
-        self.plan = self.tables[0].ciess_plan
+        tables = self.tables or final
+        self.plan = tables[0].ciess_plan
+        self.projection = bool(self.plan.meta.get("projection"))
         self.ref_dim = self.plan.meta["ref_dim"]
-        self.roles = sorted({t.role for t in self.tables})
-        self.dims = {r: [t.embedding_dim for t in self.tables if t.role == r] for r in self.roles}
-        self.sizes = {t.role: t.num_embeddings for t in self.tables}
+        self.roles = sorted({t.role for t in tables})
+        self.dims = {r: [t.embedding_dim for t in tables if t.role == r] for r in self.roles}
+        self.sizes = {t.role: t.num_embeddings for t in tables}
         self.s_min = config["ciess_s_min"]
         if self.s_min > self.ref_dim:
             raise ValueError(f"ciess_s_min={self.s_min}: must be at most the embedding width {self.ref_dim}")
@@ -102,9 +107,10 @@ class CIESSTrainer(Trainer):
                     setattr(module, name, None)
 
     def _pack_tables(self):
-        """Once the widths are final, train packed tables (``Σ s_e`` floats and their optimiser state)
-        instead of the search's masked ``n × d`` ones, and let the search's state go."""
-        pack_variable_widths(self.model)
+        """Once the widths are final, train packed tables (``Σ s_e`` floats and their optimiser state;
+        with ``ciess_projection``, groups and their projections) instead of the search's masked
+        ``n × d`` ones, and let the search's state go."""
+        pack_variable_widths(self.model, projection=self.projection)
         self.tables, self.initial_state = [], None
         self.optimizer = self._build_optimizer()
         self._forget_propagation()
@@ -112,13 +118,17 @@ class CIESSTrainer(Trainer):
     def plan_bytes(self, widths):
         return plan_bytes(widths, self.dims, self.ref_dim)
 
+    def final_bytes(self, widths):
+        """Bytes of the final tables: prefix rows, or (``ciess_projection``) groups with their projections."""
+        return mixed_plan_bytes(widths, self.dims, self.ref_dim) if self.projection else self.plan_bytes(widths)
+
     # -- fit -----------------------------------------------------------------------------------
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         widths = {r: self.plan[f"{r}_widths"] for r in self.roles}
         if saved_plan_path(self.config):
-            if self.max_bytes is not None and self.plan_bytes(widths) > self.max_bytes:
-                raise ValueError(f"ciess plan {saved_plan_path(self.config)!r} needs {self.plan_bytes(widths)} bytes, "
+            if self.max_bytes is not None and self.final_bytes(widths) > self.max_bytes:
+                raise ValueError(f"ciess plan {saved_plan_path(self.config)!r} needs {self.final_bytes(widths)} bytes, "
                                  f"over emb_budget ({self.max_bytes} bytes)")
         else:
             if valid_data is None:
@@ -129,10 +139,11 @@ class CIESSTrainer(Trainer):
 
                 path = self.plan.save(plan_path(self.saved_model_file))
                 self.logger.info(set_color("Saving searched plan", "blue") + f": {path}")
-        self._restore(self.initial_state)  # (e) the final model starts from the same init as the search
-        self.apply_widths(widths)
-        if self.config["ciess_packed_training"] and self.config["single_spec"]:
-            self._pack_tables()
+        if self.tables:  # (e) the final model starts from the same init as the search (a reused plan with
+            self._restore(self.initial_state)  # projections was built as its final groups already)
+            self.apply_widths(widths)
+            if self.config["ciess_packed_training"] and self.config["single_spec"]:
+                self._pack_tables()
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
@@ -237,7 +248,9 @@ class CIESSTrainer(Trainer):
             widths = grow_to_budget(widths, self.dims, self.ref_dim, self.max_bytes)
         if c["ciess_rank_by_frequency"]:
             widths = rank_by_frequency(widths, counts)
-        stored = self.plan_bytes(widths)
+        if self.projection:
+            widths = to_mixed(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min, grow=c["ciess_fill_budget"])
+        stored = self.final_bytes(widths)
         self.plan.arrays.update({f"{r}_widths": widths[r].astype(np.int16) for r in self.roles})
         self.plan.meta.update({
             "searched": True, "budget": budget_fraction(c), "max_bytes": self.max_bytes, "stored_bytes": stored,

@@ -10,6 +10,7 @@ them: ``4`` bytes per float plus one width index per stored row.
 import numpy as np
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, index_bytes
+from recbole_lightemb.modules.mixed import mixed_bytes, power_of_two_widths
 
 
 def table_widths(widths, dim, ref_dim):
@@ -117,3 +118,39 @@ def rank_by_frequency(widths_by_role, counts_by_role):
         out[order] = np.sort(w, kind="stable")
         ranked[role] = out
     return ranked
+
+
+def mixed_plan_bytes(widths_by_role, dims_by_role, ref_dim):
+    """Stored bytes of every table as mixed-dimension groups with projections (rows, ``w × d`` projections,
+    group and slot per row)."""
+    return sum(mixed_bytes(table_widths(widths_by_role[role], dim, ref_dim), dim, projection=True)
+               for role, dims in dims_by_role.items() for dim in dims)
+
+
+def to_mixed(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, grow=True, iterations=60):
+    """The searched widths as mixed-dimension groups (``ciess_projection``) that fit ``max_bytes``.
+
+    Every width is scaled by one factor ``k`` and rounded down to a power of two (or ``ref_dim``), so
+    a few groups share each projection; ``k`` is the largest whose rows, projections and index fit
+    the budget (bisection: the cost never falls as ``k`` grows), at most 1 unless ``grow``. Who is
+    wider than whom is kept. Raises ``ValueError`` when even the narrowest groups are over budget.
+    """
+    widths = {role: np.asarray(w, dtype=np.int64) for role, w in widths_by_role.items()}
+    candidates = power_of_two_widths(ref_dim, s_min)
+
+    def at(k):
+        scaled = {r: np.clip(np.rint(w * k), s_min, ref_dim).astype(np.int64) for r, w in widths.items()}
+        return {r: candidates[np.maximum(np.searchsorted(candidates, w, side="right") - 1, 0)]
+                for r, w in scaled.items()}
+
+    lo, hi = 1.0 / (ref_dim * max(int(w.max(initial=1)) for w in widths.values())), float(ref_dim) if grow else 1.0
+    if mixed_plan_bytes(at(lo), dims_by_role, ref_dim) > max_bytes:
+        raise ValueError(f"ciess_projection: the narrowest groups (width {candidates[0]} everywhere, with their "
+                         f"projections) need {mixed_plan_bytes(at(lo), dims_by_role, ref_dim)} bytes, over the "
+                         f"budget of {max_bytes} bytes")
+    if mixed_plan_bytes(at(hi), dims_by_role, ref_dim) <= max_bytes:
+        return at(hi)
+    for _ in range(iterations):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (mid, hi) if mixed_plan_bytes(at(mid), dims_by_role, ref_dim) <= max_bytes else (lo, mid)
+    return at(lo)

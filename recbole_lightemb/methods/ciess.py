@@ -10,7 +10,9 @@ fraction of the full tables' bytes, width indices counted.
 Departures from the paper, each a key in ``properties/ciess.yaml``: a CPU-sized schedule
 (3 × 5 warm-started steps of 10 batches, not 30 × 11 retrainings), ``ciess_fill_budget``
 (scale a plan left under the budget up to it) and ``ciess_rank_by_frequency`` (hand the
-chosen widths out by frequency rank). Trained to convergence on ml-100k the plans stay below
+chosen widths out by frequency rank); ``ciess_projection`` (beyond the paper, issue 14) trains the final
+widths as mixed-dimension groups with a learned ``w × d`` projection each, so a narrow entity meets
+every coordinate of a wide one, projections counted in the budget. Trained to convergence on ml-100k the plans stay below
 the uniform table at equal bytes (``bench/results/ciess_quality.json``).
 """
 
@@ -21,6 +23,7 @@ from recbole_lightemb.ciess.trainer import CIESSTrainer
 from recbole_lightemb.ciess.widths import table_widths
 from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 
@@ -62,9 +65,16 @@ class CIESS(EmbeddingMethod):
         dim = model_width(config)
         if isinstance(dim, int) and not isinstance(dim, bool) and config["ciess_s_min"] > dim:
             raise ValueError(f"ciess_s_min={config['ciess_s_min']!r}: must be at most embedding_size={dim}")
-        for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency", "ciess_packed_training"):
+        for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency", "ciess_packed_training",
+                    "ciess_projection"):
             if not isinstance(config[key], bool):
                 raise ValueError(f"{key}={config[key]!r}: expected True or False")
+        if config["ciess_projection"] and not config["ciess_packed_training"]:
+            raise ValueError("ciess_packed_training=False: ciess_projection=True trains grouped (packed) tables; "
+                             "allowed: ciess_packed_training=True, or ciess_projection=False")
+        if config["ciess_projection"] and not config["single_spec"]:
+            raise ValueError("ciess_projection=True: the grouped tables replace the masked ones after the search, "
+                             "which a multi-process (DDP) run cannot do; allowed: False with more than one process")
         ks = config["ciess_quality_ks"]
         if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
             raise ValueError(f"ciess_quality_ks={ks!r}: expected a non-empty list of positive integers, e.g. [5, 10, 20]")
@@ -86,15 +96,22 @@ class CIESS(EmbeddingMethod):
         ref_dim = max(spec.embedding_dim for spec in tables)
         arrays = {f"{spec.role}_widths": np.full(spec.num_embeddings, ref_dim, dtype=np.int16) for spec in tables}
         return Plan(self.name, arrays, meta={"ref_dim": ref_dim, "budget": budget_fraction(self.config),
-                                             "searched": False})
+                                             "searched": False, "projection": self.config["ciess_projection"]})
 
     def build(self, spec, table, plan):
+        plan.meta.setdefault("projection", False)  # plans saved before the option had none
+        self.check_plan_setting(plan, "ciess_projection", "projection")
         key = f"{spec.role}_widths"
         if key not in plan.arrays or len(plan[key]) != spec.num_embeddings:
             have = len(plan[key]) if key in plan.arrays else None
             raise ValueError(f"ciess plan has {have} {spec.role} widths; table {spec.name} has "
                              f"{spec.num_embeddings} rows")
         widths = table_widths(plan[key], spec.embedding_dim, plan.meta["ref_dim"])
+        if plan.meta.get("projection") and plan.meta.get("searched"):  # final groups: nothing left to search
+            module = MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, widths, padding_idx=spec.padding_idx,
+                                       init_from=table.weight)
+            module.ciess_plan = plan
+            return module
         module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
                                         padding_idx=spec.padding_idx, init_from=table.weight)
         module.ciess_plan = plan  # the trainer writes the searched widths back into this plan

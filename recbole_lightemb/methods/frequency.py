@@ -11,16 +11,9 @@ import numpy as np
 
 from recbole_lightemb.budget import require_budget
 from recbole_lightemb.modules import FLOAT_BYTES
-from recbole_lightemb.modules.base import index_bytes
-from recbole_lightemb.modules.mixed import MixedDimEmbedding
+from recbole_lightemb.modules.mixed import MixedDimEmbedding, mixed_bytes, power_of_two_widths
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
-
-
-def candidate_widths(dim, min_width):
-    """Powers of two in ``min_width..dim``, and ``dim`` itself."""
-    widths = {dim} | {1 << k for k in range(dim.bit_length()) if min_width <= (1 << k) <= dim}
-    return np.array(sorted(w for w in widths if w >= min_width))
 
 
 def widths_at(scale, counts, alpha, candidates):
@@ -30,16 +23,9 @@ def widths_at(scale, counts, alpha, candidates):
     return candidates[nearest]
 
 
-def table_bytes(widths, dim, projection):
-    """What a :class:`MixedDimEmbedding` with these widths stores: rows, projections, index."""
-    groups, sizes = np.unique(widths[widths > 0], return_counts=True)
-    floats = int(widths.sum()) + (int(sum(w * dim for w in groups if w < dim)) if projection else 0)
-    return floats * FLOAT_BYTES + len(widths) * (1 + index_bytes(int(sizes.max(initial=1))))
-
-
 def fit_widths(counts, dim, max_bytes, alpha, min_width, projection, padding_idx=None):
     """The widest frequency-ranked widths whose table fits ``max_bytes`` (bisection on the scale)."""
-    candidates = candidate_widths(dim, min_width)
+    candidates = power_of_two_widths(dim, min_width)
 
     def at(scale):
         widths = widths_at(scale, counts, alpha, candidates)
@@ -48,11 +34,11 @@ def fit_widths(counts, dim, max_bytes, alpha, min_width, projection, padding_idx
         return widths
 
     low, high = 2.0 ** -40, float(dim) * 2.0
-    if table_bytes(at(low), dim, projection) > max_bytes:
+    if mixed_bytes(at(low), dim, projection) > max_bytes:
         return None
     for _ in range(80):
         mid = (low * high) ** 0.5
-        low, high = (mid, high) if table_bytes(at(mid), dim, projection) <= max_bytes else (low, mid)
+        low, high = (mid, high) if mixed_bytes(at(mid), dim, projection) <= max_bytes else (low, mid)
     return at(low)
 
 
@@ -83,14 +69,14 @@ class FrequencyWidths(EmbeddingMethod):
             widths = fit_widths(counts[spec.role][: spec.num_embeddings].astype(np.float64), spec.embedding_dim,
                                 fraction * full, alpha, min_width, projection, spec.padding_idx)
             if widths is None:
-                smallest = table_bytes(np.full(spec.num_embeddings, min_width), spec.embedding_dim, projection) / full
+                smallest = mixed_bytes(np.full(spec.num_embeddings, min_width), spec.embedding_dim, projection) / full
                 raise ValueError(f"emb_budget={fraction!r} is too small for emb=freq on table {spec.name!r} "
                                  f"(width {min_width} rows, projections and index); allowed: "
                                  f"emb_budget >= {smallest:.4g}")
             arrays[f"{spec.name}_widths"] = widths.astype(np.int16)
             groups, sizes = np.unique(widths[widths > 0], return_counts=True)
             meta["tables"][spec.name] = {"groups": {int(w): int(n) for w, n in zip(groups, sizes)},
-                                         "stored_bytes": table_bytes(widths, spec.embedding_dim, projection)}
+                                         "stored_bytes": mixed_bytes(widths, spec.embedding_dim, projection)}
         return Plan(self.name, arrays, meta)
 
     def build(self, spec, table, plan):

@@ -16,7 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_lightemb.modules.base import LightEmbedding, index_bytes
+from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding, index_bytes
+
+
+def power_of_two_widths(dim, min_width):
+    """Powers of two in ``min_width..dim``, and ``dim`` itself: few groups, so few projections to pay for."""
+    widths = {dim} | {1 << k for k in range(dim.bit_length()) if min_width <= (1 << k) <= dim}
+    return np.array(sorted(w for w in widths if w >= min_width))
+
+
+def mixed_bytes(widths, dim, projection):
+    """What a :class:`MixedDimEmbedding` with these widths stores: rows, projections, index."""
+    groups, sizes = np.unique(widths[widths > 0], return_counts=True)
+    floats = int(widths.sum()) + (int(sum(w * dim for w in groups if w < dim)) if projection else 0)
+    return floats * FLOAT_BYTES + len(widths) * (1 + index_bytes(int(sizes.max(initial=1))))
 
 
 class MixedDimEmbedding(LightEmbedding):

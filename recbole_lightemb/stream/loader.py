@@ -74,7 +74,8 @@ def stream_segments(config, dataset):
         users, items, order, bounds, dataset.user_num, dataset.item_num,
         train_ratio=stream_value(config, "stream_train_ratio"),
         valid_share=stream_value(config, "stream_valid_share"),
-        reservoir=stream_value(config, "stream_reservoir"), seed=config["seed"])
+        reservoir=stream_value(config, "stream_reservoir"), seed=config["seed"],
+        split=stream_value(config, "stream_split"))
     inter = dataset.inter_feat
     for split in splits:
         for part in ("valid", "test"):

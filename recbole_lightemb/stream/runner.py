@@ -235,6 +235,8 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             "time_s": time.perf_counter() - seg_start,
             "plan_s": plan_s, "train_s": train_s, "eval_s": eval_s,
             "train_interactions": int(segment.split.train.size),
+            "test_interactions": int(segment.split.test.size),  # what the segment's test figures rest on
+            "test_users": int(segment.test_data._dataset.inter_feat[config["USER_ID_FIELD"]].unique().numel()),
             "search_steps": plan.meta.get("search_steps"), "plan_file": plan_file,
             "convergence": convergence,
         }

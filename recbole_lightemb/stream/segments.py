@@ -5,7 +5,11 @@ same code segments ml-100k through RecBole and a 10M-interaction synthetic strea
 scale benchmark. :mod:`recbole_lightemb.stream.loader` wraps it for RecBole datasets.
 
 Segment ``t`` of the sorted log is split in time order: the first ``train_ratio`` of it is its
-training part, the rest is split ``valid_share`` / ``1 - valid_share`` into validation and test.
+training part, the rest is split ``valid_share`` / ``1 - valid_share`` into validation and test
+(``stream_split: time``, SCALL's protocol). On a log where users arrive, rate and leave within a
+few hours (ml-100k) the segment's last fifth holds mostly users not seen yet, whom no model can
+score, so ``stream_split: user`` cuts each user's own interactions of the segment in time order
+instead: every user active in the segment can be tested.
 Training adds a seeded sample of earlier segments (only users active in the training part), the
 reservoir. Validation and test keep only users and items already *seen*, i.e. present in the
 history (all earlier segments plus this segment's training part).
@@ -25,10 +29,12 @@ STREAM_DEFAULTS = {
     "stream_reservoir": 0.2,
     "stream_stopping_step": 3,
     "stream_packed_training": True,
+    "stream_split": "time",
 }
 """Defaults of the stream keys (also in ``properties/stream.yaml``), used when a config lacks them."""
 
 CUT_KEYS = ("stream_segments", "stream_new_entities", "stream_window")
+SPLITS = ("time", "user")
 
 
 def stream_value(config, key):
@@ -60,6 +66,9 @@ def check_stream_config(config):
     if not _is_number(reservoir) or reservoir < 0:
         raise ValueError(f"stream_reservoir={reservoir!r}: expected a number >= 0 "
                          "(reservoir size as a fraction of the segment)")
+    split = stream_value(config, "stream_split")
+    if split not in SPLITS:
+        raise ValueError(f"stream_split={split!r}: allowed {', '.join(map(repr, SPLITS))}")
     packed = stream_value(config, "stream_packed_training")
     if not isinstance(packed, bool):
         raise ValueError(f"stream_packed_training={packed!r}: expected True or False")
@@ -134,9 +143,32 @@ def _only_seen(rows, users, items, seen_users, seen_items):
     return rows[seen_users[users[rows]] & seen_items[items[rows]]]
 
 
+def _cut(rows, users, train_ratio, valid_share, split):
+    """``(train, valid, test)`` rows of one segment (``rows`` in time order), each kept in time order.
+
+    ``time``: the segment's first ``train_ratio`` trains, the rest is cut ``valid_share`` / rest.
+    ``user``: the same cut applied to each user's own rows (at least one training row per user).
+    """
+    if split == "time":
+        n_train = min(max(1, int(np.floor(train_ratio * rows.size))), rows.size)
+        rest = rows[n_train:]
+        n_valid = int(np.floor(valid_share * rest.size))
+        return rows[:n_train], rest[:n_valid], rest[n_valid:]
+    owner = users[rows]
+    by_user = np.argsort(owner, kind="stable")  # each user's rows together, still in time order
+    _, first, count = np.unique(owner[by_user], return_index=True, return_counts=True)
+    rank = np.empty(rows.size, dtype=np.int64)
+    rank[by_user] = np.arange(rows.size) - np.repeat(first, count)
+    total = np.empty(rows.size, dtype=np.int64)
+    total[by_user] = np.repeat(count, count)
+    n_train = np.maximum(1, np.floor(train_ratio * total).astype(np.int64))
+    n_valid = np.floor(valid_share * (total - n_train)).astype(np.int64)
+    return rows[rank < n_train], rows[(rank >= n_train) & (rank < n_train + n_valid)], rows[rank >= n_train + n_valid]
+
+
 def split_segments(users, items, order, bounds, n_users, n_items, train_ratio=0.8, valid_share=0.5,
-                   reservoir=0.2, seed=0):
-    """Yield a :class:`SegmentSplit` per segment, in time order.
+                   reservoir=0.2, seed=0, split="time"):
+    """Yield a :class:`SegmentSplit` per segment, in time order (``split``: see :func:`_cut`).
 
     ``n_users``/``n_items`` size the global id space. Frequencies and the seen masks accumulate
     incrementally (one ``bincount`` per segment), so the cost per segment is O(interactions).
@@ -149,10 +181,8 @@ def split_segments(users, items, order, bounds, n_users, n_items, train_ratio=0.
     for t in range(len(bounds) - 1):
         start, stop = int(bounds[t]), int(bounds[t + 1])
         rows = order[start:stop]
-        n_train = min(max(1, int(np.floor(train_ratio * rows.size))), rows.size)
-        own_train, rest = rows[:n_train], rows[n_train:]
-        n_valid = int(np.floor(valid_share * rest.size))
-        valid, test = rest[:n_valid], rest[n_valid:]
+        own_train, valid, test = _cut(rows, users, train_ratio, valid_share, split)
+        rest = np.concatenate([valid, test])
 
         user_freq += np.bincount(users[own_train], minlength=n_users)
         item_freq += np.bincount(items[own_train], minlength=n_items)
@@ -173,7 +203,7 @@ def split_segments(users, items, order, bounds, n_users, n_items, train_ratio=0.
             segment=t, train=train,
             valid=_only_seen(valid, users, items, seen_users, seen_items),
             test=_only_seen(test, users, items, seen_users, seen_items),
-            history=order[:start + n_train], reservoir=picked,
+            history=np.concatenate([order[:start], own_train]), reservoir=picked,
             seen_users=seen_users, seen_items=seen_items,
             user_freq=user_freq.copy(), item_freq=item_freq.copy(),
         )
