@@ -1,9 +1,11 @@
 """The helper scripts under bench/ that users run before a benchmark."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -44,3 +46,35 @@ def test_the_coverage_table_lists_every_model_group_and_numbers_the_reasons(tmp_
     assert not cells["ciess"]["ok"] and "emb=ciess ranks all items" in cells["ciess"]["error"]
     table = model_coverage.format_table({"FM": {"group": "context-aware", "cells": cells}}, ["qr", "ciess"])
     assert "| context-aware | FM | ✓ | ✗1 |" in table and "1. `ValueError: eval_args.mode=" in table
+
+
+def test_the_ciess_signal_pairs_each_step_with_its_converged_run_and_uniform_at_its_bytes(tmp_path, monkeypatch):
+    import json
+
+    import ciess_signal
+
+    monkeypatch.setattr(ciess_signal, "OUT", tmp_path / "ciess_signal")
+    monkeypatch.setattr(ciess_signal, "RESULTS", tmp_path)
+    folder = tmp_path / "ciess_signal" / "t"
+    folder.mkdir(parents=True)
+    history = [{"episode": 0, "quality": q, "user_reward": -q} for q in (0.1, 0.3, 0.2, 0.4)]
+    (folder / "search.json").write_text(json.dumps({"plan": {"history": history}}))
+    kept, test = (0.1, 0.2, 0.4, 0.8), (0.20, 0.31, 0.27, 0.36)  # test follows the step quality, not the bytes
+    for k, (ratio, value) in enumerate(zip(kept, test)):
+        run = {"error": None, "compression": {"ratio": ratio}, "valid": {"recall@20": value},
+               "test": {"recall@20": value}, "convergence": {"converged": True, "epochs_run": 10}}
+        (folder / f"step{k:02d}.json").write_text(json.dumps(run))
+    uniform = tmp_path / "frontier" / "bpr-ml100k"
+    uniform.mkdir(parents=True)
+    for label, method, ratio, value in (("full", "full", 1.0, 0.4), ("uniform-0.1", "uniform", 0.1, 0.2)):
+        (uniform / f"{label}-seed7.json").write_text(json.dumps({
+            "method": method, "seed": 7, "error": None, "compression": {"ratio": ratio},
+            "test": {"recall@20": value}}))
+    summary = ciess_signal.summarise("t", seed=7)
+    assert [r["step"] for r in summary["steps"]] == [0, 1, 2, 3]
+    assert summary["steps"][0]["vs_uniform"] == pytest.approx(0.0)
+    assert summary["steps"][1]["uniform_at_bytes"] == pytest.approx(0.2 + 0.2 * math.log(2) / math.log(10))
+    assert summary["spearman"]["step_quality"]["test"] == pytest.approx(1.0)
+    assert summary["spearman"]["step_user_reward"]["test"] == pytest.approx(-1.0)
+    assert summary["spearman"]["kept"]["test"] == pytest.approx(0.8)
+    assert ciess_signal.spearman([1, 1, 1], [1, 2, 3]) is None
