@@ -69,7 +69,8 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("baco-0.25[split]", "baco", 0.25, {"baco_split": True}),
     ("baco-0.25[head=0.1]", "baco", 0.25, {"baco_head_share": 0.1}),
     ("baco-0.25[head=0.2]", "baco", 0.25, {"baco_head_share": 0.2}),
-    ("baco-0.25[head=0.1+split]", "baco", 0.25, {"baco_head_share": 0.1, "baco_split": True})])
+    ("baco-0.25[head=0.1+split]", "baco", 0.25, {"baco_head_share": 0.1, "baco_split": True}),
+    ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})])
 
 SETTINGS = {
     "bpr-ml100k": {"model": "BPR", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
@@ -83,7 +84,9 @@ SETTINGS = {
         "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
         + [("baco-0.25", "baco", 0.25, {}),
            ("baco-0.25[item=degree]", "baco", 0.25, {"baco_item_weight": "degree"}),
-           ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {})],
+           ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {}),
+           ("quant-0.1", "quant", 0.1, {}),
+           ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})],
         "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2}},
     "stream-ml100k": {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,

@@ -60,6 +60,8 @@ def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
     ({"baco_head_share": -0.1}, r"baco_head_share=-0.1: expected a number in \[0, 1\)"),
     ({"baco_head_share": 0.9}, "baco_head_share=0.9: its .* private rows leave fewer than 2"),
     ({"baco_residual": 4, "stream": True}, "not supported with stream=True"),
+    ({"baco_residual": 4, "baco_residual_bits": 3}, "baco_residual_bits=3: allowed 2, 4, 8, 16, 32"),
+    ({"baco_residual_bits": 4}, "baco_residual_bits=4 needs private rows to store: set baco_residual >= 1"),
 ])
 def test_bad_baco_config(bad, match, tiny_config):
     with pytest.raises(ValueError, match=match):
@@ -108,6 +110,29 @@ def test_residual_rows_are_private_counted_and_fill_the_budget(ml100k_config):
     assert plain["plan"]["n_user_codes"] + plain["plan"]["n_item_codes"] >= (
         result["plan"]["n_user_codes"] + result["plan"]["n_item_codes"])  # the residual's bytes cost rows
     assert report["stored_floats"] >= n_entities * residual
+
+
+def test_a_quantized_residual_costs_fewer_bytes_and_leaves_more_codebook_rows(ml100k_config):
+    config = {**ml100k_config, "epochs": 1, "emb": "baco", "emb_budget": 0.25, "baco_residual": 8}
+    runs = {bits: run_recbole_lightemb(model="BPR", dataset="ml-100k",
+                                       config_dict={**config, "baco_residual_bits": bits}) for bits in (32, 4)}
+    floats, quantized = runs[32]["plan"], runs[4]["plan"]
+    assert quantized["residual_bits"] == 4 and quantized["residual"] >= floats["residual"] >= 8
+    rows = {bits: run["plan"]["n_user_codes"] + run["plan"]["n_item_codes"] for bits, run in runs.items()}
+    assert rows[4] > rows[32]  # 8 values at 4 bits and a scale: 8 bytes a row, not 32
+    for run in runs.values():
+        assert run["compression"]["stored_bytes"] == run["plan"]["stored_bytes"] and run["compression"]["ratio"] <= 0.25
+
+
+def test_a_quantized_residual_is_on_its_grid_and_stored_in_bits():
+    from recbole_lightemb.modules import CodebookEmbedding
+
+    shared = CodebookEmbedding(np.zeros((5, 1), dtype=np.int32), 1, 8)
+    table = ResidualEmbedding(shared, 6, bits=2)
+    private = table.full_table()[:, :6] - shared.full_table()[:, :6]
+    scale = table.private.detach().abs().amax(1, keepdim=True)  # 2 bits: levels -1, 0, 1 times max |x|
+    assert torch.allclose(private / scale, (private / scale).round(), atol=1e-5)
+    assert table.stored_bytes() == shared.stored_bytes() + 5 * (2 + 4)  # 12 bits packed in 2 bytes, one scale
 
 
 def test_a_residual_row_tells_apart_entities_that_share_a_code():

@@ -10,15 +10,17 @@ from recbole.utils import set_color
 from recbole_lightemb.budget import check_fraction, full_bytes
 from recbole_lightemb.coclustering import WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
 from recbole_lightemb.config import model_width
+from recbole_lightemb.methods.quantized import BITS as QUANT_BITS
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
-from recbole_lightemb.modules.residual import ResidualEmbedding
+from recbole_lightemb.modules.residual import FLOAT_BITS, ResidualEmbedding, private_row_bytes
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.stream.planners import StreamPlanner
 
 PADDING_ID = 0  # RecBole reserves id 0 of users and items for [PAD]: it never interacts
 COLD_ROWS = 2  # one shared row per side for entities without training interactions
+RESIDUAL_BITS = (*QUANT_BITS, FLOAT_BITS)  # private values: quantized as emb=quant stores them, or float32
 
 
 def codebook_bytes(tables, n_codes, codes_per_entity):
@@ -45,16 +47,24 @@ def rows_within(tables, row_bytes_budget, key, value):
     return max_codes
 
 
-def residual_bytes(tables, width):
-    """Bytes of every entity's private ``width``-float residual row."""
-    return sum(s.num_embeddings for s in tables) * width * FLOAT_BYTES
+def residual_bytes(tables, width, bits=FLOAT_BITS):
+    """Bytes of every entity's private ``width``-wide residual row (``bits`` per value)."""
+    return sum(s.num_embeddings for s in tables) * private_row_bytes(width, bits)
 
 
-def rows_for_budget(tables, budget, secondary, residual=0):
+def widest_residual(tables, spare_bytes, bits, cap):
+    """The widest residual, at most ``cap``, whose rows for every entity fit ``spare_bytes`` (0 if none)."""
+    width = cap
+    while width > 0 and residual_bytes(tables, width, bits) > spare_bytes:
+        width -= 1
+    return width
+
+
+def rows_for_budget(tables, budget, secondary, residual=0, bits=FLOAT_BITS):
     """Codebook rows ``emb_budget=budget`` pays for: its share of the full tables' bytes less every
     entity's codes and private residual, over one row's bytes."""
     code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary))
-    spent = code_bytes + residual_bytes(tables, residual)
+    spent = code_bytes + residual_bytes(tables, residual, bits)
     return rows_within(tables, budget * full_bytes(tables) - spent, "emb_budget", budget)
 
 
@@ -137,6 +147,13 @@ class BACO(EmbeddingMethod):
                 isinstance(dim, int) and residual >= dim):
             raise ValueError(f"baco_residual={residual!r}: expected an integer in 0..{dim - 1 if isinstance(dim, int) else 'd-1'} "
                              "(private floats per entity added to its shared row; 0 = none)")
+        bits = self.config["baco_residual_bits"]
+        if bits not in RESIDUAL_BITS or isinstance(bits, bool):
+            raise ValueError(f"baco_residual_bits={bits!r}: allowed {', '.join(map(str, RESIDUAL_BITS))} "
+                             "(bits per private value; 32 = float32)")
+        if bits != FLOAT_BITS and not residual:
+            raise ValueError(f"baco_residual_bits={bits!r} needs private rows to store: set baco_residual >= 1, "
+                             "or leave baco_residual_bits at 32")
         if not isinstance(self.config["baco_split"], bool):
             raise ValueError(f"baco_split={self.config['baco_split']!r}: expected True or False")
         head = self.config["baco_head_share"]
@@ -149,15 +166,16 @@ class BACO(EmbeddingMethod):
 
     def plan(self, dataset, tables):
         budget, residual = self.config["emb_budget"], self.config["baco_residual"]
+        bits = self.config["baco_residual_bits"]
         max_codes = None if budget is None else rows_for_budget(tables, budget, bool(self.config["baco_secondary"]),
-                                                                residual)
+                                                                residual, bits)
         plan = self.plan_rows(dataset, tables, max_codes)
         if residual and budget is not None:  # the clustering may leave bytes unused: widen the residual to spend them
             spare = budget * full_bytes(tables) - plan.meta["stored_bytes"]
             dim = min(s.embedding_dim for s in tables)
-            residual = min(dim - 1, max(residual, int(spare // (sum(s.num_embeddings for s in tables) * FLOAT_BYTES))))
-        plan.meta["residual"] = residual
-        plan.meta["stored_bytes"] += residual_bytes(tables, residual)
+            residual = max(residual, widest_residual(tables, spare, bits, dim - 1))
+        plan.meta["residual"], plan.meta["residual_bits"] = residual, bits
+        plan.meta["stored_bytes"] += residual_bytes(tables, residual, bits)
         if budget is not None and plan.meta["stored_bytes"] > budget * full_bytes(tables):
             raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
         if budget is None and plan.meta["stored_bytes"] > full_bytes(tables):
@@ -227,7 +245,10 @@ class BACO(EmbeddingMethod):
         shared = CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
                                    padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)
         residual = plan.meta.get("residual", 0)
-        return ResidualEmbedding(shared, residual, init_from=table.weight) if residual else shared
+        if not residual:
+            return shared
+        self.check_plan_setting(plan, "baco_residual_bits", "residual_bits")
+        return ResidualEmbedding(shared, residual, init_from=table.weight, bits=plan.meta.get("residual_bits", FLOAT_BITS))
 
 
 class BacoStream(StreamPlanner):

@@ -1,21 +1,33 @@
 """A shared row plus a small private one: sharing for what neighbours have in common, a few private
-coordinates for what tells them apart (BACO's ``baco_residual``)."""
+coordinates for what tells them apart (BACO's ``baco_residual``). The private rows may be stored in
+a few bits per value (``baco_residual_bits``), as ``emb: quant`` stores its rows: more private
+coordinates for the same bytes."""
 
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_lightemb.modules.base import LightEmbedding
+from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.quantized import fake_quantize, row_bytes
+
+FLOAT_BITS = 32
+
+
+def private_row_bytes(width, bits=FLOAT_BITS):
+    """Bytes of one private row: float32 values, or ``bits``-bit values plus their float32 scale."""
+    return width * FLOAT_BYTES if bits == FLOAT_BITS else row_bytes(width, bits)
 
 
 class ResidualEmbedding(LightEmbedding):
-    """``shared(ids)`` plus a private ``n × width`` row, zero-padded to ``d``; both are stored and counted."""
+    """``shared(ids)`` plus a private ``n × width`` row, zero-padded to ``d``; both are stored and counted.
+    With ``bits`` below 32 the private rows are trained as float32 masters rounded in the forward pass
+    (straight-through), and stored as ``bits``-bit values with one float32 scale per row."""
 
-    def __init__(self, shared, width, init_from=None):
+    def __init__(self, shared, width, init_from=None, bits=FLOAT_BITS):
         super().__init__(shared.num_embeddings, shared.embedding_dim, shared.padding_idx)
         if not 1 <= width < shared.embedding_dim:
             raise ValueError(f"residual width must be in 1..{shared.embedding_dim - 1}, got {width}")
         self.shared = shared
-        self.width = int(width)
+        self.width, self.bits = int(width), int(bits)
         private = init_from.detach()[:, -self.width:].clone() if init_from is not None else None
         if private is None:
             private = nn.init.xavier_normal_(shared.full_table().detach().new_empty(self.num_embeddings, self.width))
@@ -24,6 +36,7 @@ class ResidualEmbedding(LightEmbedding):
         self.private = nn.Parameter(private)
 
     def _pad(self, rows):
+        rows = rows if self.bits == FLOAT_BITS else fake_quantize(rows, self.bits)
         return F.pad(rows, (0, self.embedding_dim - self.width))
 
     def full_table(self):
@@ -33,7 +46,12 @@ class ResidualEmbedding(LightEmbedding):
         return self.shared(ids) + self._pad(F.embedding(ids, self.private, self.padding_idx))
 
     def stored_floats(self):
-        return self.shared.stored_floats() + self.private.numel()
+        """The shared rows' floats plus the private values (and, quantized, one scale per row)."""
+        scales = 0 if self.bits == FLOAT_BITS else self.num_embeddings
+        return self.shared.stored_floats() + self.private.numel() + scales
 
     def index_bytes(self):
         return self.shared.index_bytes()
+
+    def stored_bytes(self):
+        return self.shared.stored_bytes() + self.num_embeddings * private_row_bytes(self.width, self.bits)
