@@ -76,11 +76,13 @@ def search(tag, budget, seed):
 
     CIESSTrainer.apply_widths, CIESSTrainer.search = recording_apply, recording_search
     model, dataset, config = _config()
+    here = os.getcwd()
     try:
         with tempfile.TemporaryDirectory(prefix="ciess-signal-") as workdir:
-            os.chdir(workdir)
+            os.chdir(workdir)  # RecBole writes ./log; the pool started next needs a folder that still exists
             run = run_arm(model, dataset, None, config, "ciess", budget, seed, os.path.join(workdir, "saved"))
     finally:
+        os.chdir(here)
         CIESSTrainer.apply_widths, CIESSTrainer.search = original_apply, original_search
     if run["error"]:
         raise SystemExit(f"error: the CIESS search failed: {run['error']}")

@@ -130,10 +130,12 @@ def mixed_plan_bytes(widths_by_role, dims_by_role, ref_dim):
 def to_mixed(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, grow=True, iterations=60):
     """The searched widths as mixed-dimension groups (``ciess_projection``) that fit ``max_bytes``.
 
-    Every width is scaled by one factor ``k`` and rounded down to a power of two (or ``ref_dim``), so
-    a few groups share each projection; ``k`` is the largest whose rows, projections and index fit
-    the budget (bisection: the cost never falls as ``k`` grows), at most 1 unless ``grow``. Who is
-    wider than whom is kept. Raises ``ValueError`` when even the narrowest groups are over budget.
+    Every width is scaled by one factor ``k`` and rounded down to a power of two (or ``ref_dim``; never
+    below the narrowest allowed group), so a few groups share each projection; ``k`` is found by
+    bisection on whether the rows, projections and index fit the budget, at most 1 unless ``grow``.
+    The cost mostly grows with ``k`` (it can dip when a group reaches ``ref_dim`` and its projection
+    goes), so ``k`` may stop short of the largest that fits; the result never exceeds the budget.
+    Who is wider than whom is kept. Raises ``ValueError`` when even the narrowest groups are over it.
     """
     widths = {role: np.asarray(w, dtype=np.int64) for role, w in widths_by_role.items()}
     candidates = power_of_two_widths(ref_dim, s_min)
