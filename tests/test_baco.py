@@ -39,6 +39,19 @@ def test_saved_plan_is_reused_without_clustering(tiny_config, monkeypatch):
     assert np.array_equal(a["user_codes"], b["user_codes"]) and np.array_equal(a["item_codes"], b["item_codes"])
 
 
+def test_a_reused_plan_fixes_the_residual_bits_and_older_plans_are_float32(tiny_config, tmp_path):
+    config = {**tiny_config, "emb": "baco", "emb_budget": 0.5, "baco_residual": 2, "baco_residual_bits": 4}
+    first = run_recbole_lightemb(model="BPR", config_dict=config)
+    plan = Plan.load(first["plan"]["file"])
+    with pytest.raises(ValueError, match="baco_residual_bits=32: the reused plan was made with baco_residual_bits=4"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "baco_residual_bits": 32,
+                                                        "baco_plan": first["plan"]["file"]})
+    del plan.meta["residual_bits"]  # as saved before the option existed
+    older = plan.save(str(tmp_path / "older.plan.npz"))
+    with pytest.raises(ValueError, match="baco_residual_bits=4: the reused plan was made with baco_residual_bits=32"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "baco_plan": older})
+
+
 def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
     config = {**tiny_config, "emb": "baco", "emb_budget": 0.5, "epochs": 1}
     a = run_recbole_lightemb(model="BPR", config_dict=config)
