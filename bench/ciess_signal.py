@@ -20,6 +20,7 @@ step's plan beside it as ``.npz``) and skipped when there; the summary goes to
 ``bench/results/ciess_signal.json``.
 
     python bench/ciess_signal.py --budget 0.25 --seed 2020 --workers 1
+    python bench/ciess_signal.py --budget 0.25 --step_batches 100     # a longer step: does its signal rank better?
 """
 
 import argparse
@@ -49,7 +50,7 @@ def _config():
     return spec["model"], spec["dataset"], {**PROTOCOL, **spec["config"]}
 
 
-def search(tag, budget, seed):
+def search(tag, budget, seed, step_batches):
     """One CIESS run at ``budget``; every search step's widths saved as a plan, the run itself recorded."""
     import torch
 
@@ -171,18 +172,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--step_batches", type=int, default=10,
+                        help="ciess_step_batches of the search: the lever whose signal is measured")
     parser.add_argument("--workers", type=int, default=1, help="converged runs in parallel, one process each")
     parser.add_argument("--report", action="store_true", help="only summarise the runs already there")
     args = parser.parse_args()
     if not 0 < args.budget <= 1:
         raise SystemExit(f"error: --budget={args.budget}: expected a fraction in (0, 1]")
-    if args.workers < 1:
-        raise SystemExit(f"error: --workers={args.workers}: expected a positive integer")
-    tag = f"{SETTING}-{args.budget:g}-seed{args.seed}"
+    for key in ("workers", "step_batches"):
+        if getattr(args, key) < 1:
+            raise SystemExit(f"error: --{key}={getattr(args, key)}: expected a positive integer")
+    tag = f"{SETTING}-{args.budget:g}-batches{args.step_batches}-seed{args.seed}"
     if not args.report:
         if not (OUT / tag / "search.json").exists():
             start = time.perf_counter()
-            search(tag, args.budget, args.seed)
+            search(tag, args.budget, args.seed, args.step_batches)
             print(f"[ciess-signal {tag}] search run done ({time.perf_counter() - start:.0f} s)", flush=True)
         n = len(json.loads((OUT / tag / "search.json").read_text())["plan"]["history"])
         tasks = [(tag, k, args.seed) for k in range(n) if not (OUT / tag / f"step{k:02d}.json").exists()]

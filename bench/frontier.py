@@ -64,6 +64,7 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("freq-0.25[projection]", "freq", 0.25, {"freq_projection": True}),
     ("ciess-0.1[projection]", "ciess", 0.1, {"ciess_projection": True}),
     ("ciess-0.25[projection]", "ciess", 0.25, {"ciess_projection": True}),
+    ("ciess-0.25[batches=100]", "ciess", 0.25, {"ciess_step_batches": 100}),
     ("baco-0.1[residual=3]", "baco", 0.1, {"baco_residual": 3}),
     ("baco-0.25[residual=8]", "baco", 0.25, {"baco_residual": 8}),
     ("baco-0.25[split]", "baco", 0.25, {"baco_split": True}),
