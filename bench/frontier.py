@@ -15,6 +15,12 @@ the sign per seed, convergence) and a plot ``<setting>.png``.
     python bench/frontier.py --setting bpr-ml100k --seeds 3 --workers 2
     python bench/frontier.py --setting lightgcn-beauty --data ../shared/datasets --arms full uniform-0.25 baco-0.25
     python bench/frontier.py --setting bpr-ml100k --report          # tables and plot from the runs so far
+    python bench/frontier.py --setting lightgcn-beauty --snapshot   # runs still going: their best so far
+
+A run longer than the session that runs it would leave nothing: ``--snapshot`` finds this setting's
+runs still going on this machine, tests each one's best checkpoint so far (read as data only) and
+writes it to ``<setting>/unfinished/<arm>-seed<k>.json``, marked *not converged*. The report shows
+such a run for an arm and seed that has no finished run, and drops it once one is there.
 """
 
 import argparse
@@ -169,6 +175,61 @@ def _write_run(setting, label, extra, threads, run):
     return str(path)
 
 
+def arm_of(setting, config):
+    """The label of the setting's arm a run's config belongs to: the same method and budget, and every key
+    of the arm's own settings equal; the most specific such arm (a variant before its plain arm)."""
+    matches = [(len(extra), label) for label, method, budget, extra in SETTINGS[setting]["arms"]
+               if method == config["emb"] and budget == config["emb_budget"]
+               and all(config[key] == value for key, value in extra.items())]
+    return max(matches)[1] if matches else None
+
+
+def snapshot(setting):
+    """Test the best checkpoint so far of every run of ``setting`` still going on this machine; write each
+    as an unfinished run (not converged). Returns the paths written."""
+    import torch
+
+    sys.argv[1:] = []
+    from recbole.utils import get_trainer
+
+    from recbole_lightemb import load_data_and_model
+    from recbole_lightemb.buckets import bucket_recall
+    from recbole_lightemb.report import compression_report
+
+    torch.set_num_threads(1)
+    written = []
+    for checkpoint in sorted(Path(tempfile.gettempdir()).glob(f"frontier-{setting}-*/saved/*.pth")):
+        try:  # the run may be writing this file right now: try again later
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            config, model, _, train_data, _, test_data = load_data_and_model(str(checkpoint))
+        except Exception as error:  # noqa: BLE001
+            print(f"[{setting}] {checkpoint}: not readable now ({type(error).__name__}: {error}); skipped")
+            continue
+        label = arm_of(setting, config)
+        if label is None:
+            continue
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        test = dict(trainer.evaluate(test_data, load_best_model=False, show_progress=False))
+        run = {"method": config["emb"], "budget": config["emb_budget"], "seed": config["seed"], "error": None,
+               "valid": {METRIC: float(state["best_valid_score"])}, "test": test,
+               "compression": {k: v for k, v in compression_report(model).items() if k != "tables"},
+               "convergence": {"epoch_cap": config["epochs"], "epochs_run": None, "best_epoch": int(state["epoch"]),
+                               "stopping_step": config["stopping_step"], "eval_step": config["eval_step"],
+                               "stopped_early": False, "converged": False},
+               "test_buckets": bucket_recall(trainer, test_data, train_data._dataset, k=20),
+               "unfinished": f"still training when tested; best validation so far at epoch {int(state['epoch'])}",
+               "label": label, "setting": setting, "extra": dict(next(a[3] for a in SETTINGS[setting]["arms"]
+                                                                        if a[0] == label)),
+               "threads": 1, "host": socket.gethostname()}
+        path = OUT / setting / "unfinished" / f"{label}-seed{run['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run, indent=1, default=float) + "\n")
+        print(f"[{setting}] {label} seed {run['seed']}: unfinished, best epoch {run['convergence']['best_epoch']}, "
+              f"{METRIC} {test[METRIC]:.4f}", flush=True)
+        written.append(str(path))
+    return written
+
+
 def report(setting):
     """Gather the setting's run files into its JSON, Markdown table and plot; print the table."""
     from recbole_lightemb.frontier import format_bucket_table, format_frontier_table, frontier_rows
@@ -177,7 +238,11 @@ def report(setting):
     spec = SETTINGS[setting]
     order = {a[0]: k for k, a in enumerate(spec["arms"])}
     runs = [json.loads(p.read_text()) for p in sorted((OUT / setting).glob("*-seed*.json"))]
+    finished = {(r["label"], r["seed"]) for r in runs}
+    runs += [run for run in (json.loads(p.read_text()) for p in sorted((OUT / setting / "unfinished").glob("*.json")))
+             if (run["label"], run["seed"]) not in finished]
     runs.sort(key=lambda r: (order.get(r["label"], len(order)), r["seed"]))
+    unfinished = [f"{r['label']} seed {r['seed']}" for r in runs if r.get("unfinished")]
     if not runs:
         raise SystemExit(f"error: no runs of setting {setting!r} under {OUT / setting}")
     for run in runs:  # frontier_rows names arms by label only when it is a variant
@@ -192,6 +257,7 @@ def report(setting):
                "wall_s_total": sum(r.get("wall_s", 0.0) for r in runs),
                "missing": [f"{a[0]} seed {s}" for a in spec["arms"] for s in range(2020, 2020 + spec["seeds"])
                            if not run_path(setting, a[0], s).exists()],
+               "unfinished": unfinished,
                "rows": rows, "runs": runs}
     (OUT / f"{setting}.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     (OUT / f"{setting}.md").write_text(table + "\n")
@@ -200,6 +266,8 @@ def report(setting):
     print(table)
     if summary["missing"]:
         print(f"missing runs ({len(summary['missing'])}): {', '.join(summary['missing'])}")
+    if summary["unfinished"]:
+        print(f"of which shown unfinished (best checkpoint so far): {', '.join(summary['unfinished'])}")
     print(f"total run time {summary['wall_s_total'] / 60:.1f} min on {', '.join(hosts)}")
     return summary
 
@@ -216,6 +284,8 @@ def main():
                         help="folder holding beauty/ (RecBole atomic files of the BACO authors' split)")
     parser.add_argument("--retry_failed", action="store_true", help="run again the runs recorded with an error")
     parser.add_argument("--report", action="store_true", help="only gather the runs already there")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="test the best checkpoint so far of this setting's runs still going; then report")
     parser.add_argument("--out", default=str(OUT), help="folder of the run files and summaries")
     args = parser.parse_args()
     OUT = Path(args.out).resolve()
@@ -228,7 +298,9 @@ def main():
         raise SystemExit(f"error: --data={args.data!r}: no beauty/beauty.train.inter there (the BACO "
                          "authors' Beauty split as RecBole atomic files; see bench/beauty_to_atomic.py)")
     arms = resolve_arms(args.setting, args.arms)
-    if not args.report:
+    if args.snapshot:
+        snapshot(args.setting)
+    elif not args.report:
         seeds = range(2020, 2020 + (args.seeds or spec["seeds"]))
         tasks = []
         for seed in seeds:

@@ -15,15 +15,22 @@ import numpy as np
 UNIFORM, FULL = "uniform", "full"
 
 
+SAME_BYTES = 0.01
+"""Bytes within 1 % of a curve's end count as that end's bytes: an arm that lands at 0.2499 of full
+beside a uniform point at 0.25 is compared with it, not dropped as outside the curve."""
+
+
 def interpolate_log(x, xs, ys):
-    """``y`` at ``x`` on the piecewise-linear curve through (log xs, ys); ``None`` outside its range."""
+    """``y`` at ``x`` on the piecewise-linear curve through (log xs, ys); ``None`` outside its range
+    (beyond :data:`SAME_BYTES` of its ends)."""
     points = sorted(zip(xs, ys))
     if not points or x <= 0:
         return None
     logs = [math.log(p[0]) for p in points]
     lx = math.log(x)
-    if lx < logs[0] - 1e-12 or lx > logs[-1] + 1e-12:
+    if lx < logs[0] - SAME_BYTES or lx > logs[-1] + SAME_BYTES:
         return None
+    lx = min(max(lx, logs[0]), logs[-1])
     if len(points) == 1:
         return points[0][1]
     return float(np.interp(lx, logs, [p[1] for p in points]))
@@ -139,7 +146,8 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
             f"{row['vs_uniform']:+.4f} ({row['vs_uniform_pct']:+.1f} %)")
         conv = f"{row['n_converged']}/{row['n_ok']}" + ("" if row["converged"] else " **not converged**")
         best = "-" if row["best_epoch"] is None else f"{row['best_epoch']:.0f}"
-        epochs = "-" if row["epochs_run"] is None else f"{best} / {row['epochs_run']:.0f}"
+        last = "unfinished" if row["epochs_run"] is None else f"{row['epochs_run']:.0f}"
+        epochs = "-" if row["best_epoch"] is None and row["epochs_run"] is None else f"{best} / {last}"
         cells = [row["arm"], _pm(row["ratio"], None), _pm(row.get(f"test_{metric}"), row.get(f"test_{metric}_std")),
                  _pm(row.get(f"test_{second}"), row.get(f"test_{second}_std")), vs,
                  row["vs_uniform_signs"] or "-", conv, epochs]

@@ -78,3 +78,15 @@ def test_the_ciess_signal_pairs_each_step_with_its_converged_run_and_uniform_at_
     assert summary["spearman"]["step_user_reward"]["test"] == pytest.approx(-1.0)
     assert summary["spearman"]["kept"]["test"] == pytest.approx(0.8)
     assert ciess_signal.spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
+    from frontier import arm_of
+
+    base = {"emb": "baco", "emb_budget": 0.25, "baco_item_weight": "CPM", "baco_residual": 0, "baco_residual_bits": 32}
+    assert arm_of("lightgcn-beauty", base) == "baco-0.25"
+    assert arm_of("lightgcn-beauty", {**base, "baco_item_weight": "degree"}) == "baco-0.25[item=degree]"
+    assert arm_of("lightgcn-beauty", {**base, "baco_residual": 48, "baco_residual_bits": 4}) == \
+        "baco-0.25[residual=48@4bit]"
+    assert arm_of("lightgcn-beauty", {**base, "emb_budget": 0.3}) is None
+    assert arm_of("lightgcn-beauty", {"emb": "full", "emb_budget": None}) == "full"

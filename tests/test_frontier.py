@@ -34,6 +34,8 @@ def test_interpolation_is_linear_in_log_bytes_and_refuses_to_extrapolate():
     assert interpolate_log(math.sqrt(0.1), [1.0, 0.1], [0.4, 0.2]) == pytest.approx(0.3)  # log-midpoint
     assert interpolate_log(0.05, [0.1, 1.0], [0.2, 0.4]) is None
     assert interpolate_log(1.5, [0.1, 1.0], [0.2, 0.4]) is None
+    assert interpolate_log(0.0995, [0.1, 1.0], [0.2, 0.4]) == pytest.approx(0.2)  # the same bytes, within 1 %
+    assert interpolate_log(0.098, [0.1, 1.0], [0.2, 0.4]) is None
 
 
 def test_rows_compare_each_seed_with_its_own_uniform_curve():
@@ -57,6 +59,14 @@ def test_table_marks_unconverged_arms_and_failures():
     assert "1/2 **not converged**" in line and "| +- |" in line
     assert "2/2 |" in next(l for l in table.splitlines() if l.startswith("| full |"))
     assert "failed: RuntimeError: exploded" in table
+
+
+def test_an_unfinished_run_shows_its_best_epoch_so_far_and_is_not_converged():
+    unfinished = run("qr", 0.25, 1, 0.25, 0.2, converged=False)
+    unfinished["convergence"].update(epochs_run=None, best_epoch=85)
+    line = next(l for l in format_frontier_table(frontier_rows(RUNS + [unfinished])).splitlines()
+                if l.startswith("| qr-0.25 |"))
+    assert line.endswith("| 0/1 **not converged** | 85 / unfinished |")
 
 
 def test_convergence_says_whether_early_stopping_ended_the_run():
