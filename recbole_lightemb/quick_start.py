@@ -15,6 +15,7 @@ from recbole_lightemb.buckets import bucket_recall, format_buckets
 from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
 from recbole_lightemb.config import Config
 from recbole_lightemb.convergence import ConvergenceLog
+from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report, training_memory
@@ -63,6 +64,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     """Train and test ``model`` on ``dataset`` with ``emb``'s tables; RecBole's result dict plus
     ``compression`` (stored floats and bytes per table) and ``timing`` (plan, train, eval seconds)."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_graph_csr(config)
     if config["stream"]:
         return run_stream(config=config, saved=saved, queue=queue)
     method = get_method(config["emb"])(config)
@@ -76,6 +78,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    use_csr_adjacency(model, config)
     start = time.perf_counter()
     plan = swap_embeddings(model, train_data._dataset, config, method=method)
     plan_s = time.perf_counter() - start
@@ -216,6 +219,7 @@ def load_data_and_model(model_file, trust_checkpoint=False):
     config["checkpoint_dir"] = os.path.dirname(os.path.abspath(model_file))
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    use_csr_adjacency(model, config)
     if plan is not None:
         swap_embeddings(model, train_data._dataset, config, plan=plan)
     model.load_state_dict(checkpoint["state_dict"])
