@@ -106,7 +106,7 @@ SETTINGS = {
         "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
                  ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
-                   "epochs": 600, "eval_step": 2, "n_layers": 2}},
+                   "epochs": 600, "eval_step": 2, "n_layers": 2, "graph_csr": True}},
 }
 
 
