@@ -1,11 +1,11 @@
 """LightGCN's normalised adjacency in CSR form (``graph_csr: True``): the same products, faster on the CPU.
 
 RecBole keeps the ``(users + items)²`` adjacency as a COO tensor, and on the CPU ``torch.sparse.mm``
-with it is most of a LightGCN batch (on the Beauty split, 78 % of a training step goes to the four
-sparse products of a 2-layer forward and backward). In CSR form the same products run about 2.4×
-faster on one thread (a 34 k-node graph with 636 k edges, forward and backward). The values agree up
-to float rounding (about 1e-6), so a run with the key is RecBole's training in another summation
-order: not bit-identical to one without it, and a comparison must use one setting for every arm.
+with it is most of a LightGCN batch (on the Beauty split, more than half of a training step's CPU
+time is the sparse products of a 2-layer forward and backward). In CSR form the same products run
+faster (``bench/graph_csr.py``). The values agree up to float rounding (about 1e-6), so a run with
+the key is RecBole's training in another summation order: not bit-identical to one without it, and a
+comparison must use one setting for every arm.
 """
 
 CSR_MODELS = ("LightGCN",)
