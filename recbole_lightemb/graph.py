@@ -8,6 +8,8 @@ the key is RecBole's training in another summation order: not bit-identical to o
 comparison must use one setting for every arm.
 """
 
+import warnings
+
 CSR_MODELS = ("LightGCN",)
 """Models whose adjacency is only ever multiplied (NGCF drops edges by COO index, so it stays COO)."""
 
@@ -25,4 +27,6 @@ def check_graph_csr(config):
 def use_csr_adjacency(model, config):
     """Store ``model.norm_adj_matrix`` in CSR form when ``graph_csr`` asks for it."""
     if config["graph_csr"]:
-        model.norm_adj_matrix = model.norm_adj_matrix.coalesce().to_sparse_csr()
+        with warnings.catch_warnings():  # torch calls its CSR support "beta"; what is used here is tested
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            model.norm_adj_matrix = model.norm_adj_matrix.coalesce().to_sparse_csr()
