@@ -144,6 +144,8 @@ def summarise(tag, seed):
     folder = OUT / tag
     history = json.loads((folder / "search.json").read_text())["plan"]["history"]
     uniform_runs = [json.loads(p.read_text()) for p in (RESULTS / "frontier" / SETTING).glob("*-seed*.json")]
+    for run in uniform_runs:  # as the frontier's report reads them: a label only names a variant
+        run["label"] = run.get("label") if run.get("extra") else None
     curve = uniform_curves(uniform_runs, METRIC).get(seed, [])
     rows = []
     for k, record in enumerate(history):

@@ -67,9 +67,9 @@ def test_the_ciess_signal_pairs_each_step_with_its_converged_run_and_uniform_at_
     uniform = tmp_path / "frontier" / "bpr-ml100k"
     uniform.mkdir(parents=True)
     for label, method, ratio, value in (("full", "full", 1.0, 0.4), ("uniform-0.1", "uniform", 0.1, 0.2)):
-        (uniform / f"{label}-seed7.json").write_text(json.dumps({
+        (uniform / f"{label}-seed7.json").write_text(json.dumps({  # as the frontier writes them
             "method": method, "seed": 7, "error": None, "compression": {"ratio": ratio},
-            "test": {"recall@20": value}}))
+            "test": {"recall@20": value}, "label": label, "extra": {}}))
     summary = ciess_signal.summarise("t", seed=7)
     assert [r["step"] for r in summary["steps"]] == [0, 1, 2, 3]
     assert summary["steps"][0]["vs_uniform"] == pytest.approx(0.0)
