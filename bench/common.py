@@ -1,6 +1,8 @@
-"""What every benchmark shares: where results go and how they are written."""
+"""What every benchmark shares: where results go, how they are written, and how epochs are timed."""
 
 import json
+import platform
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -12,3 +14,34 @@ def save_results(name, data):
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=float) + "\n")
     return path
+
+
+def machine(**extra):
+    """The software a timing was measured with (and ``extra`` facts of the run), for the results JSON."""
+    import torch
+
+    import recbole_lightemb
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "recbole_lightemb": recbole_lightemb.__version__, **extra}
+
+
+def epoch_seconds(trainer, train_data):
+    """Wall seconds of one training epoch through RecBole's trainer."""
+    start = time.perf_counter()
+    trainer._train_epoch(train_data, 0, show_progress=False)
+    return time.perf_counter() - start
+
+
+def alternate(timers, rounds):
+    """Seconds of each timer (name -> callable returning seconds), called in turn once per round.
+
+    One warm-up call each comes first (graph building, allocator, caches). Taking the forms in turn,
+    side by side, makes a slow spell of this shared machine hit every form of a round alike.
+    """
+    for timer in timers.values():
+        timer()
+    seconds = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            seconds[name].append(timer())
+    return seconds

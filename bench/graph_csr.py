@@ -7,18 +7,15 @@ Writes bench/results/graph_csr.json; the README quotes the ratio of median epoch
 """
 
 import argparse
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-import recbole_lightemb
-from common import save_results
+from common import alternate, epoch_seconds, machine, save_results
 from recbole_lightemb import Config
 from recbole_lightemb.graph import use_csr_adjacency
 
@@ -26,15 +23,12 @@ BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
           "load_col": {"inter": ["user_id", "item_id"]}}
 
 
-def epoch_seconds(config, train_data, csr):
-    """One training epoch of a freshly built LightGCN, its adjacency in CSR form or not."""
+def fresh_epoch(config, train_data, csr):
+    """Seconds of one training epoch of a freshly built LightGCN, its adjacency in CSR form or not."""
     init_seed(config["seed"], config["reproducibility"])
     model = get_model("LightGCN")(config, train_data.dataset)
     use_csr_adjacency(model, {"graph_csr": csr})
-    trainer = get_trainer(config["MODEL_TYPE"], "LightGCN")(config, model)
-    start = time.perf_counter()
-    trainer._train_epoch(train_data, 0, show_progress=False)
-    return time.perf_counter() - start
+    return epoch_seconds(get_trainer(config["MODEL_TYPE"], "LightGCN")(config, model), train_data)
 
 
 def largest_difference(config, train_data):
@@ -53,11 +47,9 @@ def measure(name, dataset, extra, rounds):
         **extra})
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
-    epoch_seconds(config, train_data, csr=False)  # warm-up: graph building, allocator, caches
-    coo, csr = [], []
-    for _ in range(rounds):
-        coo.append(epoch_seconds(config, train_data, csr=False))
-        csr.append(epoch_seconds(config, train_data, csr=True))
+    seconds = alternate({form: (lambda csr=form == "csr": fresh_epoch(config, train_data, csr))
+                         for form in ("coo", "csr")}, rounds)
+    coo, csr = seconds["coo"], seconds["csr"]
     ratio = statistics.median(coo) / statistics.median(csr)
     diff = largest_difference(config, train_data)
     print(f"{name:<8} COO {statistics.median(coo):.2f}s  CSR {statistics.median(csr):.2f}s  speed-up {ratio:.2f}x  "
@@ -79,9 +71,7 @@ def main():
         rows.append(measure("beauty", "beauty", {**BEAUTY, "data_path": args.data}, args.rounds))
     save_results("graph_csr", {
         "benchmark": "graph_csr", "model": "LightGCN (2 layers, d = 64, batch 2048)", "rounds": args.rounds,
-        "results": rows, "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                     "threads": torch.get_num_threads(),
-                                     "recbole_lightemb": recbole_lightemb.__version__}})
+        "results": rows, "machine": machine()})
 
 
 if __name__ == "__main__":

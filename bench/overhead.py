@@ -6,29 +6,23 @@ Writes bench/results/overhead.json. The ratio is what the README quotes (target 
 """
 
 import argparse
-import platform
 import statistics
-import time
 
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-import recbole_lightemb
 from recbole_lightemb import Config, swap_embeddings
-from common import save_results
+from common import alternate, epoch_seconds, machine, save_results
 
 
-def epoch_seconds(config, train_data, plugin):
-    """One training epoch of a freshly built model (with or without the swap)."""
+def fresh_epoch(config, train_data, plugin):
+    """Seconds of one training epoch of a freshly built model (with or without the swap)."""
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data.dataset)
     if plugin:
         swap_embeddings(model, train_data.dataset, config)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    start = time.perf_counter()
-    trainer._train_epoch(train_data, 0, show_progress=False)
-    return time.perf_counter() - start
+    return epoch_seconds(get_trainer(config["MODEL_TYPE"], config["model"])(config, model), train_data)
 
 
 def measure(model_name, rounds):
@@ -36,11 +30,9 @@ def measure(model_name, rounds):
                     config_dict={"emb": "full", "show_progress": False, "state": "WARNING"})
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
-    epoch_seconds(config, train_data, plugin=False)  # warm-up: graph building, allocator, caches
-    plain, plugin = [], []
-    for _ in range(rounds):
-        plain.append(epoch_seconds(config, train_data, plugin=False))
-        plugin.append(epoch_seconds(config, train_data, plugin=True))
+    seconds = alternate({form: (lambda plugin=form == "plugin": fresh_epoch(config, train_data, plugin))
+                         for form in ("plain", "plugin")}, rounds)
+    plain, plugin = seconds["plain"], seconds["plugin"]
     ratio = statistics.median(plugin) / statistics.median(plain)
     print(f"{model_name:<10} plain {statistics.median(plain):.3f}s  plugin {statistics.median(plugin):.3f}s  "
           f"ratio {ratio:.3f}")
@@ -56,8 +48,7 @@ def main():
     torch.set_num_threads(args.threads)
     rows = [measure(m, args.rounds) for m in args.models]
     out = {"benchmark": "overhead", "dataset": "ml-100k", "rounds": args.rounds, "results": rows,
-           "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "recbole_lightemb": recbole_lightemb.__version__}}
+           "machine": machine()}
     save_results("overhead", out)
 
 

@@ -10,23 +10,20 @@ Writes bench/results/packed_training.json: median epoch seconds of each form, th
 """
 
 import argparse
-import platform
 import statistics
-import time
 
 import numpy as np
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-import recbole_lightemb
 from recbole_lightemb import Config
 from recbole_lightemb.ciess.widths import fit_to_budget, full_plan_bytes
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.report import training_memory
 from recbole_lightemb.swap import find_embedding_tables, replace_table
-from common import save_results
+from common import alternate, epoch_seconds, machine, save_results
 
 
 def frequency_widths(dataset, budget, dim):
@@ -50,24 +47,14 @@ def trainer_for(config, train_data, widths, packed):
     return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
 
-def epoch(trainer, train_data):
-    start = time.perf_counter()
-    trainer._train_epoch(train_data, 0, show_progress=False)
-    return time.perf_counter() - start
-
-
 def measure(model_name, budget, rounds):
     config = Config(model=model_name, dataset="ml-100k", config_dict={"show_progress": False, "state": "WARNING"})
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
     widths = frequency_widths(train_data.dataset, budget, config["embedding_size"])
     trainers = {form: trainer_for(config, train_data, widths, form == "packed") for form in ("masked", "packed")}
-    times = {form: [] for form in trainers}
-    for form, trainer in trainers.items():
-        epoch(trainer, train_data)  # warm-up
-    for _ in range(rounds):
-        for form, trainer in trainers.items():
-            times[form].append(epoch(trainer, train_data))
+    times = alternate({form: (lambda t=trainer: epoch_seconds(t, train_data)) for form, trainer in trainers.items()},
+                      rounds)
     memory = {form: training_memory(t.model, t.optimizer) for form, t in trainers.items()}
     ratio = statistics.median(times["packed"]) / statistics.median(times["masked"])
     print(f"{model_name:<9} budget {budget:<5} masked {statistics.median(times['masked']):.3f}s "
@@ -88,8 +75,7 @@ def main():
     rows = [measure(m, b, args.rounds) for m in args.models for b in args.budgets]
     save_results("packed_training", {
         "benchmark": "packed_training", "dataset": "ml-100k", "rounds": args.rounds, "results": rows,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "recbole_lightemb": recbole_lightemb.__version__}})
+        "machine": machine()})
 
 
 if __name__ == "__main__":
