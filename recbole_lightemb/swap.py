@@ -99,9 +99,9 @@ def _explicit_tables(model, explicit, n_users, n_items, dataset):
     if not isinstance(explicit, dict) or set(explicit) - set(ROLES):
         raise ValueError(f"emb_tables={explicit!r}: expected a dict with keys from {ROLES}, e.g. "
                          "{user: [user_embedding], item: [item_embedding]}")
-    modules = dict(model.named_modules())
+    modules = dict(model.named_modules(remove_duplicate=False))  # a tied table answers to each of its names
     fields = _field_tables(model, dataset)
-    tables = {}
+    tables, listed = {}, {}  # listed: (table, first row) -> the name it was listed as
     for role, names in explicit.items():
         for name in [names] if isinstance(names, str) else names:
             field = re.fullmatch(r"(.+)\[(.+)\]", str(name))
@@ -121,6 +121,11 @@ def _explicit_tables(model, explicit, n_users, n_items, dataset):
             if rows != wanted:
                 raise ValueError(f"emb_tables: {name!r} has {rows} rows but the dataset "
                                  f"has {wanted} {role}s; is it listed under the wrong role?")
+            first = listed.setdefault((id(table), first_row), name)
+            if name in tables or first != name:
+                alias = "" if first == name else f" (tied to {first!r}: the same table)"
+                raise ValueError(f"emb_tables: {name!r}{alias} is listed twice, under {tables[first][0]!r} and "
+                                 f"{role!r}; list each table once, under one role")
             tables[name] = (role, table, first_row)
     return tables
 
@@ -136,25 +141,26 @@ def _split_narrow(found):
 
 
 def _named_tables(model, n_users, n_items, config, dataset):
-    """``{name: (role, table, first_row)}`` from ``emb_tables`` when given, else by size, name and field."""
+    """(``{name: (role, table, first_row)}``, ``[{name, dim, why}]`` of the narrow tables left full): from
+    ``emb_tables`` when given (nothing left), else by size, name and field."""
     if config["emb_tables"]:
-        return _explicit_tables(model, config["emb_tables"], n_users, n_items, dataset)
-    return _split_narrow(_candidates(model, n_users, n_items, dataset))[0]
-
-
-def narrow_tables_left_full(model, dataset, config):
-    """The per-entity tables the automatic finder leaves alone because they are narrow (with why)."""
-    if config["emb_tables"]:
-        return []
-    return _split_narrow(_candidates(model, dataset.user_num, dataset.item_num, dataset))[1]
+        return _explicit_tables(model, config["emb_tables"], n_users, n_items, dataset), []
+    return _split_narrow(_candidates(model, n_users, n_items, dataset))
 
 
 def find_embedding_tables(model, dataset, config):
     """The tables to compress, with their specs; a clear error when a model has none we can swap."""
+    specs, tables, _ = _find(model, dataset, config)
+    return specs, tables
+
+
+def _find(model, dataset, config):
+    """``find_embedding_tables``'s specs and tables, and the per-entity tables left full because they are
+    narrow (with why), from one walk of the model."""
     n_users, n_items = dataset.user_num, dataset.item_num
     if any(isinstance(m, LightEmbedding) for m in model.modules()):
         raise ValueError(f"model {type(model).__name__} already has lightweight embeddings")
-    tables = _named_tables(model, n_users, n_items, config, dataset)
+    tables, left = _named_tables(model, n_users, n_items, config, dataset)
     if not tables:
         kind = type(model).__mro__[1].__name__
         raise ValueError(
@@ -166,7 +172,7 @@ def find_embedding_tables(model, dataset, config):
     specs = [TableSpec(name, role, entities[role], t.embedding_dim,
                        _padding_within(t.padding_idx, first_row, entities[role]), first_row)
              for name, (role, t, first_row) in tables.items()]
-    return specs, [module for _, module, _ in tables.values()]
+    return specs, [module for _, module, _ in tables.values()], left
 
 
 _EMBEDDING_ATTRIBUTES = set(vars(nn.Embedding(1, 1)))
@@ -203,14 +209,13 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     must see the new parameters). ``dataset`` is the training dataset (``train_data.dataset``).
     """
     method = method or get_method(config["emb"])(config)
-    specs, tables = find_embedding_tables(model, dataset, config)
+    specs, tables, left = _find(model, dataset, config)
     saved = None
     if plan is None:
         saved = config[f"{method.name}_plan"] or config["emb_plan"]
         plan = method.load_plan(saved) if saved else method.plan(dataset, specs)
     if saved:
         check_plan_fits(plan, specs, saved)
-    left = narrow_tables_left_full(model, dataset, config)
     built, parts_of = [], {}
     for spec, table in zip(specs, tables):
         whole = spec.num_embeddings == table.num_embeddings

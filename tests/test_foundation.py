@@ -263,6 +263,31 @@ def test_tables_named_under_the_wrong_role_are_refused(tiny_config):
             "emb_tables": {"user": ["item_embedding"], "item": ["user_embedding"]}})
 
 
+def test_a_table_listed_twice_is_refused():
+    """Twice under one name, or under two names of one tied table: it would be built (and budgeted) twice."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from recbole_lightemb import find_embedding_tables
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.item_embedding = nn.Embedding(6, 8)
+            self.output_embedding = self.item_embedding
+            self.user_embedding = nn.Embedding(5, 8)
+
+    dataset = SimpleNamespace(user_num=5, item_num=6)
+    ok = find_embedding_tables(Tied(), dataset, {"emb_tables": {"item": ["output_embedding"]}})
+    assert [s.name for s in ok[0]] == ["output_embedding"]
+    with pytest.raises(ValueError, match=r"'output_embedding' \(tied to 'item_embedding': the same table\) is "
+                                         r"listed twice, under 'item' and 'item'"):
+        find_embedding_tables(Tied(), dataset, {"emb_tables": {"item": ["item_embedding", "output_embedding"]}})
+    with pytest.raises(ValueError, match="'item_embedding' is listed twice"):
+        find_embedding_tables(Tied(), dataset, {"emb_tables": {"item": ["item_embedding", "item_embedding"]}})
+
+
 @pytest.mark.parametrize("key, value", [("stream_window", float("nan")), ("stream_reservoir", float("inf")),
                                         ("emb_budget", float("nan"))])
 def test_non_finite_numbers_are_refused(key, value, tiny_config):

@@ -249,7 +249,7 @@ class BACO(EmbeddingMethod):
             return shared
         plan.meta.setdefault("residual_bits", FLOAT_BITS)  # plans saved before the option stored float32
         self.check_plan_setting(plan, "baco_residual_bits", "residual_bits")
-        return ResidualEmbedding(shared, residual, init_from=table.weight, bits=plan.meta.get("residual_bits", FLOAT_BITS))
+        return ResidualEmbedding(shared, residual, init_from=table.weight, bits=plan.meta["residual_bits"])
 
 
 class BacoStream(StreamPlanner):
