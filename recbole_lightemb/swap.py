@@ -51,10 +51,35 @@ def _role_by_size(name, table, n_users, n_items):
     return fits[0] if len(fits) == 1 else None
 
 
+def _ffm_reads(owner, feature, table_field):
+    """Whether FFM ever reads ``feature``'s row of field ``table_field``'s table: only for a partner feature
+    of that field, never for the feature itself (so with one feature per field, a field's own rows are dead)."""
+    i = owner.feature2id[feature]
+    return any(field == table_field for j, field in owner.feature2field.items() if j != i)
+
+
 def _field_tables(model, dataset):
     """``{name: (field, table, first_row, rows)}`` for every token field of RecBole's shared token tables,
     read off the module that owns each one: ``FMEmbedding``s (``token_field_names``) and FFM's field-aware
-    tables (``token_feature_names``, one table per field, each holding every token field)."""
+    tables (``token_feature_names``, one table per field, each holding every token field), except the
+    rows FFM never reads (see :func:`_unread_id_rows`)."""
+    return {name: tuple(entry) for name, (*entry, read) in _all_field_tables(model, dataset).items() if read}
+
+
+UNREAD = "never read by the model (FFM pairs a feature only with the other fields' tables)"
+
+
+def _unread_id_rows(model, dataset):
+    """``[{name, dim, why}]``: the user/item id rows of a shared token table the model never reads (FFM: a
+    feature's row in its own field's table). Compressing them would spend the budget on nothing; they stay."""
+    ids = (dataset.uid_field, dataset.iid_field)
+    return [{"name": name, "dim": table.embedding_dim, "why": UNREAD}
+            for name, (field, table, *_, read) in _all_field_tables(model, dataset).items()
+            if field in ids and not read]
+
+
+def _all_field_tables(model, dataset):
+    """:func:`_field_tables`'s entries, each with whether the model reads it."""
     from recbole.model.layers import FMEmbedding
 
     found = {}
@@ -69,11 +94,12 @@ def _field_tables(model, dataset):
             groups = [("token_embedding_table.embedding", tables.embedding, fields, tables.offsets)]
         elif getattr(owner, "token_feature_names", None) and isinstance(getattr(owner, "token_embeddings", None),
                                                                         nn.ModuleList):
-            groups = [(f"token_embeddings.{k}", table, owner.token_feature_names, owner.token_offsets)
+            groups = [(f"token_embeddings.{k}", table, owner.token_feature_names, owner.token_offsets, k)
                       for k, table in enumerate(owner.token_embeddings)]
-        for attr, table, names, offsets in groups:
+        for attr, table, names, offsets, *table_field in groups:
             for field, offset in zip(names, offsets):
-                found[f"{prefix}{attr}[{field}]"] = (field, table, int(offset), dataset.num(field))
+                read = not table_field or _ffm_reads(owner, field, table_field[0])
+                found[f"{prefix}{attr}[{field}]"] = (field, table, int(offset), dataset.num(field), read)
     return found
 
 
@@ -106,6 +132,9 @@ def _explicit_tables(model, explicit, n_users, n_items, dataset):
         for name in [names] if isinstance(names, str) else names:
             field = re.fullmatch(r"(.+)\[(.+)\]", str(name))
             if field:
+                if name in {u["name"] for u in _unread_id_rows(model, dataset)}:
+                    raise ValueError(f"emb_tables: {name!r} is {UNREAD}; compressing it would spend the budget on "
+                                     "nothing: leave it out")
                 if name not in fields:
                     known = [n for n in fields if n.startswith(f"{field.group(1)}[")] or list(fields)
                     raise ValueError(f"emb_tables: {name!r} is not a token field of model {type(model).__name__}; "
@@ -141,11 +170,12 @@ def _split_narrow(found):
 
 
 def _named_tables(model, n_users, n_items, config, dataset):
-    """(``{name: (role, table, first_row)}``, ``[{name, dim, why}]`` of the narrow tables left full): from
-    ``emb_tables`` when given (nothing left), else by size, name and field."""
+    """(``{name: (role, table, first_row)}``, ``[{name, dim, why}]`` of the tables left full: narrow ones, id rows
+    never read): from ``emb_tables`` when given (nothing left), else by size, name and field."""
     if config["emb_tables"]:
         return _explicit_tables(model, config["emb_tables"], n_users, n_items, dataset), []
-    return _split_narrow(_candidates(model, n_users, n_items, dataset))
+    tables, narrow = _split_narrow(_candidates(model, n_users, n_items, dataset))
+    return tables, narrow + _unread_id_rows(model, dataset)
 
 
 def find_embedding_tables(model, dataset, config):
@@ -155,8 +185,8 @@ def find_embedding_tables(model, dataset, config):
 
 
 def _find(model, dataset, config):
-    """``find_embedding_tables``'s specs and tables, and the per-entity tables left full because they are
-    narrow (with why), from one walk of the model."""
+    """``find_embedding_tables``'s specs and tables, and the per-entity tables left full (narrow, or never
+    read; with why), from one walk of the model."""
     n_users, n_items = dataset.user_num, dataset.item_num
     if any(isinstance(m, LightEmbedding) for m in model.modules()):
         raise ValueError(f"model {type(model).__name__} already has lightweight embeddings")
@@ -267,7 +297,8 @@ class _EntityRows:
 def _row_labels(model, dataset, table):
     """``[(label, first_row, rows)]`` naming the row spans of ``table``: its token fields when it is a
     shared token table, else the entity rows and the special rows past them (BERT4Rec's mask token)."""
-    fields = [(field, first, rows) for field, t, first, rows in _field_tables(model, dataset).values() if t is table]
+    fields = [(field, first, rows) for field, t, first, rows, _ in _all_field_tables(model, dataset).values()
+              if t is table]
     if fields:
         return fields
     n = next(n for n in (dataset.item_num, dataset.user_num) if n < table.num_embeddings <= n + SPECIAL_ROWS)

@@ -54,14 +54,21 @@ def test_context_aware_models_compress_the_id_rows_of_their_shared_token_table(m
     assert {t["role"] for t in report["tables"]} == {"user", "item"} and fields <= {"user_id", "item_id"}
     assert report["ratio"] <= config["emb_budget"]
     left = {t["name"] for t in report["rows_left_full"]}  # the gender rows stay full, outside the budget
-    assert left and all(name.endswith("[gender]") for name in left)
+    unread = {t["name"] for t in result["plan"].get("tables_left_full", []) if "never read" in t["why"]}
+    assert left - unread and all(name.endswith("[gender]") for name in left - unread)
     if model == "FM":  # its first-order weights are one float per token: narrow, left full and said so
         assert [t["name"] for t in result["plan"]["tables_left_full"]] == ["first_order_linear.token_embedding_table"
                                                                             ".embedding[user_id]",
                                                                             "first_order_linear.token_embedding_table"
                                                                             ".embedding[item_id]"]
-    if model == "FFM":  # every field-aware table holds the ids too
-        assert sum(t["name"].startswith("ffm.token_embeddings.") for t in report["tables"]) >= 4
+    if model == "FFM":  # every field-aware table holds the ids too, but FFM never reads a field's own rows
+        compressed = {t["name"] for t in report["tables"]}
+        assert sum(name.startswith("ffm.token_embeddings.") for name in compressed) >= 4
+        assert unread == {"ffm.token_embeddings.0[user_id]", "ffm.token_embeddings.1[item_id]"}
+        assert not unread & compressed and unread <= left  # kept as they are, outside the budget
+        with pytest.raises(ValueError, match=r"emb_tables: 'ffm.token_embeddings.0\[user_id\]' is never read"):
+            run_recbole_lightemb(model=model, config_dict={**config, "emb_tables": {
+                "user": ["ffm.token_embeddings.0[user_id]"]}})
     assert 0 <= result["test_result"]["auc"] <= 1
 
 
