@@ -237,6 +237,9 @@ def test_search_on_ml100k_meets_the_budget_and_saves_the_plan(ml100k_config):
     tables = {t["name"]: t for t in report["tables"]}
     assert plan["user_widths"].sum() == tables["user_embedding"]["stored_floats"]
     assert plan["item_widths"].sum() == tables["item_embedding"]["stored_floats"]
+    spread = plan.meta["final_widths"]["item"]
+    assert (spread["min"], spread["median"], spread["max"]) == (plan["item_widths"].min(),
+                                                                np.median(plan["item_widths"]), plan["item_widths"].max())
 
 
 def test_saved_plan_skips_the_search_and_reproduces_the_widths(tiny_config):

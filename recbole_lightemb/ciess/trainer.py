@@ -55,6 +55,13 @@ def _endless(loader):
         yield from loader
 
 
+def _spread(widths):
+    """How far a plan's widths are from one width for all (a uniform table): min, deciles 1/5/9, max."""
+    low, median, high = np.percentile(widths, [10, 50, 90])
+    return {"min": int(widths.min()), "p10": float(low), "median": float(median), "p90": float(high),
+            "max": int(widths.max())}
+
+
 def _scaled(values):
     """Min-max to ``[-1, 1]`` (all equal: 0)."""
     low, high = values.min(), values.max()
@@ -257,6 +264,7 @@ class CIESSTrainer(Trainer):
             "kept": stored / full_bytes, "chosen_step": {"episode": chosen["episode"], "step": chosen["step"]},
             "shrunk_to_budget": shrunk, "chosen_kept": chosen["kept"], "peak_quality": float(peak["user"].mean()),
             "search_s": time() - start, "history": history,
+            "final_widths": {r: _spread(widths[r]) for r in self.roles},
         })
         self.logger.info(set_color("CIESS plan", "pink") + f": episode {chosen['episode']} step {chosen['step']}"
                          f"{' shrunk to the budget' if shrunk else ''}, kept {stored / full_bytes:.4f} "
