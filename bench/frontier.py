@@ -17,10 +17,13 @@ the sign per seed, convergence) and a plot ``<setting>.png``.
     python bench/frontier.py --setting bpr-ml100k --report          # tables and plot from the runs so far
     python bench/frontier.py --setting lightgcn-beauty --snapshot   # runs still going: their best so far
 
-A run longer than the session that runs it would leave nothing: ``--snapshot`` finds this setting's
-runs still going on this machine, tests each one's best checkpoint so far (read as data only) and
-writes it to ``<setting>/unfinished/<arm>-seed<k>.json``, marked *not converged*. The report shows
-such a run for an arm and seed that has no finished run, and drops it once one is there.
+A run longer than a session keeps its checkpoint and plan in ``$TMPDIR/frontier-work/<setting>/<arm>-seed<k>/``
+while it trains; stopped, it resumes there from its best epoch at the next invocation (``resume_checkpoint``;
+the samplers' random state is not in a checkpoint, so the run is not bit-identical to an unstopped one, and
+its JSON says where it resumed). ``--snapshot`` tests the best checkpoint so far of each of this setting's
+runs there, running or stopped (read as data only), and writes it to ``<setting>/unfinished/<arm>-seed<k>.json``,
+marked *not converged*. The report shows such a run for an arm and seed that has no finished run, and drops
+it once one is there.
 """
 
 import argparse
@@ -28,6 +31,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import socket
 import sys
 import tempfile
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS  # noqa: E402
 
 OUT = RESULTS / "frontier"
+WORK = Path(tempfile.gettempdir()) / "frontier-work"
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets"
 UNIFORM_BUDGETS = (0.05, 0.1, 0.25, 0.5)
 METHOD_BUDGETS = (0.1, 0.25)
@@ -155,14 +160,28 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads):
     config = {**PROTOCOL, **spec["config"], **extra}
     if "benchmark_filename" in config:
         config["data_path"] = str(data)
-    with tempfile.TemporaryDirectory(prefix=f"frontier-{setting}-") as workdir:
-        os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
-        start = time.perf_counter()
-        run = run_arm(spec["model"], spec["dataset"], None, config, method, budget, seed,
-                      os.path.join(workdir, "saved"))
-        run["wall_s"] = time.perf_counter() - start
+    workdir = work_dir(setting, label, seed)
+    checkpoints = sorted((workdir / "saved").glob("*.pth"), key=os.path.getmtime)
+    if checkpoints:  # an earlier invocation was stopped: go on from its best epoch
+        config["resume_checkpoint"] = str(checkpoints[-1])
+        print(f"[{setting}] {label} seed {seed}: resuming from {checkpoints[-1]}", flush=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
+    start = time.perf_counter()
+    run = run_arm(spec["model"], spec["dataset"], None, config, method, budget, seed, str(workdir / "saved"))
+    run["wall_s"] = time.perf_counter() - start  # this invocation's; a resumed run says where it resumed
     run["plan"] = {k: v for k, v in (run.get("plan") or {}).items() if k not in ("probes", "history", "file")}
-    return _write_run(setting, label, extra, threads, run)
+    path = _write_run(setting, label, extra, threads, run)
+    if not run["error"]:  # a failed run keeps its checkpoint and plan
+        os.chdir(tempfile.gettempdir())
+        shutil.rmtree(workdir)
+    return path
+
+
+def work_dir(setting, label, seed):
+    """Where a run keeps its checkpoint, plan and logs while it trains: the same folder every invocation, so a
+    run stopped with its session resumes from its best epoch in the next one (and ``--snapshot`` finds it)."""
+    return WORK / setting / f"{label}-seed{seed}"
 
 
 def _write_run(setting, label, extra, threads, run):
@@ -189,8 +208,8 @@ def arm_of(setting, config):
 
 
 def snapshot(setting):
-    """Test the best checkpoint so far of every run of ``setting`` still going on this machine; write each
-    as an unfinished run (not converged). Returns the paths written."""
+    """Test the best checkpoint so far of every run of ``setting`` not finished on this machine (running, or
+    stopped and waiting to resume); write each as an unfinished run (not converged). Returns the paths written."""
     import torch
 
     sys.argv[1:] = []
@@ -202,7 +221,7 @@ def snapshot(setting):
 
     torch.set_num_threads(1)
     written = []
-    for checkpoint in sorted(Path(tempfile.gettempdir()).glob(f"frontier-{setting}-*/saved/*.pth")):
+    for checkpoint in sorted((WORK / setting).glob("*/saved/*.pth")):
         try:  # the run may be writing this file right now: try again later
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             config, model, _, train_data, _, test_data = load_data_and_model(str(checkpoint))

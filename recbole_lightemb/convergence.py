@@ -31,6 +31,7 @@ class ConvergenceLog:
         epochs_run = max(trainer.train_loss_dict) + 1 if trainer.train_loss_dict else 0
         stopped_early = bool(trainer.cur_step > trainer.stopping_step)
         return {"epoch_cap": int(trainer.epochs), "epochs_run": int(epochs_run), "best_epoch": self.best_epoch(),
+                "epochs_trained": len(trainer.train_loss_dict),  # by this fit: fewer than epochs_run when resumed
                 "stopping_step": int(trainer.stopping_step), "eval_step": int(trainer.eval_step),
                 "stopped_early": stopped_early, "converged": stopped_early}
 

@@ -2,11 +2,17 @@
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 META_KEY = "__meta__"
+
+
+def plan_path(checkpoint_file):
+    """Where a run's plan lives: beside its checkpoint, same stem."""
+    return os.path.splitext(checkpoint_file)[0] + ".plan.npz"
 
 
 @dataclass

@@ -16,16 +16,12 @@ from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
 from recbole_lightemb.config import Config
 from recbole_lightemb.convergence import ConvergenceLog
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
-from recbole_lightemb.plan import Plan
+from recbole_lightemb.plan import Plan, plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report, training_memory
+from recbole_lightemb.resume import check_resume
 from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
-
-
-def plan_path(saved_model_file):
-    """Where a run's plan lives: beside its checkpoint, same stem."""
-    return os.path.splitext(saved_model_file)[0] + ".plan.npz"
 
 
 def check_same_plan_on_every_rank(plan):
@@ -69,6 +65,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
         return run_stream(config=config, saved=saved, queue=queue)
     method = get_method(config["emb"])(config)
     method.check_config()
+    resumed_from = check_resume(config, method)  # before the plan is read: a resumed run uses its own
     saved_plan = config[f"{method.name}_plan"] or config["emb_plan"]
     if saved_plan:
         method.load_plan(saved_plan)  # a missing or broken plan is named before any data is loaded
@@ -88,17 +85,20 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
 
     trainer_class = method.trainer or get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = trainer_class(config, model)
+    convergence = ConvergenceLog(config["valid_metric_bigger"])
+    if resumed_from is not None:  # later checkpoints overwrite the one resumed from
+        trainer.resume_checkpoint(config["resume_checkpoint"])
+        convergence(resumed_from, trainer.best_valid_score)
     plan_file = plan_path(trainer.saved_model_file) if saved else None
     if saved and config["local_rank"] == 0 and (method.trainer is None or saved_plan):
         plan.save(plan_file)  # a searching trainer saves its own plan once the search has finished
         logger.info(set_color("Saving plan", "blue") + f": {plan_file}")
 
     start = time.perf_counter()
-    convergence = ConvergenceLog(config["valid_metric_bigger"])
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=convergence
     )
-    convergence = convergence.summary(trainer)
+    convergence = {**convergence.summary(trainer), "resumed_at_epoch": resumed_from}
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])

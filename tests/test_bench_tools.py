@@ -90,3 +90,28 @@ def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
         "baco-0.25[residual=48@4bit]"
     assert arm_of("lightgcn-beauty", {**base, "emb_budget": 0.3}) is None
     assert arm_of("lightgcn-beauty", {"emb": "full", "emb_budget": None}) == "full"
+
+
+def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folder(tiny_config, tmp_path, monkeypatch):
+    import json
+
+    import frontier
+
+    from recbole_lightemb import run_recbole_lightemb
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
+    keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
+    monkeypatch.setitem(frontier.SETTINGS, "tiny", {"model": "BPR", "dataset": "tiny", "seeds": 1,
+                                                    "arms": [("uniform-0.5", "uniform", 0.5, {})],
+                                                    "config": {**keys, "epochs": 3, "eval_step": 1}})
+    folder = frontier.work_dir("tiny", "uniform-0.5", 2020)
+    stopped = run_recbole_lightemb(model="BPR", dataset="tiny", config_dict={  # the run, stopped after epoch 0
+        **frontier.PROTOCOL, **keys, "epochs": 1, "emb": "uniform", "emb_budget": 0.5, "seed": 2020,
+        "checkpoint_dir": str(folder / "saved")})
+    assert stopped["convergence"]["epochs_run"] == 1
+    path = frontier._train_one("tiny", "uniform-0.5", "uniform", 0.5, {}, 2020, None, torch.get_num_threads())
+    run = json.loads(Path(path).read_text())
+    assert run["error"] is None and run["convergence"]["resumed_at_epoch"] == 0
+    assert run["convergence"]["epochs_trained"] == 2 and run["convergence"]["epochs_run"] == 3
+    assert not folder.exists()

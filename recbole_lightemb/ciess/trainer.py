@@ -25,6 +25,7 @@ from recbole.utils import set_color
 from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
+from recbole_lightemb.plan import plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths,
@@ -142,8 +143,6 @@ class CIESSTrainer(Trainer):
                 raise ValueError("emb=ciess searches widths on validation data; none was given")
             widths = self.search(train_data, valid_data, show_progress)
             if saved and self.config["local_rank"] == 0:
-                from recbole_lightemb.quick_start import plan_path  # quick_start imports the methods
-
                 path = self.plan.save(plan_path(self.saved_model_file))
                 self.logger.info(set_color("Saving searched plan", "blue") + f": {path}")
         if self.tables:  # (e) the final model starts from the same init as the search (a reused plan with

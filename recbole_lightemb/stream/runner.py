@@ -22,6 +22,7 @@ from recbole_lightemb.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, training_memory
 from recbole_lightemb.stream.loader import stream_segments
@@ -166,7 +167,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     and ``mean_test_result``; writes it to ``result_file`` when set. Pass ``config`` to reuse an
     already built :class:`~recbole_lightemb.Config`.
     """
-    from recbole_lightemb.quick_start import plan_path, start_run, write_result  # quick_start routes here
+    from recbole_lightemb.quick_start import start_run, write_result  # quick_start routes here
 
     if config is None:
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)

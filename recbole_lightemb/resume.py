@@ -1,0 +1,45 @@
+"""Continue a stopped run from its checkpoint (``resume_checkpoint: path/to/Model-….pth``).
+
+A run longer than the machine's session (LightGCN on Beauty, converged, on a CPU) would otherwise lose
+every epoch when it is stopped. RecBole keeps the best epoch's weights, optimiser state, epoch and
+early-stopping counter in its checkpoint; the run goes on from there with the plan saved beside it, so
+the tables are the same ones (a searching method does not search again). What is not in a checkpoint
+is the random state of the samplers, so a resumed run is not bit-identical to one never stopped; the
+result says where it resumed.
+"""
+
+import os
+
+from recbole_lightemb.checkpoint import load_checkpoint
+from recbole_lightemb.plan import plan_path
+
+
+def check_resume(config, method):
+    """Validate ``resume_checkpoint`` before any data is loaded; return the checkpoint's epoch, or None.
+
+    The checkpoint must have been written by the same model and ``emb``; without ``emb_plan`` (or the
+    method's own plan key) the plan beside the checkpoint is used, and it must be there.
+    """
+    path = config["resume_checkpoint"]
+    if path is None:
+        return None
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise ValueError(f"resume_checkpoint={path!r}: expected the path of a checkpoint (.pth) this plugin wrote")
+    if config["stream"]:
+        raise ValueError(f"resume_checkpoint={path!r}: a stream trains one model per segment; resuming one "
+                         "segment is not supported (set stream: False, or leave resume_checkpoint out)")
+    if not config["single_spec"]:
+        raise ValueError(f"resume_checkpoint={path!r}: not supported in distributed training (nproc > 1)")
+    saved = load_checkpoint(path, map_location="cpu", trust=bool(config["trust_checkpoint"]))
+    for key in ("model", "emb"):
+        was = saved["config"][key] if saved["config"] is not None else None
+        if was != config[key]:
+            raise ValueError(f"resume_checkpoint={path!r}: written with {key}={was!r}, this run has "
+                             f"{key}={config[key]!r}; resume with the settings that wrote it")
+    if not (config[f"{method.name}_plan"] or config["emb_plan"]):
+        plan = plan_path(path)
+        if not os.path.isfile(plan):
+            raise ValueError(f"resume_checkpoint={path!r}: no plan beside it ({plan}); pass the run's plan "
+                             "as emb_plan")
+        config["emb_plan"] = plan
+    return int(saved["epoch"])
