@@ -160,11 +160,15 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads):
     config = {**PROTOCOL, **spec["config"], **extra}
     if "benchmark_filename" in config:
         config["data_path"] = str(data)
+    from recbole_lightemb import get_method
+
     workdir = work_dir(setting, label, seed)
     checkpoints = sorted((workdir / "saved").glob("*.pth"), key=os.path.getmtime)
-    if checkpoints:  # an earlier invocation was stopped: go on from its best epoch
+    if checkpoints and get_method(method).trainer is None:  # stopped before: go on from its best epoch
         config["resume_checkpoint"] = str(checkpoints[-1])
         print(f"[{setting}] {label} seed {seed}: resuming from {checkpoints[-1]}", flush=True)
+    elif checkpoints:  # a method with its own trainer (CIESS's search) cannot resume: start again
+        shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard
     start = time.perf_counter()

@@ -30,6 +30,9 @@ def check_resume(config, method):
                          "segment is not supported (set stream: False, or leave resume_checkpoint out)")
     if not config["single_spec"]:
         raise ValueError(f"resume_checkpoint={path!r}: not supported in distributed training (nproc > 1)")
+    if method.trainer is not None:  # CIESS: its trainer restarts the final training from the search's init
+        raise ValueError(f"resume_checkpoint={path!r}: emb={config['emb']} trains through its own trainer "
+                         "(a search, then packed tables), which cannot resume yet; run it again from the start")
     saved = load_checkpoint(path, map_location="cpu", trust=bool(config["trust_checkpoint"]))
     for key in ("model", "emb"):
         was = saved["config"][key] if saved["config"] is not None else None

@@ -36,6 +36,8 @@ def test_resume_is_refused_before_training_when_it_cannot_fit(tiny_config):
         run_recbole_lightemb(model="BPR", config_dict={**config, "emb": "hash", "resume_checkpoint": checkpoint})
     with pytest.raises(ValueError, match=r"resume_checkpoint=.*written with model='BPR'"):
         run_recbole_lightemb(model="NeuMF", config_dict={**config, "resume_checkpoint": checkpoint})
+    with pytest.raises(ValueError, match=r"resume_checkpoint=.*emb=ciess trains through its own trainer"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "emb": "ciess", "resume_checkpoint": checkpoint})
     with pytest.raises(ValueError, match=r"resume_checkpoint='nowhere.pth': expected the path of a checkpoint"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "resume_checkpoint": "nowhere.pth"})
     os.remove(checkpoint.replace(".pth", ".plan.npz"))
