@@ -91,6 +91,12 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
 SETTINGS = {
     "bpr-ml100k": {"model": "BPR", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                    "config": {"epochs": 1000, "eval_step": 1}},
+    "bpr-ml100k-patient": {  # bpr-ml100k evaluated every 5 epochs: a patience of 50 epochs, not 10, so a run
+        "model": "BPR", "dataset": "ml-100k", "seeds": 3,  # is not stopped on the plateau narrow tables cross
+        "arms": [("full", "full", None, {}), ("uniform-0.1", "uniform", 0.1, {}), ("uniform-0.25", "uniform", 0.25, {}),
+                 ("ciess-0.1[lambda=0.01]", "ciess", 0.1, {"ciess_lambda": 0.01}),
+                 ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01})],
+        "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 600, "eval_step": 5, "n_layers": 2}},
     "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
