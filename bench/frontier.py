@@ -93,9 +93,11 @@ SETTINGS = {
                    "config": {"epochs": 1000, "eval_step": 1}},
     "bpr-ml100k-patient": {  # bpr-ml100k evaluated every 5 epochs: a patience of 50 epochs, not 10, so a run
         "model": "BPR", "dataset": "ml-100k", "seeds": 3,  # is not stopped on the plateau narrow tables cross
-        "arms": [("full", "full", None, {}), ("uniform-0.1", "uniform", 0.1, {}), ("uniform-0.25", "uniform", 0.25, {}),
-                 ("ciess-0.1[lambda=0.01]", "ciess", 0.1, {"ciess_lambda": 0.01}),
-                 ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01})],
+        "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
+        + [("ciess-0.1[lambda=0.01]", "ciess", 0.1, {"ciess_lambda": 0.01}),
+           ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01}),
+           ("ciess-0.25", "ciess", 0.25, {}), ("freq-0.25", "freq", 0.25, {}), ("quant-0.1", "quant", 0.1, {}),
+           ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})],
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 600, "eval_step": 5, "n_layers": 2}},
