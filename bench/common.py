@@ -16,13 +16,13 @@ def save_results(name, data):
     return path
 
 
-def machine(**extra):
-    """The software a timing was measured with (and ``extra`` facts of the run), for the results JSON."""
+def machine():
+    """The software a timing was measured with, for the results JSON."""
     import torch
 
     import recbole_lightemb
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "recbole_lightemb": recbole_lightemb.__version__, **extra}
+            "recbole_lightemb": recbole_lightemb.__version__}
 
 
 def epoch_seconds(trainer, train_data):

@@ -11,6 +11,7 @@ copy-on-write silently turns RecBole's chained ``fillna(inplace=True)`` into a n
 
 import functools
 import importlib
+import os
 import sys
 import types
 import warnings
@@ -116,7 +117,9 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         "other_parameter": _other_parameter_as_data(self.model),
         "optimizer": self.optimizer.state_dict(),
     }
-    torch.save(state, saved_model_file)
+    partial = f"{saved_model_file}.partial"  # whole or not at all: a run killed mid-write keeps its last best
+    torch.save(state, partial)
+    os.replace(partial, saved_model_file)
     if verbose:
         self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 

@@ -15,6 +15,11 @@ def plan_path(checkpoint_file):
     return os.path.splitext(checkpoint_file)[0] + ".plan.npz"
 
 
+def reused_plan(config, method_name):
+    """The saved plan a run reuses instead of planning (``<method>_plan``, else ``emb_plan``), or None."""
+    return config[f"{method_name}_plan"] or config["emb_plan"]
+
+
 @dataclass
 class Plan:
     """Per-entity arrays plus JSON-able facts; the only thing that flows from planner to model."""
@@ -35,10 +40,13 @@ class Plan:
         return h.hexdigest()
 
     def save(self, path):
-        """Write ``path`` (``.npz``); returns the path written."""
+        """Write ``path`` (``.npz``) whole or not at all (a run killed mid-write keeps the old file); returns
+        the path written."""
         meta = json.dumps({"method": self.method, **self.meta})
-        with open(path, "wb") as f:
+        partial = f"{path}.partial"
+        with open(partial, "wb") as f:
             np.savez_compressed(f, **{META_KEY: np.array(meta)}, **self.arrays)
+        os.replace(partial, path)
         return path
 
     @classmethod

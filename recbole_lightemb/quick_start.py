@@ -16,7 +16,7 @@ from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
 from recbole_lightemb.config import Config
 from recbole_lightemb.convergence import ConvergenceLog
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
-from recbole_lightemb.plan import Plan, plan_path
+from recbole_lightemb.plan import Plan, plan_path, reused_plan
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report, training_memory
 from recbole_lightemb.resume import check_resume
@@ -66,7 +66,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     method = get_method(config["emb"])(config)
     method.check_config()
     resumed_from = check_resume(config, method)  # before the plan is read: a resumed run uses its own
-    saved_plan = config[f"{method.name}_plan"] or config["emb_plan"]
+    saved_plan = reused_plan(config, method.name)
     if saved_plan:
         method.load_plan(saved_plan)  # a missing or broken plan is named before any data is loaded
     dataset = start_run(config)
@@ -86,11 +86,14 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     trainer_class = method.trainer or get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = trainer_class(config, model)
     convergence = ConvergenceLog(config["valid_metric_bigger"])
+    resumed_valid_score = None
     if resumed_from is not None:  # later checkpoints overwrite the one resumed from
         trainer.resume_checkpoint(config["resume_checkpoint"])
         convergence(resumed_from, trainer.best_valid_score)
+        # the checkpoint keeps the best score, not its metrics: evaluate the weights it holds once
+        resumed_valid_score, trainer.best_valid_result = trainer._valid_epoch(valid_data, show_progress=False)
     plan_file = plan_path(trainer.saved_model_file) if saved else None
-    if saved and config["local_rank"] == 0 and (method.trainer is None or saved_plan):
+    if saved and config["local_rank"] == 0 and (method.trainer is None or saved_plan) and plan_file != saved_plan:
         plan.save(plan_file)  # a searching trainer saves its own plan once the search has finished
         logger.info(set_color("Saving plan", "blue") + f": {plan_file}")
 
@@ -98,7 +101,8 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=convergence
     )
-    convergence = {**convergence.summary(trainer), "resumed_at_epoch": resumed_from}
+    convergence = {**convergence.summary(trainer), "resumed_at_epoch": resumed_from,
+                   "resumed_valid_score": resumed_valid_score}
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])

@@ -15,6 +15,7 @@ from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding, VariableWidthE
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
+from recbole_lightemb.plan import reused_plan
 from recbole_lightemb.registry import get_method
 
 ROLES = ("user", "item")
@@ -52,34 +53,34 @@ def _role_by_size(name, table, n_users, n_items):
 
 
 def _ffm_reads(owner, feature, table_field):
-    """Whether FFM ever reads ``feature``'s row of field ``table_field``'s table: only for a partner feature
-    of that field, never for the feature itself (so with one feature per field, a field's own rows are dead)."""
+    """Whether FFM ever reads ``feature``'s row of field ``table_field``'s table: only to pair it with another
+    feature of that field (so a feature alone in its field, RecBole's default, never has its own rows read)."""
     i = owner.feature2id[feature]
     return any(field == table_field for j, field in owner.feature2field.items() if j != i)
 
 
-def _field_tables(model, dataset):
-    """``{name: (field, table, first_row, rows)}`` for every token field of RecBole's shared token tables,
-    read off the module that owns each one: ``FMEmbedding``s (``token_field_names``) and FFM's field-aware
-    tables (``token_feature_names``, one table per field, each holding every token field), except the
-    rows FFM never reads (see :func:`_unread_id_rows`)."""
-    return {name: tuple(entry) for name, (*entry, read) in _all_field_tables(model, dataset).items() if read}
+def _read_fields(all_fields):
+    """``{name: (field, table, first_row, rows)}`` of :func:`_all_field_tables`' entries the model reads."""
+    return {name: tuple(entry) for name, (*entry, read) in all_fields.items() if read}
 
 
-UNREAD = "never read by the model (FFM pairs a feature only with the other fields' tables)"
+UNREAD = ("never read by the model (FFM reads a feature's row of field k's table only to pair it with another "
+          "feature of field k, and this feature is alone in its field)")
 
 
-def _unread_id_rows(model, dataset):
+def _unread_id_rows(all_fields, dataset):
     """``[{name, dim, why}]``: the user/item id rows of a shared token table the model never reads (FFM: a
     feature's row in its own field's table). Compressing them would spend the budget on nothing; they stay."""
     ids = (dataset.uid_field, dataset.iid_field)
     return [{"name": name, "dim": table.embedding_dim, "why": UNREAD}
-            for name, (field, table, *_, read) in _all_field_tables(model, dataset).items()
-            if field in ids and not read]
+            for name, (field, table, *_, read) in all_fields.items() if field in ids and not read]
 
 
 def _all_field_tables(model, dataset):
-    """:func:`_field_tables`'s entries, each with whether the model reads it."""
+    """``{name: (field, table, first_row, rows, read)}`` for every token field of RecBole's shared token tables,
+    read off the module that owns each one: ``FMEmbedding``s (``token_field_names``) and FFM's field-aware
+    tables (``token_feature_names``, one table per field, each holding every token field); ``read`` is False
+    for the rows FFM never reads (see :func:`_ffm_reads`)."""
     from recbole.model.layers import FMEmbedding
 
     found = {}
@@ -103,9 +104,9 @@ def _all_field_tables(model, dataset):
     return found
 
 
-def _candidates(model, n_users, n_items, dataset):
-    """Every table that could be a side's: ``{name: (role, nn.Embedding, first_row)}``."""
-    fields = _field_tables(model, dataset)
+def _candidates(model, n_users, n_items, dataset, fields):
+    """Every table that could be a side's: ``{name: (role, nn.Embedding, first_row)}`` (``fields``: the
+    token fields the model reads)."""
     shared = {id(table) for _, table, _, _ in fields.values()}  # named by field, not by size
     found = {}
     for name, module in model.named_modules():
@@ -120,19 +121,19 @@ def _candidates(model, n_users, n_items, dataset):
     return found
 
 
-def _explicit_tables(model, explicit, n_users, n_items, dataset):
+def _explicit_tables(model, explicit, n_users, n_items, all_fields, dataset):
     """The tables ``emb_tables`` names: module names, or ``<table>.embedding[<field>]`` for a field."""
     if not isinstance(explicit, dict) or set(explicit) - set(ROLES):
         raise ValueError(f"emb_tables={explicit!r}: expected a dict with keys from {ROLES}, e.g. "
                          "{user: [user_embedding], item: [item_embedding]}")
     modules = dict(model.named_modules(remove_duplicate=False))  # a tied table answers to each of its names
-    fields = _field_tables(model, dataset)
+    fields, unread = _read_fields(all_fields), {u["name"] for u in _unread_id_rows(all_fields, dataset)}
     tables, listed = {}, {}  # listed: (table, first row) -> the name it was listed as
     for role, names in explicit.items():
         for name in [names] if isinstance(names, str) else names:
             field = re.fullmatch(r"(.+)\[(.+)\]", str(name))
             if field:
-                if name in {u["name"] for u in _unread_id_rows(model, dataset)}:
+                if name in unread:
                     raise ValueError(f"emb_tables: {name!r} is {UNREAD}; compressing it would spend the budget on "
                                      "nothing: leave it out")
                 if name not in fields:
@@ -172,10 +173,11 @@ def _split_narrow(found):
 def _named_tables(model, n_users, n_items, config, dataset):
     """(``{name: (role, table, first_row)}``, ``[{name, dim, why}]`` of the tables left full: narrow ones, id rows
     never read): from ``emb_tables`` when given (nothing left), else by size, name and field."""
+    all_fields = _all_field_tables(model, dataset)  # one walk of the model for the shared token tables
     if config["emb_tables"]:
-        return _explicit_tables(model, config["emb_tables"], n_users, n_items, dataset), []
-    tables, narrow = _split_narrow(_candidates(model, n_users, n_items, dataset))
-    return tables, narrow + _unread_id_rows(model, dataset)
+        return _explicit_tables(model, config["emb_tables"], n_users, n_items, all_fields, dataset), []
+    tables, narrow = _split_narrow(_candidates(model, n_users, n_items, dataset, _read_fields(all_fields)))
+    return tables, narrow + _unread_id_rows(all_fields, dataset)
 
 
 def find_embedding_tables(model, dataset, config):
@@ -242,7 +244,7 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     specs, tables, left = _find(model, dataset, config)
     saved = None
     if plan is None:
-        saved = config[f"{method.name}_plan"] or config["emb_plan"]
+        saved = reused_plan(config, method.name)
         plan = method.load_plan(saved) if saved else method.plan(dataset, specs)
     if saved:
         check_plan_fits(plan, specs, saved)

@@ -278,7 +278,7 @@ def test_a_table_listed_twice_is_refused():
             self.output_embedding = self.item_embedding
             self.user_embedding = nn.Embedding(5, 8)
 
-    dataset = SimpleNamespace(user_num=5, item_num=6)
+    dataset = SimpleNamespace(user_num=5, item_num=6, uid_field="user_id", iid_field="item_id")
     ok = find_embedding_tables(Tied(), dataset, {"emb_tables": {"item": ["output_embedding"]}})
     assert [s.name for s in ok[0]] == ["output_embedding"]
     with pytest.raises(ValueError, match=r"'output_embedding' \(tied to 'item_embedding': the same table\) is "

@@ -72,6 +72,18 @@ def test_context_aware_models_compress_the_id_rows_of_their_shared_token_table(m
     assert 0 <= result["test_result"]["auc"] <= 1
 
 
+def test_ffm_reads_a_field_s_own_rows_only_when_another_feature_shares_the_field():
+    from types import SimpleNamespace
+
+    from recbole_lightemb.swap import _ffm_reads
+
+    owner = SimpleNamespace(feature2id={"user_id": 0, "item_id": 1, "gender": 2},
+                            feature2field={0: 0, 1: 1, 2: 0})  # fields: {0: [user_id, gender], 1: [item_id]}
+    assert _ffm_reads(owner, "user_id", 0) and _ffm_reads(owner, "gender", 0)  # partners in field 0
+    assert not _ffm_reads(owner, "item_id", 1)  # alone in field 1
+    assert _ffm_reads(owner, "item_id", 0) and _ffm_reads(owner, "user_id", 1)
+
+
 def test_emb_tables_naming_a_missing_field_lists_the_fields(tiny_ctr_config):
     config = {**tiny_ctr_config, "emb": "uniform", "emb_budget": 0.25,
               "emb_tables": {"user": ["token_embedding_table.embedding[zip_code]"]}}

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recbole_lightemb import run_recbole_lightemb
+from recbole_lightemb.plan import Plan
 
 
 def _checkpoint_of(result):
@@ -17,29 +18,33 @@ def test_a_resumed_run_goes_on_from_the_checkpoint_and_overwrites_it(tiny_config
     first = run_recbole_lightemb(model="BPR", config_dict=config)
     checkpoint = _checkpoint_of(first)
     saved = torch.load(checkpoint, weights_only=True)
-    stopped_at = saved["epoch"]
+    stopped_at, digest = saved["epoch"], Plan.load(first["plan"]["file"]).digest()
     resumed = run_recbole_lightemb(model="BPR", config_dict={**config, "epochs": 4, "resume_checkpoint": checkpoint})
     convergence = resumed["convergence"]
     assert convergence["resumed_at_epoch"] == stopped_at and convergence["epochs_run"] == 4
     assert convergence["epochs_trained"] == 4 - (stopped_at + 1)  # only the epochs after the checkpoint
-    assert convergence["best_epoch"] >= stopped_at
-    assert resumed["plan"]["file"] == first["plan"]["file"]  # the same plan: the same codebook rows
+    # the weights of the checkpoint, not a fresh init: they score its best validation score again
+    assert convergence["resumed_valid_score"] == pytest.approx(saved["best_valid_score"])
+    assert resumed["best_valid_result"]["recall@10"] >= 0  # a best result even when no later epoch beats it
+    assert Plan.load(resumed["plan"]["file"]).digest() == digest  # the same codebook rows
     assert [f for f in os.listdir(os.path.dirname(checkpoint)) if f.endswith(".pth")] == [os.path.basename(checkpoint)]
-    again = torch.load(checkpoint, weights_only=True)
-    assert again["epoch"] >= stopped_at and resumed["compression"]["ratio"] == first["compression"]["ratio"]
+    assert resumed["compression"]["ratio"] == first["compression"]["ratio"]
 
 
 def test_resume_is_refused_before_training_when_it_cannot_fit(tiny_config):
-    config = {**tiny_config, "emb": "uniform", "emb_budget": 0.5}
+    config = {**tiny_config, "emb": "uniform", "emb_budget": 0.5, "epochs": 2}
     checkpoint = _checkpoint_of(run_recbole_lightemb(model="BPR", config_dict=config))
-    with pytest.raises(ValueError, match=r"resume_checkpoint=.*written with emb='uniform', this run has emb='hash'"):
-        run_recbole_lightemb(model="BPR", config_dict={**config, "emb": "hash", "resume_checkpoint": checkpoint})
+    for key, value in (("emb", "hash"), ("emb_budget", 0.25), ("learning_rate", 0.01)):
+        with pytest.raises(ValueError, match=rf"resume_checkpoint=.*written with {key}=.*this run has {key}="):
+            run_recbole_lightemb(model="BPR", config_dict={**config, key: value, "resume_checkpoint": checkpoint})
     with pytest.raises(ValueError, match=r"resume_checkpoint=.*written with model='BPR'"):
         run_recbole_lightemb(model="NeuMF", config_dict={**config, "resume_checkpoint": checkpoint})
+    with pytest.raises(ValueError, match=r"resume_checkpoint=.*its best epoch is \d, and epochs=1 leaves none"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "epochs": 1, "resume_checkpoint": checkpoint})
     with pytest.raises(ValueError, match=r"resume_checkpoint=.*emb=ciess trains through its own trainer"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "emb": "ciess", "resume_checkpoint": checkpoint})
     with pytest.raises(ValueError, match=r"resume_checkpoint='nowhere.pth': expected the path of a checkpoint"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "resume_checkpoint": "nowhere.pth"})
     os.remove(checkpoint.replace(".pth", ".plan.npz"))
     with pytest.raises(ValueError, match=r"resume_checkpoint=.*no plan beside it .*pass the run's plan as emb_plan"):
-        run_recbole_lightemb(model="BPR", config_dict={**config, "resume_checkpoint": checkpoint})
+        run_recbole_lightemb(model="BPR", config_dict={**config, "epochs": 4, "resume_checkpoint": checkpoint})

@@ -1,6 +1,7 @@
 """The two config decisions the CIESS method and its trainer must read the same way."""
 
 from recbole_lightemb.budget import check_fraction
+from recbole_lightemb.plan import reused_plan
 
 
 def budget_fraction(config):
@@ -13,4 +14,4 @@ def budget_fraction(config):
 
 def saved_plan_path(config):
     """A saved plan to reuse (``ciess_plan`` or ``emb_plan``): its presence skips the search."""
-    return config["ciess_plan"] or config["emb_plan"]
+    return reused_plan(config, "ciess")
