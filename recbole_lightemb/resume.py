@@ -3,9 +3,8 @@
 A run longer than the machine's session (LightGCN on Beauty, converged, on a CPU) would otherwise lose
 every epoch when it is stopped. RecBole keeps the best epoch's weights, optimiser state, epoch and
 early-stopping counter in its checkpoint; the run goes on from there with the plan saved beside it, so
-the tables are the same ones. What is not in a checkpoint
-is the random state of the samplers, so a resumed run is not bit-identical to one never stopped; the
-result says where it resumed.
+the tables are the same ones. What is not in a checkpoint is the random state of the samplers, so a
+resumed run is not bit-identical to one never stopped; the result says where it resumed.
 """
 
 import os

@@ -25,13 +25,13 @@ from recbole.utils import set_color
 from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
-from recbole_lightemb.plan import plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths,
     to_mixed)
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
+from recbole_lightemb.plan import plan_path
 from recbole_lightemb.swap import pack_variable_widths
 
 
