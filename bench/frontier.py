@@ -100,7 +100,7 @@ SETTINGS = {
            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})],
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
-                        "config": {"epochs": 600, "eval_step": 5, "n_layers": 2}},
+                        "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # 600 capped uniform-0.1
     "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {
@@ -124,6 +124,11 @@ SETTINGS = {
                  ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
                    "epochs": 600, "eval_step": 2, "n_layers": 2, "graph_csr": True}},
+    "stream-ml100k-user-patient": {  # evaluated every 5 epochs: 50 epochs of patience in every segment, to tell
+        "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # SCALL's late segments from early stops
+        "arms": [("uniform-0.125", "uniform", 0.125, {}), ("scall-0.125", "scall", 0.125, {})],
+        "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
+                   "epochs": 600, "eval_step": 5, "n_layers": 2, "graph_csr": True}},
 }
 
 
@@ -188,6 +193,20 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads):
         os.chdir(tempfile.gettempdir())
         shutil.rmtree(workdir)
     return path
+
+
+def to_do(setting, label, seed, retry_failed=False):
+    """Whether a run is (still or again) to do: not recorded; failed (with ``--retry_failed``); or stopped by an
+    epoch cap lower than the setting's cap now (raised since so that it can stop early; a run that stopped early
+    is unchanged by a higher cap and is kept)."""
+    path = run_path(setting, label, seed)
+    if not path.exists():
+        return True
+    run = json.loads(path.read_text())
+    if run["error"]:
+        return retry_failed
+    conv = run["convergence"]
+    return not conv["converged"] and conv["epoch_cap"] < SETTINGS[setting]["config"]["epochs"]
 
 
 def work_dir(setting, label, seed):
@@ -267,7 +286,8 @@ def snapshot(setting):
 
 def report(setting):
     """Gather the setting's run files into its JSON, Markdown table and plot; print the table."""
-    from recbole_lightemb.frontier import format_bucket_table, format_frontier_table, frontier_rows
+    from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
+                                           format_segment_table, frontier_rows)
     from recbole_lightemb.plot import plot_frontier
 
     spec = SETTINGS[setting]
@@ -286,12 +306,15 @@ def report(setting):
     table = format_frontier_table(rows, METRIC)
     if any(row["buckets"] for row in rows):
         table += "\n\n" + format_bucket_table(rows)
+    for extra in (format_segment_table(runs, METRIC), format_segment_epochs(runs)):  # streams only
+        if extra:
+            table += "\n\n" + extra
     hosts = sorted({r.get("host", "?") for r in runs})
     summary = {"setting": setting, "model": spec["model"], "dataset": spec["dataset"],
                "protocol": {**PROTOCOL, **spec["config"]}, "metric": METRIC, "hosts": hosts,
                "wall_s_total": sum(r.get("wall_s", 0.0) for r in runs),
                "missing": [f"{a[0]} seed {s}" for a in spec["arms"] for s in range(2020, 2020 + spec["seeds"])
-                           if not run_path(setting, a[0], s).exists()],
+                           if to_do(setting, a[0], s)],
                "unfinished": unfinished,
                "rows": rows, "runs": runs}
     (OUT / f"{setting}.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
@@ -340,8 +363,7 @@ def main():
         tasks = []
         for seed in seeds:
             for arm in arms:
-                path = run_path(args.setting, arm[0], seed)
-                if path.exists() and not (args.retry_failed and json.loads(path.read_text())["error"]):
+                if not to_do(args.setting, arm[0], seed, args.retry_failed):
                     continue
                 tasks.append((args.setting, arm, seed, str(Path(args.data).resolve()), args.threads, str(OUT)))
         print(f"[{args.setting}] {len(tasks)} run(s) to do", flush=True)

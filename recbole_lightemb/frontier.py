@@ -153,3 +153,51 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
                  row["vs_uniform_signs"] or "-", conv, epochs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_segment_table(runs, metric="recall@20"):
+    """Markdown table of a stream setting's test ``metric`` per segment: the mean over seeds of every arm, and
+    each other arm minus the setting's one ``uniform`` arm in the same segment and seed, with the sign per seed
+    (a stream's mean over segments can hide where along the stream a method wins or loses). ``None`` when the
+    runs are not streams or there is not exactly one ``uniform`` arm to measure against."""
+    ok = [r for r in runs if r.get("error") is None and r.get("segments")]
+    labels = list(dict.fromkeys(arm_label(r) for r in ok))
+    uniforms = [label for label in labels if any(r["method"] == UNIFORM and arm_label(r) == label for r in ok)]
+    if len(uniforms) != 1:
+        return None
+    scores = {label: {r["seed"]: [s["test_result"][metric] for s in r["segments"]]
+                      for r in ok if arm_label(r) == label} for label in labels}
+    base = scores[uniforms[0]]
+    others = [label for label in labels if label != uniforms[0]
+              and not any(r["method"] == FULL for r in ok if arm_label(r) == label)]
+    head = ["segment", "test users"] + labels + [f"{label} − {uniforms[0]} (per seed)" for label in others]
+    lines = [f"Test {metric} per segment (mean over seeds; the signs are the seeds in order)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    users = ok[0]["segments"]
+    for k, segment in enumerate(users):
+        cells = [str(k), str(segment.get("test_users", "-"))]
+        cells += [_pm(_mean_std([v[k] for v in scores[label].values()])[0], None) for label in labels]
+        for label in others:
+            seeds = sorted(set(scores[label]) & set(base))
+            diffs = [scores[label][s][k] - base[s][k] for s in seeds]
+            signs = "".join("+" if d > 0 else "-" if d < 0 else "=" for d in diffs)
+            cells.append(f"{_mean_std(diffs)[0]:+.4f} {signs}" if diffs else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_segment_epochs(runs):
+    """Markdown table of the epoch each stream segment kept (its best validation), per arm, seeds in order: a
+    segment whose best epoch is the first evaluation after a warm start did not learn from that segment."""
+    ok = [r for r in runs if r.get("error") is None and r.get("segments")]
+    if not ok:
+        return None
+    labels = list(dict.fromkeys(arm_label(r) for r in ok))
+    epochs = {label: [[s["convergence"].get("best_epoch") for s in r["segments"]]
+                      for r in sorted(ok, key=lambda r: r["seed"]) if arm_label(r) == label] for label in labels}
+    lines = ["Best epoch per segment (seeds in order)", "",
+             "| segment | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    for k in range(len(ok[0]["segments"])):
+        cells = [" / ".join("-" if e[k] is None else str(e[k]) for e in epochs[label]) for label in labels]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

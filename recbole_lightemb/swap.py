@@ -255,14 +255,16 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
         new.table_name, new.role = spec.name, spec.role  # trainers (CIESS) and stream planners read them
         built.append(new)
         parts_of.setdefault(table, []).append((spec, new.to(table.weight.device)))
+    field_tables = None  # walked once, and only when a table is shared with rows that stay full
     for table, parts in parts_of.items():
         if len(parts) == 1 and parts[0][0].num_embeddings == table.num_embeddings:
             _carry_model_attributes(table, parts[0][1])
             replace_table(model, table, parts[0][1])
         else:  # other fields, a mask token: those rows stay full
+            field_tables = _all_field_tables(model, dataset) if field_tables is None else field_tables
             ranges = [(spec.first_row, new) for spec, new in parts]
-            replace_table(model, table, RowRangesEmbedding(table.weight, ranges, _row_labels(model, dataset, table))
-                          .to(table.weight.device))
+            labels = _row_labels(field_tables, dataset, table)
+            replace_table(model, table, RowRangesEmbedding(table.weight, ranges, labels).to(table.weight.device))
     if saved:
         check_plan_budget(built, specs, config["emb_budget"], saved)
     if left:
@@ -296,11 +298,11 @@ class _EntityRows:
         self.padding_idx = spec.padding_idx
 
 
-def _row_labels(model, dataset, table):
+def _row_labels(field_tables, dataset, table):
     """``[(label, first_row, rows)]`` naming the row spans of ``table``: its token fields when it is a
-    shared token table, else the entity rows and the special rows past them (BERT4Rec's mask token)."""
-    fields = [(field, first, rows) for field, t, first, rows, _ in _all_field_tables(model, dataset).values()
-              if t is table]
+    shared token table (``field_tables``: :func:`_all_field_tables` of the model), else the entity rows and
+    the special rows past them (BERT4Rec's mask token)."""
+    fields = [(field, first, rows) for field, t, first, rows, _ in field_tables.values() if t is table]
     if fields:
         return fields
     n = next(n for n in (dataset.item_num, dataset.user_num) if n < table.num_embeddings <= n + SPECIAL_ROWS)

@@ -1,5 +1,6 @@
 """The helper scripts under bench/ that users run before a benchmark."""
 
+import json
 import math
 import subprocess
 import sys
@@ -49,7 +50,6 @@ def test_the_coverage_table_lists_every_model_group_and_numbers_the_reasons(tmp_
 
 
 def test_the_ciess_signal_pairs_each_step_with_its_converged_run_and_uniform_at_its_bytes(tmp_path, monkeypatch):
-    import json
 
     import ciess_signal
 
@@ -80,6 +80,22 @@ def test_the_ciess_signal_pairs_each_step_with_its_converged_run_and_uniform_at_
     assert ciess_signal.spearman([1, 1, 1], [1, 2, 3]) is None
 
 
+def test_a_run_capped_below_a_raised_cap_is_done_again_and_the_others_are_kept(tmp_path, monkeypatch):
+    import frontier
+
+    monkeypatch.setattr(frontier, "OUT", tmp_path)
+    cap = frontier.SETTINGS["lightgcn-ml100k"]["config"]["epochs"]
+    runs = {"stopped": (None, True, 600), "capped-low": (None, False, cap - 1), "capped-now": (None, False, cap),
+            "failed": ("RuntimeError: x", None, None)}
+    for label, (error, converged, epoch_cap) in runs.items():
+        path = frontier.run_path("lightgcn-ml100k", label, 2020)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"error": error, "convergence": {"converged": converged, "epoch_cap": epoch_cap}}))
+    todo = {label for label in [*runs, "absent"] if frontier.to_do("lightgcn-ml100k", label, 2020)}
+    assert todo == {"capped-low", "absent"}
+    assert frontier.to_do("lightgcn-ml100k", "failed", 2020, retry_failed=True)
+
+
 def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
     from frontier import arm_of
 
@@ -93,7 +109,6 @@ def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
 
 
 def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folder(tiny_config, tmp_path, monkeypatch):
-    import json
 
     import frontier
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from recbole_lightemb.convergence import ConvergenceLog
-from recbole_lightemb.frontier import format_bucket_table, format_frontier_table, frontier_rows, interpolate_log
+from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
+                                       format_segment_table, frontier_rows, interpolate_log)
 from recbole_lightemb.plot import plot_frontier
 
 
@@ -122,3 +123,25 @@ def test_the_percentage_has_the_sign_of_the_mean_difference_when_seeds_disagree(
     (row,) = [r for r in frontier_rows(runs) if r["method"] == "scall"]
     assert row["vs_uniform"] == pytest.approx(-0.01) and row["vs_uniform_signs"] == "+-"
     assert row["vs_uniform_pct"] == pytest.approx(100 * -0.01 / 0.30)
+
+
+def stream_run(method, seed, recalls, best_epochs):
+    return {"method": method, "budget": None if method == "full" else 0.125, "seed": seed, "label": None,
+            "error": None, "segments": [{"test_users": 10 + k, "test_result": {"recall@20": r},
+                                         "convergence": {"best_epoch": e}}
+                                        for k, (r, e) in enumerate(zip(recalls, best_epochs))]}
+
+
+def test_a_stream_is_tabled_per_segment_against_its_uniform_arm_with_a_sign_per_seed():
+    runs = [stream_run("full", 1, (0.5, 0.5), (3, 4)),
+            stream_run("uniform", 1, (0.2, 0.3), (5, 6)), stream_run("uniform", 2, (0.2, 0.5), (7, 8)),
+            stream_run("scall", 1, (0.2, 0.1), (1, 1)), stream_run("scall", 2, (0.3, 0.4), (9, 1))]
+    lines = format_segment_table(runs).splitlines()
+    assert lines[2].split(" | ")[-1] == "scall-0.125 − uniform-0.125 (per seed) |"  # no column for full
+    assert lines[4] == "| 0 | 10 | 0.5000 | 0.2000 | 0.2500 | +0.0500 =+ |"
+    assert lines[5] == "| 1 | 11 | 0.5000 | 0.4000 | 0.2500 | -0.1500 -- |"
+    epochs = format_segment_epochs(runs).splitlines()
+    assert epochs[5] == "| 1 | 4 | 6 / 8 | 1 / 1 |"
+    assert format_segment_table(RUNS) is None and format_segment_epochs(RUNS) is None  # not a stream
+    two_uniforms = runs + [dict(stream_run("uniform", 1, (0.2, 0.3), (5, 6)), budget=0.25)]
+    assert format_segment_table(two_uniforms) is None  # which one would the others be measured against?
