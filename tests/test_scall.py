@@ -133,6 +133,7 @@ def scall_config(**extra):
         "scall_max_search_steps": 40, "scall_settle_window": 5, "scall_settle_tol": 0.01,
         "scall_updates_per_step": 3, "scall_hidden": 64, "scall_pool_groups": 8, "scall_batch_size": 16,
         "scall_entropy": 0.2, "scall_tau": 0.005, "scall_gamma": 0.99, "scall_lr": 3e-4, "scall_reward_scale": 10.0,
+        "scall_reward_baseline": "previous",
     }
     config.update(extra)
     return config
@@ -185,6 +186,36 @@ def test_planner_searches_until_rho_settles_and_stays_in_budget():
         assert max(rhos[-5:]) - min(rhos[-5:]) <= 0.01
 
 
+@pytest.mark.parametrize("baseline", ["previous", "uniform"])
+def test_search_rewards_are_measured_against_the_chosen_baseline(baseline):
+    planner = ScallPlanner(None, scall_config(scall_reward_baseline=baseline, scall_max_search_steps=12))
+    specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
+    planner.plan(fake_segment(0), specs)
+    planner.observe(0.2, FakeModel(16))  # the previous segment converged at 0.2 on its own validation data
+    tried = []
+
+    def search(users, items):  # this segment is harder: everything scores near 0.1, more to users is better
+        tried.append((users[1:][users[1:] > 0], items[1:][items[1:] > 0]))
+        return 0.1 * (1 + 0.5 * users.sum() / (users.sum() + items.sum()))
+
+    plan = planner.plan(fake_segment(1), specs, search)
+    fitness, rewards = plan.meta["fitness"], plan.meta["rewards"]
+    if baseline == "uniform":
+        widths = np.concatenate(tried[0])
+        assert len(tried) == len(fitness) + 1 and widths.min() == widths.max()  # one uniform try first
+        reference = plan.meta["baseline_fitness"]
+        assert reference == pytest.approx(search(*(np.r_[0, w] for w in tried[0])))
+    else:
+        assert len(tried) == len(fitness) and plan.meta["baseline_fitness"] is None
+        reference = 0.2
+    assert plan.meta["previous_fitness"] == 0.2
+    assert rewards == pytest.approx([np.tanh(10.0 * (f / reference - 1)) for f in fitness])
+    if baseline == "previous":
+        assert max(rewards) < -0.99  # a harder segment saturates every reward: no signal between actions
+    else:
+        assert max(rewards) - min(rewards) > 0.1
+
+
 def test_plans_save_and_reload(tmp_path):
     planner = ScallPlanner(None, scall_config())
     plan = planner.plan(fake_segment(0), [SimpleNamespace(role="user"), SimpleNamespace(role="item")])
@@ -206,6 +237,7 @@ def test_plans_save_and_reload(tmp_path):
     ({"scall_min_width": 0}, "scall_min_width=0"),
     ({"scall_max_search_steps": 3}, "scall_max_search_steps=3"),
     ({"scall_search_batches": 0}, "scall_search_batches=0"),
+    ({"scall_reward_baseline": "best"}, "scall_reward_baseline='best'.*previous, uniform"),
 ])
 def test_bad_scall_keys_fail_naming_key_and_value(updates, match):
     with pytest.raises(ValueError, match=match):

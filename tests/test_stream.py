@@ -236,6 +236,9 @@ SEGMENT_KEYS = {"segment", "users_seen", "items_seen", "stored_floats", "budget_
     ("uniform", {"emb_width": 4, "stream_split": "user"}),
     ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
                "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32}),
+    ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
+               "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32,
+               "scall_reward_baseline": "uniform"}),
     ("full", {}),
 ])
 def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
@@ -273,6 +276,9 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
         later = [r for r in written["segments"] if r["segment"] > 0]
         assert all(2 <= r["search_steps"] <= 3 for r in later)
         assert os.path.isfile(written["plan"]["file"])
+        baseline = written["plan"]["baseline_fitness"]  # the last segment's search
+        assert (baseline is not None) == (extra.get("scall_reward_baseline") == "uniform")
+        assert len(written["plan"]["fitness"]) == written["segments"][-1]["search_steps"]
 
 
 @pytest.mark.parametrize("emb,extra", [

@@ -2,7 +2,8 @@
 
 Segment 0 gets uniform widths. At a later segment the agent proposes actions; each is turned
 into widths, tried by the runner's ``search`` callable (a short warm-started training, returns
-validation fitness), rewarded against the previous segment's converged fitness, and learnt from,
+validation fitness), rewarded against a baseline (``scall_reward_baseline``: the previous segment's converged
+fitness, or uniform widths trained the same way on this segment), and learnt from,
 until the policy's ρ settles. The policy's mean action then gives the segment's widths.
 """
 
@@ -21,6 +22,11 @@ from recbole_lightemb.stream.planners import StreamPlanner, widths_plan
 
 MB_FLOATS = 2 ** 20 // 4
 """float32 values in one MB (2^20 bytes)."""
+
+REWARD_BASELINES = ("previous", "uniform")
+"""What a search step's fitness is measured against: the previous segment's converged fitness (the paper), or
+uniform widths of the same budget after the same short training on this segment (the same validation data, so a
+step's reward says whether its widths beat one width for all, not how hard this segment's validation is)."""
 
 
 def _number(config, key, low, high=None, integer=False, open_low=False):
@@ -76,6 +82,9 @@ def check_scall_config(config):
     _number(config, "scall_gamma", 0, 1)
     _number(config, "scall_lr", 0, open_low=True)
     _number(config, "scall_reward_scale", 0, open_low=True)
+    if config["scall_reward_baseline"] not in REWARD_BASELINES:
+        raise ValueError(f"scall_reward_baseline={config['scall_reward_baseline']!r}: allowed "
+                         f"{', '.join(REWARD_BASELINES)}")
 
 
 def pair_budget(config, n_seen, dim=None):
@@ -154,12 +163,13 @@ class ScallPlanner(StreamPlanner):
                                   batch_size=c["scall_batch_size"])
         return self.agent
 
-    def reward(self, fitness):
-        """Fitness relative to the previous segment's converged model, squashed into (-1, 1):
-        ``tanh(scale · (fitness / previous - 1))``."""
-        if not self.prev_fitness:
+    def reward(self, fitness, baseline=None):
+        """Fitness relative to ``baseline`` (default: the previous segment's converged fitness), squashed
+        into (-1, 1): ``tanh(scale · (fitness / baseline - 1))``."""
+        baseline = self.prev_fitness if baseline is None else baseline
+        if not baseline:
             return 0.0
-        return float(np.tanh(self.config["scall_reward_scale"] * (fitness / self.prev_fitness - 1.0)))
+        return float(np.tanh(self.config["scall_reward_scale"] * (fitness / baseline - 1.0)))
 
     def plan(self, segment, specs, search=None):
         tables = max(sum(spec.role == "user" for spec in specs), 1)
@@ -172,13 +182,17 @@ class ScallPlanner(StreamPlanner):
         start = time.perf_counter()
         state = self._state(segment, self._summary("user")[1], self._summary("item")[1])
         agent = self._agent(state_size(self.config["scall_pool_groups"], model_width(self.config)))
-        rhos, rewards = [], []
+        baseline = None
+        if self.config["scall_reward_baseline"] == "uniform":
+            baseline = search(*uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds))
+        rhos, rewards, fitnesses = [], [], []
         window, tol = self.config["scall_settle_window"], self.config["scall_settle_tol"]
         for step in range(self.config["scall_max_search_steps"]):
             action = agent.act(state)
             users, items = self._widths(action, segment, budget)
             fitness = search(users, items)
-            self.last_reward = self.reward(fitness)
+            fitnesses.append(fitness)
+            self.last_reward = self.reward(fitness, baseline)
             next_state = self._state(segment, users, items)
             agent.replay.add(state, action, self.last_reward, next_state)
             for _ in range(self.config["scall_updates_per_step"]):
@@ -202,7 +216,8 @@ class ScallPlanner(StreamPlanner):
             f"α_U={alpha_from_action(action[1], alpha_range):.2f} α_I={alpha_from_action(action[2], alpha_range):.2f}")
         return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget,
                            search_steps=len(rhos), search_s=search_s, action=[float(a) for a in action],
-                           rho_history=rhos, rewards=rewards)
+                           rho_history=rhos, rewards=rewards, fitness=fitnesses, baseline_fitness=baseline,
+                           previous_fitness=self.prev_fitness)
 
     def observe(self, fitness, model):
         self.prev_fitness = float(fitness)
