@@ -279,6 +279,7 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
         baseline = written["plan"]["baseline_fitness"]  # the last segment's search
         assert (baseline is not None) == (extra.get("scall_reward_baseline") == "uniform")
         assert len(written["plan"]["fitness"]) == written["segments"][-1]["search_steps"]
+        assert all(len(r["search"]["rewards"]) == r["search_steps"] for r in later)
 
 
 @pytest.mark.parametrize("emb,extra", [

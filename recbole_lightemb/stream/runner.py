@@ -71,6 +71,11 @@ def warm_start(model, previous):
             param.copy_(old)
 
 
+SEARCH_RECORD = ("action", "rewards", "fitness", "baseline_fitness", "previous_fitness")
+"""What a segment's row keeps of a widths planner's search (its plan file has it too, but stays in the run's
+checkpoint folder, which a benchmark may remove): enough to see whether the rewards told the widths apart."""
+
+
 class WidthSearch:
     """The search handle a widths planner calls: try widths with a short warm-started training,
     return the validation fitness; the model is restored to its warm start before every try."""
@@ -242,6 +247,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             "test_interactions": int(segment.split.test.size),  # what the segment's test figures rest on
             "test_users": int(segment.test_data._dataset.inter_feat[config["USER_ID_FIELD"]].unique().numel()),
             "search_steps": plan.meta.get("search_steps"), "plan_file": plan_file,
+            "search": {k: plan.meta[k] for k in SEARCH_RECORD if plan.meta.get(k) is not None},
             "convergence": convergence,
         }
         rows.append(row)
