@@ -288,7 +288,7 @@ def snapshot(setting):
 def report(setting):
     """Gather the setting's run files into its JSON, Markdown table and plot; print the table."""
     from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
-                                           format_segment_table, frontier_rows)
+                                           format_segment_search, format_segment_table, frontier_rows)
     from recbole_lightemb.plot import plot_frontier
 
     spec = SETTINGS[setting]
@@ -307,7 +307,8 @@ def report(setting):
     table = format_frontier_table(rows, METRIC)
     if any(row["buckets"] for row in rows):
         table += "\n\n" + format_bucket_table(rows)
-    for extra in (format_segment_table(runs, METRIC), format_segment_epochs(runs)):  # streams only
+    for extra in (format_segment_table(runs, METRIC), format_segment_epochs(runs),
+                  format_segment_search(runs)):  # streams only
         if extra:
             table += "\n\n" + extra
     hosts = sorted({r.get("host", "?") for r in runs})

@@ -201,3 +201,33 @@ def format_segment_epochs(runs):
         cells = [" / ".join("-" if e[k] is None else str(e[k]) for e in epochs[label]) for label in labels]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_segment_search(runs):
+    """Markdown table of each stream segment's width search, per arm that searched: the mean reward of its steps
+    and their spread (max − min), each the mean over seeds. Rewards that all sit at one end of (-1, 1) do not
+    tell the tried widths apart. ``None`` when no run recorded a search."""
+    ok = [r for r in runs if r.get("error") is None and r.get("segments")
+          and any(_search_rewards(r, k) for k in range(len(r["segments"])))]
+    if not ok:
+        return None
+    labels = list(dict.fromkeys(arm_label(r) for r in ok))
+    lines = ["Width search per segment: mean reward of the steps / their spread (max − min), mean over seeds", "",
+             "| segment | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    for k in range(len(ok[0]["segments"])):
+        cells = []
+        for label in labels:
+            rewards = [_search_rewards(r, k) for r in ok if arm_label(r) == label]
+            rewards = [w for w in rewards if w]
+            cells.append(f"{np.mean([np.mean(w) for w in rewards]):+.3f} / {np.mean([np.ptp(w) for w in rewards]):.3f}"
+                         if rewards else "-")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _search_rewards(run, k):
+    """Segment ``k``'s search rewards; for runs recorded before segments kept their search, the last segment's
+    from the run's plan record."""
+    rewards = run["segments"][k].get("search", {}).get("rewards")
+    plan = run.get("plan") or {}
+    return rewards or (plan.get("rewards") if plan.get("segment") == k else None)

@@ -8,7 +8,7 @@ import pytest
 
 from recbole_lightemb.convergence import ConvergenceLog
 from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
-                                       format_segment_table, frontier_rows, interpolate_log)
+                                       format_segment_search, format_segment_table, frontier_rows, interpolate_log)
 from recbole_lightemb.plot import plot_frontier
 
 
@@ -145,3 +145,17 @@ def test_a_stream_is_tabled_per_segment_against_its_uniform_arm_with_a_sign_per_
     assert format_segment_table(RUNS) is None and format_segment_epochs(RUNS) is None  # not a stream
     two_uniforms = runs + [dict(stream_run("uniform", 1, (0.2, 0.3), (5, 6)), budget=0.25)]
     assert format_segment_table(two_uniforms) is None  # which one would the others be measured against?
+
+
+def test_a_stream_search_is_tabled_by_its_mean_reward_and_spread_per_segment():
+    runs = [stream_run("uniform", 1, (0.2, 0.3), (5, 6)), stream_run("scall", 1, (0.2, 0.1), (1, 1)),
+            stream_run("scall", 2, (0.3, 0.4), (9, 1))]
+    runs[1]["segments"][1]["search"] = {"rewards": [-1.0, -0.99]}
+    runs[2]["segments"][1]["search"] = {"rewards": [0.2, -0.2, 0.0]}
+    lines = format_segment_search(runs).splitlines()
+    assert lines[2] == "| segment | scall-0.125 |"  # only the arm that searched
+    assert lines[4] == "| 0 | - |"
+    assert lines[5] == "| 1 | -0.497 / 0.205 |"  # means (-0.995, 0.0), spreads (0.01, 0.4)
+    assert format_segment_search(runs[:1]) is None
+    runs[1]["plan"] = {"segment": 0, "rewards": [1.0, 1.0]}  # an older run: its plan record, the last segment's
+    assert format_segment_search(runs).splitlines()[4] == "| 0 | +1.000 / 0.000 |"
