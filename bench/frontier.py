@@ -122,7 +122,8 @@ SETTINGS = {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # per segment where the time cut leaves 1-35
         "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
                  ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
-                 ("scall-0.125[baseline=uniform]", "scall", 0.125, {"scall_reward_baseline": "uniform"})],
+                 ("scall-0.125[baseline=uniform]", "scall", 0.125, {"scall_reward_baseline": "uniform"}),
+                 ("scall-0.125[best]", "scall", 0.125, {"scall_reward_baseline": "uniform", "scall_choice": "best"})],
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
                    "epochs": 600, "eval_step": 2, "n_layers": 2, "graph_csr": True}},
     "stream-ml100k-user-patient": {  # evaluated every 5 epochs: 50 epochs of patience in every segment, to tell

@@ -133,7 +133,7 @@ def scall_config(**extra):
         "scall_max_search_steps": 40, "scall_settle_window": 5, "scall_settle_tol": 0.01,
         "scall_updates_per_step": 3, "scall_hidden": 64, "scall_pool_groups": 8, "scall_batch_size": 16,
         "scall_entropy": 0.2, "scall_tau": 0.005, "scall_gamma": 0.99, "scall_lr": 3e-4, "scall_reward_scale": 10.0,
-        "scall_reward_baseline": "previous",
+        "scall_reward_baseline": "previous", "scall_choice": "policy",
     }
     config.update(extra)
     return config
@@ -216,6 +216,29 @@ def test_search_rewards_are_measured_against_the_chosen_baseline(baseline):
         assert max(rewards) - min(rewards) > 0.1
 
 
+@pytest.mark.parametrize("uniform_score", [1.0, 0.0])
+def test_the_best_choice_keeps_the_best_try_and_uniform_unless_beaten(uniform_score):
+    config = scall_config(scall_reward_baseline="uniform", scall_choice="best", scall_max_search_steps=12)
+    planner = ScallPlanner(None, config)
+    specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
+    planner.plan(fake_segment(0), specs)
+    planner.observe(0.2, FakeModel(16))
+    scores = []
+
+    def search(users, items):  # uniform scores uniform_score; a searched shape scores its user share
+        share = users.sum() / (users.sum() + items.sum())
+        scores.append((uniform_score if len(set(users[1:]) | set(items[1:])) == 1 else share, users, items))
+        return scores[-1][0]
+
+    plan = planner.plan(fake_segment(1), specs, search)
+    best = max(range(len(scores)), key=lambda k: scores[k][0])
+    assert np.array_equal(plan["user_widths"], scores[best][1]) and np.array_equal(plan["item_widths"], scores[best][2])
+    if uniform_score == 1.0:  # above every user share
+        assert plan.meta["chosen"] == "uniform" and plan.meta["action"] is None
+    else:
+        assert plan.meta["chosen"] == f"step {best - 1}" and len(plan.meta["action"]) == 3
+
+
 def test_plans_save_and_reload(tmp_path):
     planner = ScallPlanner(None, scall_config())
     plan = planner.plan(fake_segment(0), [SimpleNamespace(role="user"), SimpleNamespace(role="item")])
@@ -238,6 +261,7 @@ def test_plans_save_and_reload(tmp_path):
     ({"scall_max_search_steps": 3}, "scall_max_search_steps=3"),
     ({"scall_search_batches": 0}, "scall_search_batches=0"),
     ({"scall_reward_baseline": "best"}, "scall_reward_baseline='best'.*previous, uniform"),
+    ({"scall_choice": "mean"}, "scall_choice='mean'.*policy, best"),
 ])
 def test_bad_scall_keys_fail_naming_key_and_value(updates, match):
     with pytest.raises(ValueError, match=match):

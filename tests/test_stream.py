@@ -238,7 +238,7 @@ SEGMENT_KEYS = {"segment", "users_seen", "items_seen", "stored_floats", "budget_
                "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32}),
     ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
                "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32,
-               "scall_reward_baseline": "uniform"}),
+               "scall_reward_baseline": "uniform", "scall_choice": "best"}),
     ("full", {}),
 ])
 def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
@@ -280,6 +280,14 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
         assert (baseline is not None) == (extra.get("scall_reward_baseline") == "uniform")
         assert len(written["plan"]["fitness"]) == written["segments"][-1]["search_steps"]
         assert all(len(r["search"]["rewards"]) == r["search_steps"] for r in later)
+        best = extra.get("scall_choice") == "best"
+        for r in later:  # the best try's fitness is the search's best, uniform's included
+            search = r["search"]
+            if not best:
+                assert search["chosen"] == "policy"
+                continue
+            tries = {"uniform": search["baseline_fitness"], **{f"step {k}": f for k, f in enumerate(search["fitness"])}}
+            assert tries[search["chosen"]] == max(tries.values())
 
 
 @pytest.mark.parametrize("emb,extra", [

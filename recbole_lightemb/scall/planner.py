@@ -4,7 +4,8 @@ Segment 0 gets uniform widths. At a later segment the agent proposes actions; ea
 into widths, tried by the runner's ``search`` callable (a short warm-started training, returns
 validation fitness), rewarded against a baseline (``scall_reward_baseline``: the previous segment's converged
 fitness, or uniform widths trained the same way on this segment), and learnt from,
-until the policy's ρ settles. The policy's mean action then gives the segment's widths.
+until the policy's ρ settles. The policy's mean action (or, with ``scall_choice: best``, the best try) then
+gives the segment's widths.
 """
 
 import time
@@ -22,6 +23,11 @@ from recbole_lightemb.stream.planners import StreamPlanner, widths_plan
 
 MB_FLOATS = 2 ** 20 // 4
 """float32 values in one MB (2^20 bytes)."""
+
+CHOICES = ("policy", "best")
+"""A segment's widths after the search: the policy's mean action (the paper), or the try that scored best in the
+search (with ``scall_reward_baseline: uniform``, uniform widths are one of the tries: a segment keeps them unless
+a searched shape beat them)."""
 
 REWARD_BASELINES = ("previous", "uniform")
 """What a search step's fitness is measured against: the previous segment's converged fitness (the paper), or
@@ -82,6 +88,8 @@ def check_scall_config(config):
     _number(config, "scall_gamma", 0, 1)
     _number(config, "scall_lr", 0, open_low=True)
     _number(config, "scall_reward_scale", 0, open_low=True)
+    if config["scall_choice"] not in CHOICES:
+        raise ValueError(f"scall_choice={config['scall_choice']!r}: allowed {', '.join(CHOICES)}")
     if config["scall_reward_baseline"] not in REWARD_BASELINES:
         raise ValueError(f"scall_reward_baseline={config['scall_reward_baseline']!r}: allowed "
                          f"{', '.join(REWARD_BASELINES)}")
@@ -182,9 +190,11 @@ class ScallPlanner(StreamPlanner):
         start = time.perf_counter()
         state = self._state(segment, self._summary("user")[1], self._summary("item")[1])
         agent = self._agent(state_size(self.config["scall_pool_groups"], model_width(self.config)))
-        baseline = None
+        baseline, candidates = None, []  # (fitness, name, action, user widths, item widths) of every try
         if self.config["scall_reward_baseline"] == "uniform":
-            baseline = search(*uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds))
+            users, items = uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
+            baseline = search(users, items)
+            candidates.append((baseline, "uniform", None, users, items))
         rhos, rewards, fitnesses = [], [], []
         window, tol = self.config["scall_settle_window"], self.config["scall_settle_tol"]
         for step in range(self.config["scall_max_search_steps"]):
@@ -192,6 +202,7 @@ class ScallPlanner(StreamPlanner):
             users, items = self._widths(action, segment, budget)
             fitness = search(users, items)
             fitnesses.append(fitness)
+            candidates.append((fitness, f"step {step}", action, users, items))
             self.last_reward = self.reward(fitness, baseline)
             next_state = self._state(segment, users, items)
             agent.replay.add(state, action, self.last_reward, next_state)
@@ -206,16 +217,23 @@ class ScallPlanner(StreamPlanner):
             if len(rhos) >= self.config["scall_min_search_steps"] and len(recent) == window \
                     and max(recent) - min(recent) <= tol:
                 break
-        action = agent.act(state, deterministic=True)
-        users, items = self._widths(action, segment, budget)
+        if self.config["scall_choice"] == "best":  # the first of the best: uniform wins a tie
+            best = max(range(len(candidates)), key=lambda k: (candidates[k][0], -k))
+            _, chosen, action, users, items = candidates[best]
+        else:
+            chosen, action = "policy", agent.act(state, deterministic=True)
+            users, items = self._widths(action, segment, budget)
         search_s = time.perf_counter() - start
         alpha_range = self.config["scall_alpha_range"]
+        shape = "uniform widths" if action is None else (
+            f"ρ={action[0]:.3f} α_U={alpha_from_action(action[1], alpha_range):.2f} "
+            f"α_I={alpha_from_action(action[2], alpha_range):.2f}")
         self.logger.info(
             set_color("scall search", "pink") + f" segment {segment.index}: {len(rhos)} steps in {search_s:.1f}s "
-            f"({search_s / len(rhos):.2f}s/step), ρ={action[0]:.3f} "
-            f"α_U={alpha_from_action(action[1], alpha_range):.2f} α_I={alpha_from_action(action[2], alpha_range):.2f}")
-        return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget,
-                           search_steps=len(rhos), search_s=search_s, action=[float(a) for a in action],
+            f"({search_s / len(rhos):.2f}s/step), chose {chosen}: {shape}")
+        return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, chosen=chosen,
+                           search_steps=len(rhos), search_s=search_s,
+                           action=None if action is None else [float(a) for a in action],
                            rho_history=rhos, rewards=rewards, fitness=fitnesses, baseline_fitness=baseline,
                            previous_fitness=self.prev_fitness)
 

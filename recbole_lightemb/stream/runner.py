@@ -71,7 +71,7 @@ def warm_start(model, previous):
             param.copy_(old)
 
 
-SEARCH_RECORD = ("action", "rewards", "fitness", "baseline_fitness", "previous_fitness")
+SEARCH_RECORD = ("chosen", "action", "rewards", "fitness", "baseline_fitness", "previous_fitness")
 """What a segment's row keeps of a widths planner's search (its plan file has it too, but stays in the run's
 checkpoint folder, which a benchmark may remove): enough to see whether the rewards told the widths apart."""
 
