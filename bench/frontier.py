@@ -308,7 +308,8 @@ def report(setting):
     table = format_frontier_table(rows, METRIC)
     if any(row["buckets"] for row in rows):
         table += "\n\n" + format_bucket_table(rows)
-    for extra in (format_segment_table(runs, METRIC), format_segment_epochs(runs),
+    for extra in (format_segment_table(runs, METRIC), format_segment_table(runs, METRIC, "valid"),
+                  format_segment_epochs(runs),
                   format_segment_search(runs)):  # streams only
         if extra:
             table += "\n\n" + extra

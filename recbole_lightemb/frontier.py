@@ -155,8 +155,9 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
     return "\n".join(lines)
 
 
-def format_segment_table(runs, metric="recall@20"):
-    """Markdown table of a stream setting's test ``metric`` per segment: the mean over seeds of every arm, and
+def format_segment_table(runs, metric="recall@20", split="test"):
+    """Markdown table of a stream setting's ``split`` (``test`` or ``valid``: the best validation score, what a
+    search or early stopping selected on) ``metric`` per segment: the mean over seeds of every arm, and
     each other arm minus the setting's one ``uniform`` arm in the same segment and seed, with the sign per seed
     (a stream's mean over segments can hide where along the stream a method wins or loses). ``None`` when the
     runs are not streams or there is not exactly one ``uniform`` arm to measure against."""
@@ -165,13 +166,13 @@ def format_segment_table(runs, metric="recall@20"):
     uniforms = [label for label in labels if any(r["method"] == UNIFORM and arm_label(r) == label for r in ok)]
     if len(uniforms) != 1:
         return None
-    scores = {label: {r["seed"]: [s["test_result"][metric] for s in r["segments"]]
+    scores = {label: {r["seed"]: [s[f"{split}_result"][metric] for s in r["segments"]]
                       for r in ok if arm_label(r) == label} for label in labels}
     base = scores[uniforms[0]]
     others = [label for label in labels if label != uniforms[0]
               and not any(r["method"] == FULL for r in ok if arm_label(r) == label)]
     head = ["segment", "test users"] + labels + [f"{label} − {uniforms[0]} (per seed)" for label in others]
-    lines = [f"Test {metric} per segment (mean over seeds; the signs are the seeds in order)", "",
+    lines = [f"{split.capitalize()} {metric} per segment (mean over seeds; the signs are the seeds in order)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     users = ok[0]["segments"]
     for k, segment in enumerate(users):

@@ -140,6 +140,11 @@ def test_a_stream_is_tabled_per_segment_against_its_uniform_arm_with_a_sign_per_
     assert lines[2].split(" | ")[-1] == "scall-0.125 − uniform-0.125 (per seed) |"  # no column for full
     assert lines[4] == "| 0 | 10 | 0.5000 | 0.2000 | 0.2500 | +0.0500 =+ |"
     assert lines[5] == "| 1 | 11 | 0.5000 | 0.4000 | 0.2500 | -0.1500 -- |"
+    for r in runs:  # validation: the scores the search and early stopping selected on
+        for segment in r["segments"]:
+            segment["valid_result"] = {"recall@20": segment["test_result"]["recall@20"] + 0.5}
+    valid = format_segment_table(runs, split="valid").splitlines()
+    assert valid[0].startswith("Valid recall@20 per segment") and valid[4] == "| 0 | 10 | 1.0000 | 0.7000 | 0.7500 | +0.0500 =+ |"
     epochs = format_segment_epochs(runs).splitlines()
     assert epochs[5] == "| 1 | 4 | 6 / 8 | 1 / 1 |"
     assert format_segment_table(RUNS) is None and format_segment_epochs(RUNS) is None  # not a stream
