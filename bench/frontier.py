@@ -100,7 +100,7 @@ SETTINGS = {
            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})],
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
-                        "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # 600 capped uniform-0.1
+                        "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # at 600, uniform-0.1 hit the cap
     "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {

@@ -174,8 +174,7 @@ def format_segment_table(runs, metric="recall@20", split="test"):
     head = ["segment", "test users"] + labels + [f"{label} − {uniforms[0]} (per seed)" for label in others]
     lines = [f"{split.capitalize()} {metric} per segment (mean over seeds; the signs are the seeds in order)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    users = ok[0]["segments"]
-    for k, segment in enumerate(users):
+    for k, segment in enumerate(ok[0]["segments"]):
         cells = [str(k), str(segment.get("test_users", "-"))]
         cells += [_pm(_mean_std([v[k] for v in scores[label].values()])[0], None) for label in labels]
         for label in others:
