@@ -155,14 +155,19 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
     return "\n".join(lines)
 
 
+def _stream_runs(runs, keep=lambda run: True):
+    """The finished stream runs that ``keep`` accepts, and their arm labels in first-seen order."""
+    ok = [r for r in runs if r.get("error") is None and r.get("segments") and keep(r)]
+    return ok, list(dict.fromkeys(arm_label(r) for r in ok))
+
+
 def format_segment_table(runs, metric="recall@20", split="test"):
     """Markdown table of a stream setting's ``split`` (``test`` or ``valid``: the best validation score, what a
     search or early stopping selected on) ``metric`` per segment: the mean over seeds of every arm, and
     each other arm minus the setting's one ``uniform`` arm in the same segment and seed, with the sign per seed
     (a stream's mean over segments can hide where along the stream a method wins or loses). ``None`` when the
     runs are not streams or there is not exactly one ``uniform`` arm to measure against."""
-    ok = [r for r in runs if r.get("error") is None and r.get("segments")]
-    labels = list(dict.fromkeys(arm_label(r) for r in ok))
+    ok, labels = _stream_runs(runs)
     uniforms = [label for label in labels if any(r["method"] == UNIFORM and arm_label(r) == label for r in ok)]
     if len(uniforms) != 1:
         return None
@@ -189,10 +194,9 @@ def format_segment_table(runs, metric="recall@20", split="test"):
 def format_segment_epochs(runs):
     """Markdown table of the epoch each stream segment kept (its best validation), per arm, seeds in order: a
     segment whose best epoch is the first evaluation after a warm start did not learn from that segment."""
-    ok = [r for r in runs if r.get("error") is None and r.get("segments")]
+    ok, labels = _stream_runs(runs)
     if not ok:
         return None
-    labels = list(dict.fromkeys(arm_label(r) for r in ok))
     epochs = {label: [[s["convergence"].get("best_epoch") for s in r["segments"]]
                       for r in sorted(ok, key=lambda r: r["seed"]) if arm_label(r) == label] for label in labels}
     lines = ["Best epoch per segment (seeds in order)", "",
@@ -207,11 +211,9 @@ def format_segment_search(runs):
     """Markdown table of each stream segment's width search, per arm that searched: the mean reward of its steps
     and their spread (max − min), each the mean over seeds. Rewards that all sit at one end of (-1, 1) do not
     tell the tried widths apart. ``None`` when no run recorded a search."""
-    ok = [r for r in runs if r.get("error") is None and r.get("segments")
-          and any(_search_rewards(r, k) for k in range(len(r["segments"])))]
+    ok, labels = _stream_runs(runs, lambda r: any(_search_rewards(r, k) for k in range(len(r["segments"]))))
     if not ok:
         return None
-    labels = list(dict.fromkeys(arm_label(r) for r in ok))
     lines = ["Width search per segment: mean reward of the steps / their spread (max − min), mean over seeds", "",
              "| segment | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
     for k in range(len(ok[0]["segments"])):
