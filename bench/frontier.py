@@ -219,7 +219,8 @@ def work_dir(setting, label, seed):
 
 
 def _write_run(setting, label, extra, threads, run):
-    """Write one run's JSON at once (atomically), so a stopped benchmark keeps it."""
+    """Write one run's JSON at once (atomically), so a stopped benchmark keeps it; a finished run drops the
+    ``--snapshot`` of it taken while it trained."""
     seed = run["seed"]
     run.update(label=label, setting=setting, extra=extra, threads=threads, host=socket.gethostname())
     path = run_path(setting, label, seed)
@@ -227,6 +228,8 @@ def _write_run(setting, label, extra, threads, run):
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(run, indent=1, default=float) + "\n")
     tmp.replace(path)
+    if not run["error"]:  # its snapshot from while it trained is superseded
+        (OUT / setting / "unfinished" / f"{label}-seed{seed}.json").unlink(missing_ok=True)
     status = run["error"] or f"{METRIC} {run['test'][METRIC]:.4f} converged={run['convergence']['converged']}"
     print(f"[{setting}] {label} seed {seed}: {status} ({run.get('wall_s', 0):.0f} s)", flush=True)
     return str(path)

@@ -108,7 +108,7 @@ def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
     assert arm_of("lightgcn-beauty", {"emb": "full", "emb_budget": None}) == "full"
 
 
-def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folder(tiny_config, tmp_path, monkeypatch):
+def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folder_and_snapshot(tiny_config, tmp_path, monkeypatch):
 
     import frontier
 
@@ -121,6 +121,9 @@ def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folde
                                                     "arms": [("uniform-0.5", "uniform", 0.5, {})],
                                                     "config": {**keys, "epochs": 3, "eval_step": 1}})
     folder = frontier.work_dir("tiny", "uniform-0.5", 2020)
+    snapshot = tmp_path / "out" / "tiny" / "unfinished" / "uniform-0.5-seed2020.json"
+    snapshot.parent.mkdir(parents=True)
+    snapshot.write_text("{}")
     stopped = run_recbole_lightemb(model="BPR", dataset="tiny", config_dict={  # the run, stopped after epoch 0
         **frontier.PROTOCOL, **keys, "epochs": 1, "emb": "uniform", "emb_budget": 0.5, "seed": 2020,
         "checkpoint_dir": str(folder / "saved")})
@@ -129,4 +132,4 @@ def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folde
     run = json.loads(Path(path).read_text())
     assert run["error"] is None and run["convergence"]["resumed_at_epoch"] == 0
     assert run["convergence"]["epochs_trained"] == 2 and run["convergence"]["epochs_run"] == 3
-    assert not folder.exists()
+    assert not folder.exists() and not snapshot.exists()
