@@ -129,7 +129,8 @@ SETTINGS = {
     "stream-ml100k-user-patient": {  # evaluated every 5 epochs: 50 epochs of patience in every segment, to tell
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # SCALL's late segments from early stops
         "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
-                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
+                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
+                 ("scall-0.125[fixed]", "scall", 0.125, {"scall_action": [0.5, 0.5, 0.5]})],
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
                    "epochs": 1500, "eval_step": 5, "n_layers": 2, "graph_csr": True}},  # at 600, a segment hit the cap
 }

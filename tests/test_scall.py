@@ -133,7 +133,7 @@ def scall_config(**extra):
         "scall_max_search_steps": 40, "scall_settle_window": 5, "scall_settle_tol": 0.01,
         "scall_updates_per_step": 3, "scall_hidden": 64, "scall_pool_groups": 8, "scall_batch_size": 16,
         "scall_entropy": 0.2, "scall_tau": 0.005, "scall_gamma": 0.99, "scall_lr": 3e-4, "scall_reward_scale": 10.0,
-        "scall_reward_baseline": "previous", "scall_choice": "policy",
+        "scall_reward_baseline": "previous", "scall_choice": "policy", "scall_action": None,
     }
     config.update(extra)
     return config
@@ -239,6 +239,27 @@ def test_the_best_choice_keeps_the_best_try_and_uniform_unless_beaten(uniform_sc
         assert plan.meta["chosen"] == f"step {best - 1}" and len(plan.meta["action"]) == 3
 
 
+def test_a_fixed_action_gives_its_shape_without_a_search():
+    config = scall_config(scall_action=[0.8, 0.9, 0.1])
+    planner = ScallPlanner(None, config)
+    specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
+    planner.plan(fake_segment(0), specs)
+    planner.observe(0.2, FakeModel(16))
+
+    def search(users, items):
+        raise AssertionError("a fixed action must not search")
+
+    segment = fake_segment(1)
+    plan = planner.plan(segment, specs, search)
+    split = segment.split
+    users, items = plan_widths([0.8, 0.9, 0.1], split.user_freq, split.item_freq, split.seen_users, split.seen_items,
+                               pair_budget(config, 80), "power", [0.1, 30], 1, 16)
+    assert np.array_equal(plan["user_widths"], users) and np.array_equal(plan["item_widths"], items)
+    assert plan.meta["chosen"] == "fixed" and plan.meta["search_steps"] == 0
+    assert len(set(users[1:])) > 1  # a shaped plan, not segment 0's uniform widths
+    assert int(users.sum() + items.sum()) <= pair_budget(config, 80)
+
+
 def test_plans_save_and_reload(tmp_path):
     planner = ScallPlanner(None, scall_config())
     plan = planner.plan(fake_segment(0), [SimpleNamespace(role="user"), SimpleNamespace(role="item")])
@@ -262,6 +283,9 @@ def test_plans_save_and_reload(tmp_path):
     ({"scall_search_batches": 0}, "scall_search_batches=0"),
     ({"scall_reward_baseline": "best"}, "scall_reward_baseline='best'.*previous, uniform"),
     ({"scall_choice": "mean"}, "scall_choice='mean'.*policy, best"),
+    ({"scall_action": [0.5, 1.5, 0.5]}, r"scall_action=\[0.5, 1.5, 0.5\].*each in \[0, 1\]"),
+    ({"scall_action": [0.5, 0.5]}, "scall_action=.*expected"),
+    ({"scall_action": [0.5, 0.5, 0.5], "scall_choice": "best"}, "scall_choice='best' has no search.*scall_action"),
 ])
 def test_bad_scall_keys_fail_naming_key_and_value(updates, match):
     with pytest.raises(ValueError, match=match):

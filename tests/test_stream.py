@@ -239,6 +239,7 @@ SEGMENT_KEYS = {"segment", "users_seen", "items_seen", "stored_floats", "budget_
     ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
                "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32,
                "scall_reward_baseline": "uniform", "scall_choice": "best"}),
+    ("scall", {"scall_mean_width": 4, "scall_action": [0.7, 0.6, 0.4]}),
     ("full", {}),
 ])
 def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
@@ -272,8 +273,11 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
             assert np.count_nonzero(plan["user_widths"]) == row["users_seen"]
     means = written["mean_test_result"]["recall@20"]
     assert means == round(float(np.mean([r["test_result"]["recall@20"] for r in written["segments"]])), 4)
-    if emb == "scall":
-        later = [r for r in written["segments"] if r["segment"] > 0]
+    later = [r for r in written["segments"] if r["segment"] > 0]
+    if "scall_action" in extra:  # the fixed shape, no search
+        assert all(r["search_steps"] == 0 and r["search"]["chosen"] == "fixed" for r in later)
+        assert all(r["search"]["action"] == extra["scall_action"] for r in later)
+    elif emb == "scall":
         assert all(2 <= r["search_steps"] <= 3 for r in later)
         assert os.path.isfile(written["plan"]["file"])
         baseline = written["plan"]["baseline_fitness"]  # the last segment's search

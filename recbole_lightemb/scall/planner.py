@@ -93,6 +93,15 @@ def check_scall_config(config):
     if config["scall_reward_baseline"] not in REWARD_BASELINES:
         raise ValueError(f"scall_reward_baseline={config['scall_reward_baseline']!r}: allowed "
                          f"{', '.join(REWARD_BASELINES)}")
+    action = config["scall_action"]
+    if action is not None:
+        if (not isinstance(action, (list, tuple)) or len(action) != 3
+                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1 for a in action)):
+            raise ValueError(f"scall_action={action!r}: expected [ρ, α_U, α_I], each in [0, 1], e.g. [0.5, 0.5, 0.5]")
+        for key, searched in (("scall_choice", CHOICES[0]), ("scall_reward_baseline", REWARD_BASELINES[0])):
+            if config[key] != searched:
+                raise ValueError(f"{key}={config[key]!r} has no search to act on with scall_action={action!r}: "
+                                 f"leave it at {searched!r} or unset scall_action")
 
 
 def pair_budget(config, n_seen, dim=None):
@@ -187,6 +196,11 @@ class ScallPlanner(StreamPlanner):
             users, items = uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
             return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, search_steps=0,
                                search_s=0.0, action=None)
+        if self.config["scall_action"] is not None:  # the shape alone, without the agent: no search
+            action = [float(a) for a in self.config["scall_action"]]
+            users, items = self._widths(action, segment, budget)
+            return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, chosen="fixed",
+                               search_steps=0, search_s=0.0, action=action, previous_fitness=self.prev_fitness)
         start = time.perf_counter()
         state = self._state(segment, self._summary("user")[1], self._summary("item")[1])
         agent = self._agent(state_size(self.config["scall_pool_groups"], model_width(self.config)))
