@@ -181,10 +181,11 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads):
 
     workdir = work_dir(setting, label, seed)
     checkpoints = sorted((workdir / "saved").glob("*.pth"), key=os.path.getmtime)
-    if checkpoints and get_method(method).trainer is None:  # stopped before: go on from its best epoch
-        config["resume_checkpoint"] = str(checkpoints[-1])
+    if checkpoints and get_method(method).trainer is None and not config.get("stream"):
+        config["resume_checkpoint"] = str(checkpoints[-1])  # stopped before: go on from its best epoch
         print(f"[{setting}] {label} seed {seed}: resuming from {checkpoints[-1]}", flush=True)
-    elif checkpoints:  # a method with its own trainer (CIESS's search) cannot resume: start again
+    elif checkpoints:  # a stream, or a method with its own trainer (CIESS's search), cannot resume: start again
+        print(f"[{setting}] {label} seed {seed}: cannot resume, starting again", flush=True)
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # RecBole writes ./log and ./log_tensorboard

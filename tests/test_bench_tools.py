@@ -133,3 +133,21 @@ def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folde
     assert run["error"] is None and run["convergence"]["resumed_at_epoch"] == 0
     assert run["convergence"]["epochs_trained"] == 2 and run["convergence"]["epochs_run"] == 3
     assert not folder.exists() and not snapshot.exists()
+
+
+def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_path, monkeypatch, capsys):
+    import frontier
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
+    keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
+    monkeypatch.setitem(frontier.SETTINGS, "tiny-stream", {
+        "model": "BPR", "dataset": "tiny", "seeds": 1, "arms": [("uniform-0.5", "uniform", 0.5, {})],
+        "config": {**keys, "epochs": 1, "eval_step": 1, "stream": True, "stream_segments": 2}})
+    stale = frontier.work_dir("tiny-stream", "uniform-0.5", 2020) / "saved" / "BPR-stream-seg0.pth"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")  # a segment checkpoint left by a stopped stream run
+    path = frontier._train_one("tiny-stream", "uniform-0.5", "uniform", 0.5, {}, 2020, None, torch.get_num_threads())
+    run = json.loads(Path(path).read_text())
+    assert run["error"] is None and len(run["segments"]) == 2
+    assert "cannot resume, starting again" in capsys.readouterr().out

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import recbole_lightemb  # noqa: F401
 from recbole_lightemb.scall.agent import SACAgent
-from recbole_lightemb.scall.planner import ScallPlanner, check_scall_config, pair_budget
+from recbole_lightemb.config import plugin_defaults
+from recbole_lightemb.scall.planner import SEARCH_KEYS, ScallPlanner, check_scall_config, pair_budget
 from recbole_lightemb.scall.state import build_state, pooled_profile, state_size
 from recbole_lightemb.scall.widths import (DISTRIBUTIONS, order_statistic_shape, plan_widths, rank_assign,
                                            side_widths, split_budget)
@@ -133,7 +134,7 @@ def scall_config(**extra):
         "scall_max_search_steps": 40, "scall_settle_window": 5, "scall_settle_tol": 0.01,
         "scall_updates_per_step": 3, "scall_hidden": 64, "scall_pool_groups": 8, "scall_batch_size": 16,
         "scall_entropy": 0.2, "scall_tau": 0.005, "scall_gamma": 0.99, "scall_lr": 3e-4, "scall_reward_scale": 10.0,
-        "scall_reward_baseline": "previous", "scall_choice": "policy", "scall_action": None,
+        "scall_reward_baseline": "previous", "scall_choice": "policy", "scall_action": None, "stream": True,
     }
     config.update(extra)
     return config
@@ -239,8 +240,14 @@ def test_the_best_choice_keeps_the_best_try_and_uniform_unless_beaten(uniform_sc
         assert plan.meta["chosen"] == f"step {best - 1}" and len(plan.meta["action"]) == 3
 
 
+def search_defaults():
+    """The search keys at the plugin's defaults: with ``scall_action`` set, anything else would be ignored."""
+    defaults = plugin_defaults()
+    return {key: defaults[key] for key in SEARCH_KEYS}
+
+
 def test_a_fixed_action_gives_its_shape_without_a_search():
-    config = scall_config(scall_action=[0.8, 0.9, 0.1])
+    config = scall_config(**search_defaults(), scall_action=[0.8, 0.9, 0.1])
     planner = ScallPlanner(None, config)
     specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
     planner.plan(fake_segment(0), specs)
@@ -283,13 +290,23 @@ def test_plans_save_and_reload(tmp_path):
     ({"scall_search_batches": 0}, "scall_search_batches=0"),
     ({"scall_reward_baseline": "best"}, "scall_reward_baseline='best'.*previous, uniform"),
     ({"scall_choice": "mean"}, "scall_choice='mean'.*policy, best"),
-    ({"scall_action": [0.5, 1.5, 0.5]}, r"scall_action=\[0.5, 1.5, 0.5\].*each in \[0, 1\]"),
+    ({"scall_action": [0.5, 1.5, 0.5]}, r"scall_action=\[0.5, 1.5, 0.5\].*\[ρ, α_U, α_I\] in \[0, 1\]"),
     ({"scall_action": [0.5, 0.5]}, "scall_action=.*expected"),
-    ({"scall_action": [0.5, 0.5, 0.5], "scall_choice": "best"}, "scall_choice='best' has no search.*scall_action"),
 ])
 def test_bad_scall_keys_fail_naming_key_and_value(updates, match):
     with pytest.raises(ValueError, match=match):
         check_scall_config(scall_config(**updates))
+
+
+@pytest.mark.parametrize("updates,match", [
+    ({"scall_choice": "best"}, "scall_choice='best' has no search.*scall_action.*leave it at 'policy'"),
+    ({"scall_hidden": 64}, "scall_hidden=64 has no search.*leave it at 512"),
+    ({"stream": False}, r"scall_action=\[0.5, 0.5, 0.5\] needs stream: True"),
+])
+def test_a_fixed_action_refuses_what_it_would_ignore(updates, match):
+    check_scall_config(scall_config(**search_defaults(), scall_action=[0.5, 0.5, 0.5]))  # fine as it is
+    with pytest.raises(ValueError, match=match):
+        check_scall_config(scall_config(**{**search_defaults(), **updates}, scall_action=[0.5, 0.5, 0.5]))
 
 
 def test_budget_in_megabytes_is_fixed():

@@ -355,3 +355,15 @@ def test_scall_without_a_stream_plans_uniform_widths_over_training_entities(tmp_
     widths = np.concatenate([plan["user_widths"][1:], plan["item_widths"][1:]])
     assert set(np.unique(widths)) <= {0, 4}
     assert result["compression"]["stored_floats"] == widths.sum() <= result["plan"]["budget_floats"]
+
+
+def test_a_stream_given_a_checkpoint_to_resume_is_refused_not_ignored(tmp_path):
+    data_path = write_tiny(tmp_path)
+    checkpoint = tmp_path / "BPR-stopped.pth"
+    checkpoint.write_bytes(b"")
+    config = tiny_config(data_path, tmp_path, emb="uniform", emb_width=4, stream=True,
+                         resume_checkpoint=str(checkpoint))
+    from recbole_lightemb import run_recbole_lightemb
+
+    with pytest.raises(ValueError, match="resume_checkpoint=.*a stream trains one model per segment"):
+        run_recbole_lightemb("BPR", "tiny", config_dict=config)

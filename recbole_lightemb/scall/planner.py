@@ -5,7 +5,8 @@ into widths, tried by the runner's ``search`` callable (a short warm-started tra
 validation fitness), rewarded against a baseline (``scall_reward_baseline``: the previous segment's converged
 fitness, or uniform widths trained the same way on this segment), and learnt from,
 until the policy's ρ settles. The policy's mean action (or, with ``scall_choice: best``, the best try) then
-gives the segment's widths.
+gives the segment's widths. With ``scall_action`` set, every later segment takes that one action's widths
+and nothing is searched: the width shape without the agent.
 """
 
 import time
@@ -14,7 +15,7 @@ from logging import getLogger
 import numpy as np
 from recbole.utils import set_color
 
-from recbole_lightemb.config import model_width
+from recbole_lightemb.config import model_width, plugin_defaults
 from recbole_lightemb.modules import LightEmbedding
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.scall.state import build_state, state_size
@@ -33,6 +34,12 @@ REWARD_BASELINES = ("previous", "uniform")
 """What a search step's fitness is measured against: the previous segment's converged fitness (the paper), or
 uniform widths of the same budget after the same short training on this segment (the same validation data, so a
 step's reward says whether its widths beat one width for all, not how hard this segment's validation is)."""
+
+SEARCH_KEYS = ("scall_search_batches", "scall_search_epochs", "scall_min_search_steps", "scall_max_search_steps",
+               "scall_settle_window", "scall_settle_tol", "scall_updates_per_step", "scall_reward_scale",
+               "scall_reward_baseline", "scall_choice", "scall_hidden", "scall_entropy", "scall_tau", "scall_gamma",
+               "scall_lr", "scall_batch_size", "scall_pool_groups")
+"""The keys that only steer the search, which ``scall_action`` skips: set beside it, they would be ignored."""
 
 
 def _number(config, key, low, high=None, integer=False, open_low=False):
@@ -97,11 +104,16 @@ def check_scall_config(config):
     if action is not None:
         if (not isinstance(action, (list, tuple)) or len(action) != 3
                 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1 for a in action)):
-            raise ValueError(f"scall_action={action!r}: expected [ρ, α_U, α_I], each in [0, 1], e.g. [0.5, 0.5, 0.5]")
-        for key, searched in (("scall_choice", CHOICES[0]), ("scall_reward_baseline", REWARD_BASELINES[0])):
-            if config[key] != searched:
+            raise ValueError(f"scall_action={action!r}: expected ~ (search) or three action coordinates [ρ, α_U, α_I] "
+                             "in [0, 1] (the α ones map onto scall_alpha_range), e.g. [0.5, 0.5, 0.5]")
+        if not config["stream"]:
+            raise ValueError(f"scall_action={action!r} needs stream: True (without a stream SCALL plans uniform "
+                             "widths); unset it")
+        defaults = plugin_defaults()
+        for key in SEARCH_KEYS:
+            if config[key] != defaults[key]:
                 raise ValueError(f"{key}={config[key]!r} has no search to act on with scall_action={action!r}: "
-                                 f"leave it at {searched!r} or unset scall_action")
+                                 f"leave it at {defaults[key]!r} or unset scall_action")
 
 
 def pair_budget(config, n_seen, dim=None):
@@ -199,6 +211,8 @@ class ScallPlanner(StreamPlanner):
         if self.config["scall_action"] is not None:  # the shape alone, without the agent: no search
             action = [float(a) for a in self.config["scall_action"]]
             users, items = self._widths(action, segment, budget)
+            self.logger.info(set_color("scall", "pink") + f" segment {segment.index}: the fixed action "
+                             f"{np.round(action, 3).tolist()}, no search")
             return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, chosen="fixed",
                                search_steps=0, search_s=0.0, action=action, previous_fitness=self.prev_fitness)
         start = time.perf_counter()

@@ -25,6 +25,7 @@ from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, training_memory
+from recbole_lightemb.resume import check_resume
 from recbole_lightemb.stream.loader import stream_segments
 from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan
 from recbole_lightemb.stream.segments import check_stream_config, stream_value
@@ -179,6 +180,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     check_graph_csr(config)
     method = get_method(config["emb"])(config)
     method.check_config()
+    check_resume(config, method)  # a stream cannot resume: named before any data is read
     cut_key, cut_value = check_stream_config(config)
     if 20 not in config["topk"]:  # the per-segment table reports @20; an extra K changes no training
         config["topk"] = list(config["topk"]) + [20]
