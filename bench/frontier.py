@@ -16,6 +16,12 @@ the sign per seed, convergence) and a plot ``<setting>.png``.
     python bench/frontier.py --setting lightgcn-beauty --data ../shared/datasets --arms full uniform-0.25 baco-0.25
     python bench/frontier.py --setting bpr-ml100k --report          # tables and plot from the runs so far
     python bench/frontier.py --setting lightgcn-beauty --snapshot   # runs still going: their best so far
+    python bench/frontier.py --summary      # per budget over every reported setting: the arm to use
+
+``--report`` also prints the runs still missing and the minutes they would take at the pace of the setting's
+finished runs. ``--summary`` reads every ``<setting>.json`` and writes ``which-method.md`` and ``.json``: per
+budget of a setting's uniform curve, the best arm within those bytes, ``uniform`` there, and the best of the
+papers' methods (BACO, CIESS, SCALL), each with its seeds and convergence.
 
 A run longer than a session keeps its checkpoint and plan in ``$TMPDIR/frontier-work/<setting>/<arm>-seed<k>/``
 while it trains; stopped, it resumes there from its best epoch at the next invocation (``resume_checkpoint``;
@@ -292,6 +298,23 @@ def snapshot(setting):
     return written
 
 
+def time_to_do(runs, labels):
+    """Minutes of runs the ``labels`` still to do would take, each at the mean wall time of its arm's finished runs,
+    or else of its method's in this setting (a resumed run counts only its last invocation, so this is a lower
+    bound), and the labels with neither."""
+    from recbole_lightemb.frontier import arm_label
+
+    walls = {}
+    for run in runs:
+        if not run.get("error") and not run.get("unfinished") and run.get("wall_s"):
+            for key in (arm_label(run), run["method"]):
+                walls.setdefault(key, []).append(run["wall_s"])
+    method = {a[0]: a[1] for setting in SETTINGS.values() for a in setting["arms"]}
+    paces = [walls.get(label) or walls.get(method.get(label)) for label in labels]
+    minutes = sum(sum(p) / len(p) for p in paces if p) / 60
+    return minutes, sorted({label for label, pace in zip(labels, paces) if not pace})
+
+
 def report(setting):
     """Gather the setting's run files into its JSON, Markdown table and plot; print the table."""
     from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
@@ -334,16 +357,41 @@ def report(setting):
     print(table)
     if summary["missing"]:
         print(f"missing runs ({len(summary['missing'])}): {', '.join(summary['missing'])}")
+        minutes, unknown = time_to_do(runs, [m.rsplit(" seed ", 1)[0] for m in summary["missing"]])
+        print(f"at the pace of this setting's finished runs of the same arm (or method): about {minutes:.0f} min of runs"
+              + (f", and {len(unknown)} arm(s) with none to go by: {', '.join(unknown)}" if unknown else ""))
     if summary["unfinished"]:
         print(f"of which shown unfinished (best checkpoint so far): {', '.join(summary['unfinished'])}")
     print(f"total run time {summary['wall_s_total'] / 60:.1f} min on {', '.join(hosts)}")
     return summary
 
 
+def summary():
+    """The budget table over every setting reported so far: per budget, the arm to use and the papers' best;
+    written to ``which-method.md`` and ``.json`` beside the settings' own files. Returns the table."""
+    from recbole_lightemb.frontier import budget_winners, format_budget_table
+
+    reported = {name: json.loads((OUT / f"{name}.json").read_text())["rows"]
+                for name in SETTINGS if (OUT / f"{name}.json").is_file()}
+    if not reported:
+        raise SystemExit(f"error: --summary: no setting reported under {OUT} (run --report first)")
+    table = format_budget_table(reported, METRIC)
+    picks = {name: [{"budget": w["budget"], "best": w["best"]["arm"], "uniform": w["uniform"]["arm"],
+                     "best_paper": w["best_paper"] and w["best_paper"]["arm"]} for w in budget_winners(rows, METRIC)]
+             for name, rows in reported.items()}
+    (OUT / "which-method.json").write_text(json.dumps({"metric": METRIC, "settings": picks}, indent=1) + "\n")
+    (OUT / "which-method.md").write_text(table + "\n")
+    print(table)
+    return table
+
+
 def main():
     global OUT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", required=True, choices=sorted(SETTINGS))
+    parser.add_argument("--setting", choices=sorted(SETTINGS), help="the setting to run or report (required "
+                        "but with --summary)")
+    parser.add_argument("--summary", action="store_true",
+                        help="only the budget table over every setting reported so far (which-method.md)")
     parser.add_argument("--arms", nargs="*", default=[], help="only these arms (default: all of the setting)")
     parser.add_argument("--seeds", type=int, help="seeds 2020, 2021, … (default: the setting's)")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each")
@@ -357,6 +405,11 @@ def main():
     parser.add_argument("--out", default=str(OUT), help="folder of the run files and summaries")
     args = parser.parse_args()
     OUT = Path(args.out).resolve()
+    if args.summary:
+        summary()
+        return
+    if args.setting is None:
+        raise SystemExit("error: --setting: required (one of " + ", ".join(sorted(SETTINGS)) + ") but with --summary")
     for key in ("seeds", "workers", "threads"):
         value = getattr(args, key)
         if value is not None and value < 1:

@@ -155,6 +155,50 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
     return "\n".join(lines)
 
 
+PAPER_METHODS = ("baco", "ciess", "scall")
+"""The published methods the plugin exists for; the budget table names the best of them beside the winner."""
+
+
+def budget_winners(rows, metric="recall@20"):
+    """Per budget of the setting's ``uniform`` curve, which arm to use: the best mean test ``metric`` among the
+    arms that store at most that budget's bytes (``b`` of full, or the ``uniform-b`` table's own bytes where
+    those are more, with :data:`SAME_BYTES` of slack), and the best of the papers' methods among them. An arm
+    with fewer seeds or a run that hit the cap can win; its seeds and convergence go with it."""
+    curve = sorted((r for r in rows if r.get("uniform_curve") and r["n_ok"]), key=lambda r: r["budget"])
+    ok = [r for r in rows if r["n_ok"] and r["ratio"] is not None and r["method"] != FULL]
+    winners = []
+    for point in curve:
+        limit = max(point["budget"], point["ratio"]) * (1 + SAME_BYTES)
+        within = [r for r in ok if r["ratio"] <= limit]
+        best = max(within, key=lambda r: r[f"test_{metric}"])
+        papers = [r for r in within if r["method"] in PAPER_METHODS]
+        winners.append({"budget": point["budget"], "uniform": point, "best": best,
+                        "best_paper": max(papers, key=lambda r: r[f"test_{metric}"]) if papers else None})
+    return winners
+
+
+def _summary_cell(row, metric):
+    """``arm mean ± std, Δ vs uniform % signs, seeds, convergence`` of one row, for the budget table."""
+    vs = "" if row["vs_uniform_pct"] is None else f", {row['vs_uniform_pct']:+.1f} % vs uniform {row['vs_uniform_signs']}"
+    conv = "" if row["converged"] else f", **{row['n_ok'] - row['n_converged']} not converged**"
+    return (f"`{row['arm']}` {_pm(row[f'test_{metric}'], row[f'test_{metric}_std'])}{vs}"
+            f" ({row['n_ok']} seed{'s' if row['n_ok'] > 1 else ''}{conv})")
+
+
+def format_budget_table(settings, metric="recall@20"):
+    """Markdown table over settings (``{name: rows}``): per budget, the arm with the best test ``metric`` within
+    those bytes, the plain narrower table there, and the best of the papers' methods."""
+    head = ["setting", "bytes / full ≤", "best arm", "`uniform` there", "best of BACO / CIESS / SCALL"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, rows in settings.items():
+        for win in budget_winners(rows, metric):
+            paper = _summary_cell(win["best_paper"], metric) if win["best_paper"] else "not run"
+            cells = [name, f"{win['budget']:g}", _summary_cell(win["best"], metric),
+                     _summary_cell(win["uniform"], metric), paper]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _stream_runs(runs, keep=lambda run: True):
     """The finished stream runs that ``keep`` accepts, and their arm labels in first-seen order."""
     ok = [r for r in runs if r.get("error") is None and r.get("segments") and keep(r)]

@@ -151,3 +151,43 @@ def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_
     run = json.loads(Path(path).read_text())
     assert run["error"] is None and len(run["segments"]) == 2
     assert "cannot resume, starting again" in capsys.readouterr().out
+
+
+def test_the_summary_tables_every_reported_setting_and_refuses_when_none_is(tmp_path, monkeypatch):
+    import frontier
+    from recbole_lightemb.frontier import frontier_rows
+
+    monkeypatch.setattr(frontier, "OUT", tmp_path)
+    with pytest.raises(SystemExit, match="--summary: no setting reported"):
+        frontier.summary()
+    runs = [{"method": method, "budget": budget, "seed": 1, "label": None, "error": None,
+             "test": {"recall@20": value}, "compression": {"ratio": ratio, "stored_bytes": 1},
+             "convergence": {"converged": True}}
+            for method, budget, ratio, value in (("full", None, 1.0, 0.4), ("uniform", 0.25, 0.25, 0.3),
+                                                 ("baco", 0.25, 0.24, 0.2))]
+    (tmp_path / "bpr-ml100k.json").write_text(json.dumps({"rows": frontier_rows(runs)}))
+    table = frontier.summary()
+    assert "| bpr-ml100k | 0.25 | `uniform-0.25` 0.3000 (1 seed) |" in table
+    picks = json.loads((tmp_path / "which-method.json").read_text())["settings"]
+    assert picks == {"bpr-ml100k": [{"budget": 0.25, "best": "uniform-0.25", "uniform": "uniform-0.25",
+                                     "best_paper": "baco-0.25"}]}
+    assert (tmp_path / "which-method.md").read_text() == table + "\n"
+
+
+def test_the_frontier_without_a_setting_or_summary_says_what_it_needs():
+    done = subprocess.run([sys.executable, str(BENCH / "frontier.py")], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "error: --setting: required (one of bpr-beauty," in done.stderr
+
+
+def test_the_time_still_to_run_goes_by_the_arm_then_by_its_method_and_names_the_rest():
+    from frontier import time_to_do
+
+    runs = [{"label": "uniform-0.25", "method": "uniform", "budget": 0.25, "error": None, "wall_s": 600},
+            {"label": "uniform-0.25", "method": "uniform", "budget": 0.25, "error": None, "wall_s": 1200},
+            {"label": None, "method": "baco", "budget": 0.25, "error": None, "wall_s": 60},  # its label cleared
+            {"label": "hash-0.25", "method": "hash", "budget": 0.25, "error": "RuntimeError: x", "wall_s": 9},
+            {"label": "qr-0.25", "method": "qr", "budget": 0.25, "error": None, "wall_s": 9, "unfinished": "…"}]
+    minutes, unknown = time_to_do(runs, ["uniform-0.25", "uniform-0.1", "baco-0.25[item=degree]", "hash-0.25",
+                                         "qr-0.25"])
+    assert minutes == pytest.approx(15 + 15 + 1)  # its arm's mean; its method's mean; baco's one run
+    assert unknown == ["hash-0.25", "qr-0.25"]  # neither a failed nor an unfinished run tells the pace

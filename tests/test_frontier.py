@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from recbole_lightemb.convergence import ConvergenceLog
-from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
-                                       format_segment_search, format_segment_table, frontier_rows, interpolate_log)
+from recbole_lightemb.frontier import (budget_winners, format_budget_table, format_bucket_table,
+                                       format_frontier_table, format_segment_epochs, format_segment_search,
+                                       format_segment_table, frontier_rows, interpolate_log)
 from recbole_lightemb.plot import plot_frontier
 
 
@@ -60,6 +61,21 @@ def test_table_marks_unconverged_arms_and_failures():
     assert "1/2 **not converged**" in line and "| +- |" in line
     assert "2/2 |" in next(l for l in table.splitlines() if l.startswith("| full |"))
     assert "failed: RuntimeError: exploded" in table
+
+
+def test_each_budget_is_won_by_the_best_arm_within_its_bytes_and_names_the_papers_best():
+    runs = RUNS + [run("quant", 0.1, 1, 0.1005, 0.5),  # within 1 % of the 0.1 table's bytes: counts there
+                   run("ciess", 0.1, 1, 0.103, 0.6, converged=False)]  # over them: counts at 0.25 only
+    winners = {w["budget"]: w for w in budget_winners(frontier_rows(runs))}
+    assert sorted(winners) == [0.1, 0.25]  # the uniform curve's budgets
+    assert winners[0.1]["best"]["arm"] == "quant-0.1" and winners[0.1]["uniform"]["arm"] == "uniform-0.1"
+    assert winners[0.1]["best_paper"] is None  # baco stores 0.2, ciess 0.103: neither fits 0.1
+    assert winners[0.25]["best"]["arm"] == "ciess-0.1" and winners[0.25]["best_paper"]["arm"] == "ciess-0.1"
+    without = {w["budget"]: w for w in budget_winners(frontier_rows(RUNS))}
+    assert without[0.25]["best"]["arm"] == "baco-0.25[item=degree]"  # full (1.0) never fits a budget
+    lines = format_budget_table({"toy": frontier_rows(runs)}).splitlines()
+    assert lines[2].startswith("| toy | 0.1 | `quant-0.1` 0.5000") and lines[2].endswith("| not run |")
+    assert "**1 not converged**" in lines[3] and "`uniform-0.25` 0.3000 ± 0.0000 (2 seeds)" in lines[3]
 
 
 def test_an_unfinished_run_shows_its_best_epoch_so_far_and_is_not_converged():
