@@ -5,7 +5,8 @@ same bytes. ``frontier_rows`` turns the runs of a comparison (one per arm and se
 arm: mean ± std of every test metric, stored bytes / full, how many seeds converged (early stopping,
 not the epoch cap, ended the run), and the difference from ``uniform`` at the arm's own bytes,
 interpolated linearly in log-bytes on the same seed's uniform curve (``full`` is that curve's point
-at 1.0: a uniform table of width ``d`` is the full table), with its sign per seed.
+at 1.0: a uniform table of width ``d`` is the full table), with its sign per seed. ``budget_winners`` reads
+those rows the other way round: per budget, which arm to use within its bytes.
 """
 
 import math
@@ -192,7 +193,7 @@ def format_budget_table(settings, metric="recall@20"):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in settings.items():
         for win in budget_winners(rows, metric):
-            paper = _summary_cell(win["best_paper"], metric) if win["best_paper"] else "not run"
+            paper = _summary_cell(win["best_paper"], metric) if win["best_paper"] else "none within these bytes"
             cells = [name, f"{win['budget']:g}", _summary_cell(win["best"], metric),
                      _summary_cell(win["uniform"], metric), paper]
             lines.append("| " + " | ".join(cells) + " |")

@@ -74,7 +74,7 @@ def test_each_budget_is_won_by_the_best_arm_within_its_bytes_and_names_the_paper
     without = {w["budget"]: w for w in budget_winners(frontier_rows(RUNS))}
     assert without[0.25]["best"]["arm"] == "baco-0.25[item=degree]"  # full (1.0) never fits a budget
     lines = format_budget_table({"toy": frontier_rows(runs)}).splitlines()
-    assert lines[2].startswith("| toy | 0.1 | `quant-0.1` 0.5000") and lines[2].endswith("| not run |")
+    assert lines[2].startswith("| toy | 0.1 | `quant-0.1` 0.5000") and lines[2].endswith("| none within these bytes |")
     assert "**1 not converged**" in lines[3] and "`uniform-0.25` 0.3000 ± 0.0000 (2 seeds)" in lines[3]
 
 
