@@ -107,6 +107,11 @@ SETTINGS = {
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # at 600, uniform-0.1 hit the cap
+    "lightgcn-ml100k-patient": {  # lightgcn-ml100k evaluated every 10 epochs: 100 epochs of patience, because
+        "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # its narrow tables stop on a plateau after 50
+        "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
+        + [("quant-0.1", "quant", 0.1, {}), ("ciess-0.1", "ciess", 0.1, {}), ("baco-0.1", "baco", 0.1, {})],
+        "config": {"epochs": 2000, "eval_step": 10, "n_layers": 2}},
     "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {

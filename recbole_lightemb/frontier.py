@@ -192,8 +192,10 @@ def format_budget_table(settings, metric="recall@20"):
     head = ["setting", "bytes / full ≤", "best arm", "`uniform` there", "best of BACO / CIESS / SCALL"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in settings.items():
+        ran_papers = any(r["n_ok"] and r["method"] in PAPER_METHODS for r in rows)
         for win in budget_winners(rows, metric):
-            paper = _summary_cell(win["best_paper"], metric) if win["best_paper"] else "none within these bytes"
+            paper = (_summary_cell(win["best_paper"], metric) if win["best_paper"]
+                     else "none within these bytes" if ran_papers else "none run in this setting")
             cells = [name, f"{win['budget']:g}", _summary_cell(win["best"], metric),
                      _summary_cell(win["uniform"], metric), paper]
             lines.append("| " + " | ".join(cells) + " |")
