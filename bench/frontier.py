@@ -99,29 +99,26 @@ SETTINGS = {
                    "config": {"epochs": 1000, "eval_step": 1}},
     "bpr-ml100k-patient": {  # bpr-ml100k evaluated every 5 epochs: a patience of 50 epochs, not 10, so a run
         "model": "BPR", "dataset": "ml-100k", "seeds": 3,  # is not stopped on the plateau narrow tables cross
-        "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
-        + [("ciess-0.1[lambda=0.01]", "ciess", 0.1, {"ciess_lambda": 0.01}),
-           ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01}),
-           ("ciess-0.25", "ciess", 0.25, {}), ("freq-0.25", "freq", 0.25, {}), ("quant-0.1", "quant", 0.1, {}),
-           ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})],
+        "arms": _arms((), variants=[("ciess-0.1[lambda=0.01]", "ciess", 0.1, {"ciess_lambda": 0.01}),
+            ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01}),
+            ("ciess-0.25", "ciess", 0.25, {}), ("freq-0.25", "freq", 0.25, {}), ("quant-0.1", "quant", 0.1, {}),
+            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})]),
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # at 600, uniform-0.1 hit the cap
     "lightgcn-ml100k-patient": {  # lightgcn-ml100k evaluated every 10 epochs: 100 epochs of patience, because
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # its narrow tables stop on a plateau after 50
-        "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
-        + [("quant-0.1", "quant", 0.1, {}), ("ciess-0.1", "ciess", 0.1, {}), ("baco-0.1", "baco", 0.1, {})],
+        "arms": _arms(("quant", "ciess", "baco"), budgets=(0.1,)),
         "config": {"epochs": 2000, "eval_step": 10, "n_layers": 2}},
     "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {
         "model": "LightGCN", "dataset": "beauty", "seeds": 1,
-        "arms": [("full", "full", None, {})] + [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
-        + [("baco-0.25", "baco", 0.25, {}),
-           ("baco-0.25[item=degree]", "baco", 0.25, {"baco_item_weight": "degree"}),
-           ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {}),
-           ("quant-0.1", "quant", 0.1, {}),
-           ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})],
+        "arms": _arms((), variants=[("baco-0.25", "baco", 0.25, {}),
+            ("baco-0.25[item=degree]", "baco", 0.25, {"baco_item_weight": "degree"}),
+            ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {}),
+            ("quant-0.1", "quant", 0.1, {}),
+            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})]),
         "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2}},
     "stream-ml100k": {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from recbole_lightemb.convergence import ConvergenceLog
-from recbole_lightemb.frontier import (budget_winners, format_budget_table, format_bucket_table,
+from recbole_lightemb.frontier import (PAPER_METHODS, budget_winners, format_budget_table, format_bucket_table,
                                        format_frontier_table, format_segment_epochs, format_segment_search,
                                        format_segment_table, frontier_rows, interpolate_log)
 from recbole_lightemb.plot import plot_frontier
@@ -76,7 +76,7 @@ def test_each_budget_is_won_by_the_best_arm_within_its_bytes_and_names_the_paper
     lines = format_budget_table({"toy": frontier_rows(runs)}).splitlines()
     assert lines[2].startswith("| toy | 0.1 | `quant-0.1` 0.5000") and lines[2].endswith("| none within these bytes |")
     assert "**1 not converged**" in lines[3] and "`uniform-0.25` 0.3000 ± 0.0000 (2 seeds)" in lines[3]
-    no_papers = [r for r in runs if r["method"] not in ("baco", "ciess")]
+    no_papers = [r for r in runs if r["method"] not in PAPER_METHODS]
     lines = format_budget_table({"toy": frontier_rows(no_papers)}).splitlines()
     assert lines[2].endswith("| none run in this setting |")  # not "none fits": none was tried
 
