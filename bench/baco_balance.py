@@ -5,8 +5,7 @@ For each (user, item) weight scheme, runs the budget search on the Beauty train 
 row count that ``emb: baco`` would allow at that byte budget (d = 64, two int32 codes per user,
 one per item, one cold row per side), and records the largest clusters: one code shared by
 most users means those users differ only by their secondary code (the distinct (primary,
-secondary) pairs count the user vectors left). Explains the quality figures
-of bench/baco_quality.py. Writes bench/results/baco_balance.json.
+secondary) pairs count the user vectors left). Writes bench/results/baco_balance.json.
 """
 
 import argparse

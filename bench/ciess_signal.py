@@ -1,11 +1,12 @@
 """Does a CIESS search step know what its widths are worth once trained? (issue 14, diagnosis)
 
-CIESS scores each width plan it tries by the validation quality after a few warm-started batches
-(``ciess_step_batches``), not after training to convergence as the paper does. This benchmark runs
-one CIESS search (BPR on ml-100k, the frontier protocol of ``bench/frontier.py``, one budget and
-seed), keeps the widths of every search step, and trains each step's widths from scratch to
-convergence (early stopping, patience 10 evaluations). It then gives the Spearman rank correlation
-of the step's own signal (mean user quality, and the user reward the agent learns from) with
+CIESS's fast mode (``ciess_mode: fast``, the plugin's own variant) scores each width plan it tries by
+the validation quality after a few warm-started batches (``ciess_step_batches``), not after training a
+fresh model as the paper does. This benchmark runs one fast-mode CIESS search (BPR on ml-100k, the
+frontier protocol of ``bench/frontier.py``, one budget and seed), keeps the widths of every search
+step, and trains each step's widths from scratch to convergence (early stopping, patience 10
+evaluations). It then gives the Spearman rank correlation of the step's own signal (mean user
+quality, and the user reward the agent learns from) with
 
 - the converged validation and test Recall@20 of the same widths, and
 - the converged test Recall@20 *minus uniform's at the same bytes* (interpolated on the frontier's
@@ -77,6 +78,7 @@ def search(tag, budget, seed, step_batches):
 
     CIESSTrainer.apply_widths, CIESSTrainer.search = recording_apply, recording_search
     model, dataset, config = _config()
+    config = {**config, "ciess_mode": "fast", "ciess_step_batches": step_batches}
     here = os.getcwd()
     try:
         with tempfile.TemporaryDirectory(prefix="ciess-signal-") as workdir:

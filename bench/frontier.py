@@ -17,6 +17,7 @@ the sign per seed, convergence) and a plot ``<setting>.png``.
     python bench/frontier.py --setting bpr-ml100k --report          # tables and plot from the runs so far
     python bench/frontier.py --setting lightgcn-beauty --snapshot   # runs still going: their best so far
     python bench/frontier.py --summary      # per budget over every reported setting: the arm to use
+    python bench/frontier.py --setting lightgcn-beauty-authors --epochs 2 --out /tmp/check   # a quick check
 
 ``--report`` also prints the runs still missing and the minutes they would take at the pace of the setting's
 finished runs. ``--summary`` reads every ``<setting>.json`` and writes ``which-method.md`` and ``.json``: per
@@ -44,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,6 +69,17 @@ PROTOCOL = {
 
 BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
           "load_col": {"inter": ["user_id", "item_id"]}}
+
+AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_authors_protocol.yaml").read_text())
+"""The BACO authors' training protocol (N(0, 1) tables, negatives from all items, no L2 term, batch 1024,
+validation every 10 epochs, 50 epochs of patience, cap 1000), from its preset."""
+
+BACO_AUTHORS_SIZE = ("baco-authors", "baco", None,
+                     {"baco_budget_rule": "authors", "baco_rows": 9000, "baco_resolution": 0.1308})
+"""BACO at the authors' Beauty size: their γ and budget (9000 rows: K = 8650 codebook rows, codes not charged)."""
+
+CURVE_EPOCHS = (50, 100, 200)
+"""Where the curve table reads each run (as if capped there), besides its own stop."""
 
 
 def _arms(methods, budgets=METHOD_BUDGETS, variants=()):
@@ -118,8 +132,13 @@ SETTINGS = {
             ("baco-0.25[item=degree]", "baco", 0.25, {"baco_item_weight": "degree"}),
             ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {}),
             ("quant-0.1", "quant", 0.1, {}),
-            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})]),
+            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
+            BACO_AUTHORS_SIZE]),
         "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2}},
+    "lightgcn-beauty-authors": {  # lightgcn-beauty under the BACO authors' protocol, trained to its own stop; the
+        "model": "LightGCN", "dataset": "beauty", "seeds": 1,  # test curve gives the arms' ratio at 50/100/200 epochs
+        "arms": [("full", "full", None, {}), ("uniform-0.25", "uniform", 0.25, {}), BACO_AUTHORS_SIZE],
+        "config": {**BEAUTY, **AUTHORS_PROTOCOL, "emb_test_curve": True}},
     "stream-ml100k": {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,
         "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
@@ -163,18 +182,19 @@ def run_path(setting, label, seed):
 
 def _one_run(task):
     """One (arm, seed) in a fresh process; whatever goes wrong becomes the run's recorded error."""
-    setting, (label, method, budget, extra), seed, data, threads, out = task
+    setting, (label, method, budget, extra), seed, data, threads, out, epochs = task
     global OUT
     OUT = Path(out)
     try:
-        return _train_one(setting, label, method, budget, extra, seed, data, threads)
+        return _train_one(setting, label, method, budget, extra, seed, data, threads, epochs)
     except Exception as error:  # noqa: BLE001  (one run's failure must not stop the others)
         run = {"method": method, "budget": budget, "seed": seed, "error": f"{type(error).__name__}: {error}"}
         return _write_run(setting, label, extra, threads, run)
 
 
-def _train_one(setting, label, method, budget, extra, seed, data, threads):
-    """One (arm, seed) with ``threads`` torch threads, through the comparison's ``run_arm``."""
+def _train_one(setting, label, method, budget, extra, seed, data, threads, epochs=None):
+    """One (arm, seed) with ``threads`` torch threads, through the comparison's ``run_arm``; ``epochs`` caps it
+    below the setting's cap (a quick check: the run is not converged and is done again without it)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -182,7 +202,7 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads):
     from recbole_lightemb.compare import run_arm
 
     spec = SETTINGS[setting]
-    config = {**PROTOCOL, **spec["config"], **extra}
+    config = {**PROTOCOL, **spec["config"], **extra, **({"epochs": epochs} if epochs else {})}
     if "benchmark_filename" in config:
         config["data_path"] = str(data)
     from recbole_lightemb import get_method
@@ -254,7 +274,7 @@ def arm_of(setting, config):
     return max(matches)[1] if matches else None
 
 
-def snapshot(setting):
+def snapshot(setting, data):
     """Test the best checkpoint so far of every run of ``setting`` not finished on this machine (running, or
     stopped and waiting to resume); write each as an unfinished run (not converged). Returns the paths written."""
     import torch
@@ -271,7 +291,8 @@ def snapshot(setting):
     for checkpoint in sorted((WORK / setting).glob("*/saved/*.pth")):
         try:  # the run may be writing this file right now: try again later
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            config, model, _, train_data, _, test_data = load_data_and_model(str(checkpoint))
+            where = {"data_path": str(data)} if "benchmark_filename" in SETTINGS[setting]["config"] else {}
+            config, model, _, train_data, _, test_data = load_data_and_model(str(checkpoint), **where)
         except Exception as error:  # noqa: BLE001
             print(f"[{setting}] {checkpoint}: not readable now ({type(error).__name__}: {error}); skipped")
             continue
@@ -317,12 +338,100 @@ def time_to_do(runs, labels):
     return minutes, sorted({label for label, pace in zip(labels, paces) if not pace})
 
 
+def capped_at(run, epochs, metric=METRIC):
+    """The test ``metric`` the run would report had it been capped at ``epochs``: that of its best validation
+    within them (the last of equal bests, as RecBole keeps), read off its test curve (``emb_test_curve``);
+    None without one, or without an evaluation by then."""
+    best = None
+    for point in (run.get("convergence") or {}).get("curve") or []:
+        if "test" in point and point["epochs"] <= epochs and (best is None or point["valid"] >= best["valid"]):
+            best = point
+    return None if best is None else best["test"][metric]
+
+
+def format_curve_table(runs, metric=METRIC, epochs=CURVE_EPOCHS):
+    """Per run with a test curve: where it ends, the test ``metric`` had it been capped at each of ``epochs``
+    and at its own stop, and each over the ``full`` run of the same seed; "" when no run has a test curve."""
+    from recbole_lightemb.frontier import arm_label
+
+    curved = [r for r in runs if not r.get("error") and any("test" in p for p in r["convergence"].get("curve") or [])]
+    if not curved:
+        return ""
+    full = {r["seed"]: r for r in curved if r["method"] == "full" and not r.get("label")}
+    heads = [f"@{e}" for e in epochs] + ["at its stop"]
+    lines = [f"Test {metric} as if capped at {', '.join(map(str, epochs))} epochs (best validation by then) and at "
+             "each run's own stop; ÷ full: over the full model's, same seed", "",
+             "| arm | seed | best / last epoch | converged | " + " | ".join(heads) + " | "
+             + " | ".join(f"÷ full {h}" for h in heads) + " |", "|---" * (4 + 2 * len(heads)) + "|"]
+    for run in curved:
+        conv, reference = run["convergence"], full.get(run["seed"])
+        values = [capped_at(run, e, metric) for e in epochs] + [run["test"][metric]]
+        bases = [capped_at(reference, e, metric) for e in epochs] + [reference["test"][metric]] if reference \
+            else [None] * len(values)
+        cells = [f"{v:.4f}" if v is not None else "-" for v in values]
+        cells += [f"{v / b:.3f}" if v is not None and b else "-" for v, b in zip(values, bases)]
+        lines.append(f"| {arm_label(run)} | {run['seed']} | {conv['best_epoch']} / {conv['epochs_run']} | "
+                     f"{'yes' if conv['converged'] else 'no (cap ' + str(conv['epoch_cap']) + ')'} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report(setting):
-    """Gather the setting's run files into its JSON, Markdown table and plot; print the table."""
-    from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
-                                           format_segment_search, format_segment_table, frontier_rows)
+    """Gather the setting's run files into its JSON, Markdown table and plot; print the table; regenerate
+    docs/benchmarks.md."""
+    table, summary, rows, runs = setting_report(setting)
+    spec = SETTINGS[setting]
     from recbole_lightemb.plot import plot_frontier
 
+    (OUT / f"{setting}.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    (OUT / f"{setting}.md").write_text(table + "\n")
+    plot_frontier(rows, METRIC, str(OUT / f"{setting}.png"),
+                  title=f"{spec['model']} on {spec['dataset']} ({setting}; {len({r['seed'] for r in runs})} seed(s))")
+    BENCHMARKS_DOC.write_text(benchmarks_doc())
+    print(table)
+    if summary["missing"]:
+        print(f"missing runs ({len(summary['missing'])}): {', '.join(summary['missing'])}")
+        minutes, unknown = time_to_do(runs, [m.rsplit(" seed ", 1)[0] for m in summary["missing"]])
+        print(f"at the pace of this setting's finished runs of the same arm (or method): about {minutes:.0f} min of runs"
+              + (f", and {len(unknown)} arm(s) with none to go by: {', '.join(unknown)}" if unknown else ""))
+    if summary["unfinished"]:
+        print(f"of which shown unfinished (best checkpoint so far): {', '.join(summary['unfinished'])}")
+    print(f"total run time {summary['wall_s_total'] / 60:.1f} min on {', '.join(summary['hosts'])}")
+    return summary
+
+
+BENCHMARKS_DOC = ROOT / "docs" / "benchmarks.md"
+GENERATED = "<!-- generated by `python bench/frontier.py --report` from bench/results/frontier/: do not edit -->"
+
+
+def benchmarks_doc():
+    """docs/benchmarks.md: every setting's tables, built from its run files, and the budget table."""
+    parts = [GENERATED, "", "# Benchmarks: every frontier setting", "",
+             "Each table is built from the run files under `bench/results/frontier/<setting>/` "
+             "(one JSON per arm and seed); `tests/test_frontier.py` checks this page against them. "
+             "The analysis is in [findings.md](findings.md); how to read a table: mean ± std over seeds, "
+             "bytes / full, Δ vs the uniform curve at the same bytes with the sign per seed, and whether "
+             "early stopping (not the cap) ended every run.", ""]
+    which = OUT / "which-method.md"
+    if which.is_file():
+        parts += ["## Which method at which budget (`python bench/frontier.py --summary`)", "",
+                  which.read_text().strip(), ""]
+    for setting, spec in SETTINGS.items():
+        if not any((OUT / setting).glob("*-seed*.json")):
+            continue
+        table = setting_report(setting)[0]
+        protocol = {k: v for k, v in spec["config"].items() if k not in BEAUTY}
+        parts += [f"## `{setting}`: {spec['model']} on {spec['dataset']}", "",
+                  f"Protocol beyond the shared one: `{json.dumps(protocol)}`; {spec['seeds']} seed(s). "
+                  f"`python bench/frontier.py --setting {setting} --report`", "",
+                  f"![{setting}](../bench/results/frontier/{setting}.png)", "", table, ""]
+    return "\n".join(parts)
+
+
+def setting_report(setting):
+    """``(table, summary, rows, runs)`` of a setting, from its run files, writing nothing."""
+    from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
+                                           format_segment_search, format_segment_table, frontier_rows)
     spec = SETTINGS[setting]
     order = {a[0]: k for k, a in enumerate(spec["arms"])}
     runs = [json.loads(p.read_text()) for p in sorted((OUT / setting).glob("*-seed*.json"))]
@@ -339,7 +448,8 @@ def report(setting):
     table = format_frontier_table(rows, METRIC)
     if any(row["buckets"] for row in rows):
         table += "\n\n" + format_bucket_table(rows)
-    for extra in (format_segment_table(runs, METRIC), format_segment_table(runs, METRIC, "valid"),
+    for extra in (format_curve_table(runs),  # runs with a test curve only
+                  format_segment_table(runs, METRIC), format_segment_table(runs, METRIC, "valid"),
                   format_segment_epochs(runs),
                   format_segment_search(runs)):  # streams only
         if extra:
@@ -352,37 +462,26 @@ def report(setting):
                            if to_do(setting, a[0], s)],
                "unfinished": unfinished,
                "rows": rows, "runs": runs}
-    (OUT / f"{setting}.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    (OUT / f"{setting}.md").write_text(table + "\n")
-    plot_frontier(rows, METRIC, str(OUT / f"{setting}.png"),
-                  title=f"{spec['model']} on {spec['dataset']} ({setting}; {len({r['seed'] for r in runs})} seed(s))")
-    print(table)
-    if summary["missing"]:
-        print(f"missing runs ({len(summary['missing'])}): {', '.join(summary['missing'])}")
-        minutes, unknown = time_to_do(runs, [m.rsplit(" seed ", 1)[0] for m in summary["missing"]])
-        print(f"at the pace of this setting's finished runs of the same arm (or method): about {minutes:.0f} min of runs"
-              + (f", and {len(unknown)} arm(s) with none to go by: {', '.join(unknown)}" if unknown else ""))
-    if summary["unfinished"]:
-        print(f"of which shown unfinished (best checkpoint so far): {', '.join(summary['unfinished'])}")
-    print(f"total run time {summary['wall_s_total'] / 60:.1f} min on {', '.join(hosts)}")
-    return summary
+    return table, summary, rows, runs
 
 
 def summary():
     """The budget table over every setting reported so far: per budget, the arm to use and the papers' best;
     written to ``which-method.md`` and ``.json`` beside the settings' own files. Returns the table."""
-    from recbole_lightemb.frontier import budget_winners, format_budget_table
+    from recbole_lightemb.frontier import AXES, budget_winners, format_summary
 
-    reported = {name: json.loads((OUT / f"{name}.json").read_text())["rows"]
-                for name in SETTINGS if (OUT / f"{name}.json").is_file()}
+    # rows afresh from the run files: training figures derived where older files allow, the files untouched
+    reported = {name: setting_report(name)[2] for name in SETTINGS if (OUT / f"{name}.json").is_file()}
     if not reported:
         raise SystemExit(f"error: --summary: no setting reported under {OUT} (run --report first)")
-    table = format_budget_table(reported, METRIC)
-    picks = {name: [{"budget": w["budget"], "best": w["best"]["arm"], "uniform": w["uniform"]["arm"],
-                     "best_paper": w["best_paper"] and w["best_paper"]["arm"]} for w in budget_winners(rows, METRIC)]
-             for name, rows in reported.items()}
-    (OUT / "which-method.json").write_text(json.dumps({"metric": METRIC, "settings": picks}, indent=1) + "\n")
+    table = format_summary(reported, METRIC)
+    picks = {axis: {name: [{"budget": w["budget"], "best": w["best"]["arm"], "uniform": w["uniform"]["arm"],
+                            "best_paper": w["best_paper"] and w["best_paper"]["arm"]}
+                           for w in budget_winners(rows, METRIC, axis)] for name, rows in reported.items()}
+             for axis in AXES}
+    (OUT / "which-method.json").write_text(json.dumps({"metric": METRIC, "by": picks}, indent=1) + "\n")
     (OUT / "which-method.md").write_text(table + "\n")
+    BENCHMARKS_DOC.write_text(benchmarks_doc())
     print(table)
     return table
 
@@ -405,6 +504,8 @@ def main():
     parser.add_argument("--snapshot", action="store_true",
                         help="test the best checkpoint so far of this setting's runs still going; then report")
     parser.add_argument("--out", default=str(OUT), help="folder of the run files and summaries")
+    parser.add_argument("--epochs", type=int, help="cap every run at this many epochs (a quick check: such runs "
+                        "are not converged, and a later invocation without --epochs does them again)")
     args = parser.parse_args()
     OUT = Path(args.out).resolve()
     if args.summary:
@@ -412,7 +513,7 @@ def main():
         return
     if args.setting is None:
         raise SystemExit("error: --setting: required (one of " + ", ".join(sorted(SETTINGS)) + ") but with --summary")
-    for key in ("seeds", "workers", "threads"):
+    for key in ("seeds", "workers", "threads", "epochs"):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise SystemExit(f"error: --{key}={value}: expected a positive integer")
@@ -422,7 +523,7 @@ def main():
                          "authors' Beauty split as RecBole atomic files; see bench/beauty_to_atomic.py)")
     arms = resolve_arms(args.setting, args.arms)
     if args.snapshot:
-        snapshot(args.setting)
+        snapshot(args.setting, Path(args.data).resolve())
     elif not args.report:
         seeds = range(2020, 2020 + (args.seeds or spec["seeds"]))
         tasks = []
@@ -430,7 +531,8 @@ def main():
             for arm in arms:
                 if not to_do(args.setting, arm[0], seed, args.retry_failed):
                     continue
-                tasks.append((args.setting, arm, seed, str(Path(args.data).resolve()), args.threads, str(OUT)))
+                tasks.append((args.setting, arm, seed, str(Path(args.data).resolve()), args.threads, str(OUT),
+                              args.epochs))
         print(f"[{args.setting}] {len(tasks)} run(s) to do", flush=True)
         with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
             for _ in pool.imap_unordered(_one_run, tasks):

@@ -112,6 +112,36 @@ class StoredConfig:
         self.state = dict(state) if isinstance(state, dict) else {}
 
 
+class _StoredEnum:
+    """Stands in for one of RecBole's enum classes in a trusted legacy checkpoint: the file may build it with
+    any state, and only its value is read back (the real member is looked up, never rebuilt or changed)."""
+
+    enum = None
+
+    def __init__(self, value=None, *args, **kwargs):
+        self.value = value
+
+    def __setstate__(self, state):
+        pass
+
+
+ENUM_STAND_INS = {cls: type(f"Stored{name}", (_StoredEnum,), {"enum": cls}) for name, cls in ENUMS.items()}
+
+
+def _real_enums(value, path):
+    """``value`` with every :class:`_StoredEnum` replaced by the real member of that value."""
+    if isinstance(value, _StoredEnum):
+        try:
+            return value.enum(value.value)
+        except (ValueError, TypeError):
+            raise CheckpointError(f"checkpoint {path!r}: {value.value!r} is not a {value.enum.__name__} value") from None
+    if isinstance(value, dict):
+        return {k: _real_enums(v, path) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_real_enums(v, path) for v in value]
+    return value
+
+
 class _StoredClass:
     """Stands in for a class a legacy config refers to (its YAML loader): never called with effect."""
 
@@ -121,14 +151,35 @@ class _StoredClass:
 
 def _legacy_globals(path):
     """Stand-ins for what a legacy checkpoint names: RecBole's ``Config``, its YAML loader and model class
-    (a reference, never called with effect), RecBole's enums and NumPy scalars (data)."""
+    (a reference, never called with effect), RecBole's enums (read back by value) and NumPy scalars (data)."""
     names = [(StoredConfig, name) for name in LEGACY_CONFIG_CLASSES]
     names += [(_StoredClass, "yaml.loader.FullLoader"), (_StoredClass, "yaml.loader.SafeLoader")]
     names += [(_StoredClass, name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)
               if name.startswith("recbole.model.")]
-    scalars = [np.core.multiarray.scalar, np.dtype]
+    names += [(stand_in, f"{cls.__module__}.{cls.__qualname__}") for cls, stand_in in ENUM_STAND_INS.items()]
+    multiarray = getattr(np, "_core", None) or np.core  # NumPy 2 renamed it; NumPy 1 has only np.core
+    scalars = [multiarray.multiarray.scalar, np.dtype]
     scalars += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
-    return names + list(ENUMS.values()) + scalars
+    return names + scalars
+
+
+def check_archive(path):
+    """A checkpoint is held in memory as its archive says: torch writes every member uncompressed, so a
+    compressed member (a decompression bomb's shape) or members larger than the file are refused before reading."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return  # torch's legacy (non-zip) format: a pickle stream no larger than the file
+    with archive:
+        members = archive.infolist()
+    packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise CheckpointError(f"checkpoint {path!r}: member {packed[0]!r} is compressed; PyTorch writes checkpoints "
+                              "uncompressed, so the file was not written by torch.save")
+    total = sum(m.file_size for m in members)
+    if total > os.path.getsize(path):
+        raise CheckpointError(f"checkpoint {path!r}: its members claim {total} bytes, more than the file's "
+                              f"{os.path.getsize(path)}")
 
 
 def _read(path, map_location, allow):
@@ -166,6 +217,7 @@ def load_checkpoint(path, map_location=None, trust=False):
         raise CheckpointError(f"checkpoint {path!r}: no such file")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path!r}: the file is empty (a run stopped while writing it?)")
+    check_archive(path)
     try:
         checkpoint = _read(path, map_location, [])
     except pickle.UnpicklingError as error:
@@ -198,8 +250,8 @@ def load_checkpoint(path, map_location=None, trust=False):
         raise CheckpointError(f"checkpoint {path!r}: expected a RecBole checkpoint (a dict with 'state_dict')")
     stored = checkpoint.get("config")
     if isinstance(stored, StoredConfig):
-        parameters = stored.state.get("parameters")
-        stored = {"final_config_dict": stored.state.get("final_config_dict"),
+        parameters = _real_enums(stored.state.get("parameters"), path)
+        stored = {"final_config_dict": _real_enums(stored.state.get("final_config_dict"), path),
                   "parameters": parameters if isinstance(parameters, dict) else {}}
         if not isinstance(stored["final_config_dict"], dict):
             raise CheckpointError(f"checkpoint {path!r}: its pickled Config holds no settings")

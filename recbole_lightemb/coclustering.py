@@ -5,7 +5,8 @@ Users and items share one label space; label propagation maximises
     Q = sum_C [ e(C) - resolution * W_U(C) * W_I(C) ]
 
 where e(C) counts interactions inside cluster C and W_U, W_I sum normalised
-user / item weights.  Each cluster becomes one codebook row, so the number of
+user / item weights (``mode`` picks the item weight: the authors' code or the
+paper's text, see :func:`node_weights`).  Each cluster becomes one codebook row, so the number of
 distinct labels is the embedding-table size.  The passes run in numba because
 the solver is called many times while searching a resolution for a row budget.
 
@@ -22,14 +23,19 @@ import scipy.sparse as sp
 from numba import njit
 
 __all__ = [
+    "WEIGHT_MODES",
     "WEIGHT_SCHEMES",
     "CoClustering",
     "co_cluster",
     "fit_codebook_budget",
     "node_weights",
+    "side_weights",
 ]
 
 WEIGHT_SCHEMES = ("degree", "CPM", "sqrt", "log")
+WEIGHT_MODES = ("paper", "stated")
+"""How items are weighted: ``paper`` as the authors' code runs it (the figures of the paper come from it),
+``stated`` as the paper's text states it; users are weighted as stated in both."""
 
 # Bisection stops once the fitting and the failing resolution differ by less
 # than this factor: finer steps change the cluster count by a handful of rows.
@@ -79,6 +85,11 @@ def _check_scheme(arg: str, value) -> None:
         raise ValueError(f"{arg} must be one of {WEIGHT_SCHEMES}, got {value!r}")
 
 
+def _check_mode(value) -> None:
+    if value not in WEIGHT_MODES:
+        raise ValueError(f"mode must be one of {WEIGHT_MODES}, got {value!r}")
+
+
 def _check_resolution(arg: str, value) -> float:
     try:
         gamma = float(value)
@@ -95,13 +106,14 @@ def _check_positive_int(arg: str, value) -> int:
     return int(value)
 
 
-def node_weights(deg, scheme: str) -> np.ndarray:
+def node_weights(deg, scheme: str, *, degree_numerator: bool = False) -> np.ndarray:
     """Normalised node weights ``v / sqrt(sum v)`` with ``v = f(deg)``.
 
-    ``f`` is ``x`` (degree), ``1`` (CPM), ``sqrt(x)`` or ``log(1 + x)``.  The
-    normalisation uses ``v`` of the chosen scheme (the authors' code divides by
-    the degree sum whatever the scheme, which we do not copy).  Zero-degree
-    nodes take part in the sum like any other node.
+    ``f`` is ``x`` (degree), ``1`` (CPM), ``sqrt(x)`` or ``log(1 + x)``.  With
+    ``degree_numerator`` the weight is ``deg / sqrt(sum v)``: the scheme enters
+    the normaliser only, which is what the authors' code computes for items
+    (``hash_spectral_label_overlap.py``), so their default ``CPM`` weights items
+    by degree.  Zero-degree nodes take part in the sum like any other node.
     """
     _check_scheme("scheme", scheme)
     deg = np.asarray(deg, dtype=np.float64)
@@ -114,7 +126,16 @@ def node_weights(deg, scheme: str) -> np.ndarray:
     else:
         v = np.log1p(deg)
     total = v.sum()
-    return v / math.sqrt(total) if total > 0 else v
+    numerator = deg if degree_numerator else v
+    return numerator / math.sqrt(total) if total > 0 else numerator
+
+
+def side_weights(user_deg, item_deg, user_weight: str, item_weight: str, mode: str) -> np.ndarray:
+    """Users' then items' weights: users ``v_u / sqrt(sum v_u)`` in both modes; items likewise when
+    ``mode='stated'``, ``deg_i / sqrt(sum v_i)`` when ``mode='paper'`` (the authors' code)."""
+    _check_mode(mode)
+    return np.concatenate([node_weights(user_deg, user_weight),
+                           node_weights(item_deg, item_weight, degree_numerator=mode == "paper")])
 
 
 @_jit
@@ -279,11 +300,10 @@ class _Graph:
         self.item_deg = np.diff(self.i_ptr)
 
 
-def _solve(graph: _Graph, gamma: float, user_weight: str, item_weight: str, n_iter: int,
+def _solve(graph: _Graph, gamma: float, user_weight: str, item_weight: str, mode: str, n_iter: int,
            max_codes: int | None, seed, secondary: bool) -> CoClustering:
     n_u, n = graph.n_users, graph.n_users + graph.n_items
-    weights = np.concatenate([node_weights(graph.user_deg, user_weight),
-                              node_weights(graph.item_deg, item_weight)])
+    weights = side_weights(graph.user_deg, graph.item_deg, user_weight, item_weight, mode)
     labels = np.arange(n, dtype=np.int32)
     w_user = np.zeros(n)
     w_user[:n_u] = weights[:n_u]
@@ -333,11 +353,12 @@ def _solve(graph: _Graph, gamma: float, user_weight: str, item_weight: str, n_it
 
 
 def co_cluster(R, resolution: float, *, user_weight: str = "degree", item_weight: str = "CPM",
-               n_iter: int = 5, max_codes: int | None = None, seed=0,
+               mode: str = "paper", n_iter: int = 5, max_codes: int | None = None, seed=0,
                secondary: bool = True) -> CoClustering:
     """Co-cluster users and items of the binary interaction matrix ``R``.
 
-    Larger ``resolution`` gives more, smaller clusters.  Node ids are users
+    Larger ``resolution`` gives more, smaller clusters; node weights as
+    :func:`side_weights` gives them for ``mode``.  Node ids are users
     ``0..n_u-1`` then items ``n_u + i``; pass k visits them in the order of the
     k-th ``np.random.default_rng(seed).permutation(n_u + n_i)``.  A node moves
     only when the best neighbour label is strictly better than staying, so no
@@ -358,15 +379,16 @@ def co_cluster(R, resolution: float, *, user_weight: str = "degree", item_weight
     gamma = _check_resolution("resolution", resolution)
     _check_scheme("user_weight", user_weight)
     _check_scheme("item_weight", item_weight)
+    _check_mode(mode)
     n_iter = _check_positive_int("n_iter", n_iter)
     if max_codes is not None:
         max_codes = _check_positive_int("max_codes", max_codes)
-    return _solve(_Graph(R), gamma, user_weight, item_weight, n_iter, max_codes, seed,
+    return _solve(_Graph(R), gamma, user_weight, item_weight, mode, n_iter, max_codes, seed,
                   bool(secondary))
 
 
 def fit_codebook_budget(R, max_codes: int, *, n_iter: int = 5, user_weight: str = "degree",
-                        item_weight: str = "CPM", seed=0, secondary: bool = True,
+                        item_weight: str = "CPM", mode: str = "paper", seed=0, secondary: bool = True,
                         resolution: float | None = None, max_probes: int = 30,
                         ) -> tuple[CoClustering, tuple[tuple[float, int], ...]]:
     """Largest probed resolution whose co-clustering fits ``max_codes`` rows.
@@ -386,6 +408,7 @@ def fit_codebook_budget(R, max_codes: int, *, n_iter: int = 5, user_weight: str 
     n_iter = _check_positive_int("n_iter", n_iter)
     _check_scheme("user_weight", user_weight)
     _check_scheme("item_weight", item_weight)
+    _check_mode(mode)
     gamma = 1.0 if resolution is None else _check_resolution("resolution", resolution)
     graph = _Graph(R)
     trace = []
@@ -394,7 +417,7 @@ def fit_codebook_budget(R, max_codes: int, *, n_iter: int = 5, user_weight: str 
 
     def probe(g):
         nonlocal best, failing
-        result = _solve(graph, g, user_weight, item_weight, n_iter, max_codes, seed,
+        result = _solve(graph, g, user_weight, item_weight, mode, n_iter, max_codes, seed,
                         bool(secondary))
         trace.append((g, result.n_codes))
         if result.n_codes <= max_codes:

@@ -1,12 +1,10 @@
-"""Targeted fixes that let RecBole 1.2.1 run on today's NumPy, SciPy and PyTorch.
+"""Targeted fixes that let RecBole 1.2.1 run on today's NumPy, SciPy, pandas and PyTorch.
 
 Applied once, when ``recbole_lightemb`` is imported, so a user's own
 ``from recbole.quick_start import run_recbole`` works afterwards too. Each fix checks
 that the thing it repairs is really missing or broken, and leaves RecBole alone otherwise.
 The README lists them. ray (RecBole pins ``ray<=2.6.3``, which needs NumPy 1 and
 ``pkg_resources``) is never imported unless RecBole's ray-based tuning is used, so NumPy 2 works.
-The one pin left is in ``pyproject.toml`` because no import-time fix can reach it: pandas 3's
-copy-on-write silently turns RecBole's chained ``fillna(inplace=True)`` into a no-op (``pandas<3``).
 """
 
 import functools
@@ -17,7 +15,7 @@ import types
 import warnings
 
 import numpy as np
-
+import pandas as pd
 import torch
 import torch.distributed as dist
 from scipy.sparse import dok_matrix
@@ -127,11 +125,12 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
 def _load_into_model(trainer, checkpoint_file):
     """Read ``checkpoint_file`` as data only and put its weights into the trainer's model."""
     from recbole_lightemb.checkpoint import load_checkpoint
+    from recbole_lightemb.rebuild import restore_other_parameter
 
     checkpoint = load_checkpoint(checkpoint_file, map_location=trainer.device,
                                  trust=bool(trainer.config["trust_checkpoint"]))
     trainer.model.load_state_dict(checkpoint["state_dict"])
-    trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
+    restore_other_parameter(trainer.model, checkpoint.get("other_parameter"), str(checkpoint_file))
     return checkpoint
 
 
@@ -257,7 +256,8 @@ KNOWN_WARNINGS = (
     (r"`np\.bool8` is a deprecated alias", DeprecationWarning, r"ray\."),
     (r"A value is trying to be set on a copy of a DataFrame", FutureWarning, r"recbole\."),  # fillna(inplace)
     (r"using <built-in function len> in Series\.agg", FutureWarning, r"recbole\."),  # token_seq fields
-    (r"torch\.sparse\.SparseTensor\(indices, values, shape", UserWarning, r"recbole\."),  # LightGCN, NGCF, …
+    (r"A value is being set on a copy of a DataFrame or Series through chained", Warning, r"recbole\."),  # pandas 3
+    (r"torch\.sparse\.SparseTensor\(indices, values,", UserWarning, r"recbole\."),  # LightGCN, NGCF, …
     (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning, r"recbole\."),
     (r"distutils Version classes are deprecated", DeprecationWarning, r"thop\."),  # RecBole's FLOPs counter
     # NumPy 2, when RecBole's Interaction.sort calls np.argsort on a torch tensor (torch's old __array_wrap__)
@@ -272,11 +272,146 @@ def quiet_known_warnings():
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
+def _plain_numbers(evaluate):
+    """RecBole's ``Evaluator.evaluate`` with its NumPy scalars as Python numbers: under NumPy 2 every result
+    line would read ``OrderedDict([('recall@10', np.float64(0.1913)), …])``; RecBole 1.2.1 printed plain numbers."""
+
+    @functools.wraps(evaluate)
+    def wrapper(self, dataobject):
+        result = evaluate(self, dataobject)
+        return type(result)((k, v.item() if isinstance(v, np.generic) else v) for k, v in result.items())
+
+    wrapper.__lightemb_plain__ = True
+    return wrapper
+
+
+def patch_plain_results():
+    """Every metric RecBole's trainers compute (and log, and return) is a plain float."""
+    from recbole.evaluator import Evaluator
+
+    if not getattr(Evaluator.evaluate, "__lightemb_plain__", False):
+        Evaluator.evaluate = _plain_numbers(Evaluator.evaluate)
+
+
+# pandas 3: copy-on-write makes RecBole's chained ``df[field].fillna(..., inplace=True)`` fill nothing, and
+# ``Series.agg(len)`` is now the column's length, not each row's.
+
+class _PandasReadingEmptySequences(types.ModuleType):
+    """``pandas`` as RecBole's dataset module sees it: ``read_csv`` gives the empty cells of sequence columns
+    (``name:token_seq``, ``name:float_seq``) as ``""``, which RecBole's chained ``fillna`` no longer does."""
+
+    def __getattr__(self, name):
+        return getattr(pd, name)
+
+    @staticmethod
+    def read_csv(*args, **kwargs):
+        frame = pd.read_csv(*args, **kwargs)
+        for column in frame.columns:
+            if str(column).endswith("_seq"):
+                frame[column] = frame[column].fillna("")
+        return frame
+
+
+def _fill_nan(self):
+    """RecBole's ``Dataset._fill_nan`` by assignment: a missing token becomes 0 (padding), a missing float the
+    column's mean, a missing sequence an empty one."""
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x)
+
+
+def _remap(self, remap_list):
+    """RecBole's ``Dataset._remap`` (tokens to ids with ``pd.factorize``, id 0 left for padding), with each
+    sequence split back at its own row's length."""
+    from recbole.utils import FeatureType
+
+    if not remap_list:
+        return
+    tokens, split_point = self._concat_remaped_tokens(remap_list)
+    codes, uniques = pd.factorize(tokens)
+    id_token = np.array(["[PAD]", *uniques])
+    token_id = {token: i for i, token in enumerate(id_token)}
+    for (feat, field, ftype), ids in zip(remap_list, np.split(codes + 1, split_point)):
+        if field not in self.field2id_token:
+            self.field2id_token[field], self.field2token_id[field] = id_token, token_id
+        if ftype == FeatureType.TOKEN:
+            feat[field] = ids
+        else:
+            feat[field] = np.split(ids, np.cumsum(feat[field].map(len).to_numpy())[:-1])  # each row's length
+
+
+def patch_pandas_copy_on_write():
+    """Under pandas 3, RecBole's dataset fills missing values and splits sequence fields as under pandas 2."""
+    if int(pd.__version__.split(".")[0]) < 3:
+        return
+    import recbole.data.dataset.dataset as dataset_module
+    from recbole.data.dataset import Dataset
+
+    if isinstance(dataset_module.pd, _PandasReadingEmptySequences):
+        return
+    dataset_module.pd = _PandasReadingEmptySequences("pandas")
+    Dataset._fill_nan = _fill_nan
+    Dataset._remap = _remap
+
+
+def _exhaustive_search(new_ids, domain, trials, seed, nbMaxSucessiveFailures=1000):
+    """RecBole's exhaustive search (draw each new trial's point until it is one not tried yet; none left: ``[]``),
+    drawing from the ``numpy.random.Generator`` hyperopt >= 0.2.7 needs, where RecBole's passes a ``RandomState``."""
+    from hyperopt import pyll
+    from hyperopt.base import miscs_update_idxs_vals
+
+    def point(vals):
+        return frozenset((name, value[0] if value else None) for name, value in vals.items())
+
+    tried = {point(trial["misc"]["vals"]) for trial in trials.trials}
+    rng = np.random.default_rng(seed)
+    docs = []
+    for new_id in new_ids:
+        for _ in range(nbMaxSucessiveFailures + 1):
+            idxs, vals = pyll.rec_eval(domain.s_idxs_vals, memo={domain.s_new_ids: [new_id], domain.s_rng: rng})
+            if point(vals) not in tried:
+                break
+        else:
+            return []
+        tried.add(point(vals))
+        misc = {"tid": new_id, "cmd": domain.cmd, "workdir": domain.workdir}
+        miscs_update_idxs_vals([misc], idxs, vals)
+        docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
+    return docs
+
+
+def patch_exhaustive_search():
+    """RecBole's ``HyperTuning(algo="exhaustive")`` (its ``run_hyper.py`` default) works with hyperopt >= 0.2.7."""
+    from importlib import metadata
+
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    try:
+        version = tuple(int(part) for part in metadata.version("hyperopt").split(".")[:3] if part.isdigit())
+    except metadata.PackageNotFoundError:
+        return
+    if version >= (0, 2, 7):
+        hyper_tuning.exhaustive_search = _exhaustive_search
+
+
 def apply():
     """Apply every fix; safe to call more than once."""
     quiet_known_warnings()
     patch_numpy_aliases()
     patch_scipy_dok()
+    patch_plain_results()
+    patch_pandas_copy_on_write()
+    patch_exhaustive_search()
     patch_colorama_once()
     patch_checkpoint_loading()
     patch_cpu_distributed()

@@ -12,6 +12,8 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
+from recbole_lightemb.protocol import check_protocol
+
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 """The YAML defaults, RecBole-style, at the top of the (editable) checkout."""
 
@@ -85,7 +87,9 @@ class Config(RecBoleConfig):
         return super()._get_model_and_dataset(model, dataset)
 
     def _load_cmd_line(self):
-        """RecBole reads ``--key=value`` only; a plugin key written ``--key value`` would be silently dropped."""
+        """RecBole reads ``--key=value`` only; a plugin key written ``--key value`` would be silently dropped.
+        RecBole also drops a value that holds ``=`` (``--result_file=runs/a[b=1].json``): it is read here, as
+        everything after the first ``=``."""
         argv = sys.argv[1:]
         for i, arg in enumerate(argv):
             name = arg[2:] if arg.startswith("--") and "=" not in arg else None
@@ -93,12 +97,28 @@ class Config(RecBoleConfig):
             if name and value is not None and _is_plugin_key(name):
                 raise ValueError(f"--{name} {value}: RecBole reads command-line keys only as --key=value, so this "
                                  f"would be ignored; write --{name}={value}")
-        return super()._load_cmd_line()
+        with_equals = [arg for arg in argv if arg.startswith("--") and arg.count("=") > 1]
+        if "ipykernel_launcher" in sys.argv[0] or not with_equals:
+            return super()._load_cmd_line()
+        saved = list(sys.argv)
+        sys.argv[:] = [a for a in saved if a not in with_equals]
+        try:
+            cmd = super()._load_cmd_line()
+        finally:
+            sys.argv[:] = saved
+        for arg in with_equals:
+            name, text = arg[2:].split("=", 1)
+            value = self._convert_config_dict({name: text})[name]  # as RecBole reads values: a path stays a string
+            if cmd.get(name, value) != value:
+                raise ValueError(f"--{name}: given twice with different values ({cmd[name]!r} and {value!r})")
+            cmd[name] = value
+        return cmd
 
     def _set_default_parameters(self):
         self._no_negatives_for_ce_loss()
         super()._set_default_parameters()
         self._check_plugin_keys()
+        check_protocol(self.final_config_dict)
         self._check_dataset_present()
 
     def _no_negatives_for_ce_loss(self):

@@ -3,19 +3,32 @@
 A quality figure is only "converged" when RecBole's early stopping ended training; a run that
 reached ``epochs`` may still have been improving. ``ConvergenceLog`` is passed to RecBole's
 ``Trainer.fit`` as its ``callback_fn`` (called after every evaluation) and then read off the
-trainer: RecBole fires its stop exactly when ``cur_step`` exceeds ``stopping_step``.
+trainer: RecBole fires its stop exactly when ``cur_step`` exceeds ``stopping_step``. Its ``curve`` keeps
+every evaluation, so quality after any number of epochs can be read off a run that trained to its stop.
 """
 
 
 class ConvergenceLog:
-    """Collects (epoch, valid score) at each evaluation; ``summary`` says how the run ended."""
+    """Collects (epoch, valid score) at each evaluation, and with ``test`` (a callable returning test metrics,
+    ``emb_test_curve``) the test metrics of the same weights; ``summary`` says how the run ended."""
 
-    def __init__(self, bigger=True):
+    def __init__(self, bigger=True, test=None):
         self.bigger = bigger
         self.history = []
+        self.test = test
+        self.tests = []
 
     def __call__(self, epoch_idx, valid_score):
         self.history.append((int(epoch_idx), float(valid_score)))
+        if self.test is not None:  # draws nothing from the training's random streams (loaders have their own)
+            self.tests.append({name: float(value) for name, value in self.test().items()})
+
+    def curve(self):
+        """One entry per evaluation: ``epochs`` trained so far (``best_epoch`` + 1 at the best), ``valid`` (the
+        validation score) and, when recorded, ``test`` (the test metrics of those weights; recorded only, never
+        used to pick them)."""
+        return [{"epochs": epoch + 1, "valid": score, **({"test": self.tests[k]} if k < len(self.tests) else {})}
+                for k, (epoch, score) in enumerate(self.history)]
 
     def best_epoch(self):
         """The epoch RecBole kept: the last one whose score reached the best so far (ties update, as in
@@ -33,7 +46,7 @@ class ConvergenceLog:
         return {"epoch_cap": int(trainer.epochs), "epochs_run": int(epochs_run), "best_epoch": self.best_epoch(),
                 "epochs_trained": len(trainer.train_loss_dict),  # by this fit: fewer than epochs_run when resumed
                 "stopping_step": int(trainer.stopping_step), "eval_step": int(trainer.eval_step),
-                "stopped_early": stopped_early, "converged": stopped_early}
+                "stopped_early": stopped_early, "converged": stopped_early, "curve": self.curve()}
 
 
 def stream_convergence(segments):

@@ -7,6 +7,12 @@ not the epoch cap, ended the run), and the difference from ``uniform`` at the ar
 interpolated linearly in log-bytes on the same seed's uniform curve (``full`` is that curve's point
 at 1.0: a uniform table of width ``d`` is the full table), with its sign per seed. ``budget_winners`` reads
 those rows the other way round: per budget, which arm to use within its bytes.
+
+Every comparison is made twice: by the bytes a table stores (``compression.ratio``) and by the bytes it
+holds while training (``compression.training_ratio``: parameters, gradients, buffers and optimiser state,
+÷ those of full tables trained the same way), for a method can store little and still train wide
+(float32 masters of low-bit rows). :func:`training_ratio` reads the second from a run file, or derives it
+where a run file written before it was recorded allows.
 """
 
 import math
@@ -48,13 +54,44 @@ def _ok(run, metric):
     return run.get("error") is None and run.get("test", {}).get(metric) is not None
 
 
-def uniform_curves(runs, metric):
-    """Per seed, the (bytes/full, metric) points of the ``uniform`` arms plus ``full`` at 1.0."""
+FLOAT_TABLES = (FULL, UNIFORM, "hash", "qr")
+"""Methods whose float32 tables train as they are stored: every stored float a parameter, no buffer."""
+
+AXES = {"stored": "ratio", "training": "training_ratio"}
+"""The two rulers: a row key (and run figure) each."""
+
+
+def training_ratio(run):
+    """Bytes held while training ÷ those of full tables trained the same way: the run's
+    ``compression.training_ratio``, else its ``training`` figures; for a run file written before either, derived
+    where it can be: a plain ``full``, ``uniform``, ``hash`` or ``qr`` table trains its stored floats and nothing
+    else, so its parameters, gradients and optimiser state stand to full's as its floats do (any optimiser).
+    ``None`` otherwise."""
+    compression = run.get("compression") or {}
+    if compression.get("training_ratio") is not None:
+        return compression["training_ratio"]
+    if (compression.get("training") or {}).get("ratio") is not None:
+        return compression["training"]["ratio"]
+    plain = run.get("method") in FLOAT_TABLES and not any(k.endswith("_bits") for k in run.get("extra") or {})
+    if plain and compression.get("full_floats"):
+        return compression["stored_floats"] / compression["full_floats"]
+    return None
+
+
+def _x(run, axis):
+    """A run's bytes / full on ``axis``; ``full`` is 1.0 on both."""
+    if run["method"] == FULL and not run.get("label"):
+        return 1.0
+    return run["compression"]["ratio"] if axis == "stored" else training_ratio(run)
+
+
+def uniform_curves(runs, metric, axis="stored"):
+    """Per seed, the (bytes/full, metric) points of the ``uniform`` arms plus ``full`` at 1.0, on ``axis``."""
     curves = {}
     for run in runs:
-        if _ok(run, metric) and run["method"] in (UNIFORM, FULL) and not run.get("label"):
-            ratio = 1.0 if run["method"] == FULL else run["compression"]["ratio"]
-            curves.setdefault(run["seed"], []).append((ratio, run["test"][metric]))
+        if _ok(run, metric) and run["method"] in (UNIFORM, FULL) and not run.get("label") \
+                and _x(run, axis) is not None:
+            curves.setdefault(run["seed"], []).append((_x(run, axis), run["test"][metric]))
     return curves
 
 
@@ -67,7 +104,7 @@ def _mean_std(values):
 
 def frontier_rows(runs, metric="recall@20"):
     """One row per arm, in the order arms first appear in ``runs``."""
-    curves = uniform_curves(runs, metric)
+    curves = {axis: uniform_curves(runs, metric, axis) for axis in AXES}
     labels = list(dict.fromkeys(arm_label(r) for r in runs))
     metric_names = list(dict.fromkeys(m for r in runs if r.get("error") is None for m in r.get("test", {})))
     rows = []
@@ -77,6 +114,8 @@ def frontier_rows(runs, metric="recall@20"):
         row = {"arm": label, "method": arm[0]["method"], "budget": arm[0].get("budget"),
                "n_runs": len(arm), "n_ok": len(ok), "seeds": [r["seed"] for r in ok]}
         row["ratio"], row["ratio_std"] = _mean_std([r["compression"]["ratio"] for r in ok])
+        trained = [training_ratio(r) for r in ok]
+        row["training_ratio"] = _mean_std(trained)[0] if ok and None not in trained else None
         row["stored_bytes"] = _mean_std([r["compression"]["stored_bytes"] for r in ok])[0]
         for name in metric_names:
             row[f"test_{name}"], row[f"test_{name}_std"] = _mean_std([r["test"].get(name) for r in ok])
@@ -85,24 +124,31 @@ def frontier_rows(runs, metric="recall@20"):
         row["converged"] = bool(ok) and row["n_converged"] == len(ok)
         row["epochs_run"] = _mean_std([c.get("epochs_run") for c in conv])[0]
         row["best_epoch"] = _mean_std([c.get("best_epoch") for c in conv])[0]
-        diffs = {}
         row["uniform_curve"] = row["method"] == UNIFORM and not arm[0].get("label")
-        if row["method"] not in (UNIFORM, FULL) or arm[0].get("label"):
-            for r in ok:
-                curve = curves.get(r["seed"], [])
-                at = interpolate_log(r["compression"]["ratio"], [p[0] for p in curve], [p[1] for p in curve])
-                if at is not None:
-                    diffs[r["seed"]] = (r["test"][metric] - at, at)
-        row["vs_uniform"], row["vs_uniform_std"] = _mean_std([d for d, _ in diffs.values()])
-        mean_at = _mean_std([at for _, at in diffs.values()])[0]  # ratio of means: the sign of the mean difference
-        row["vs_uniform_pct"] = 100.0 * row["vs_uniform"] / mean_at if mean_at else None
-        row["vs_uniform_signs"] = "".join("+" if d > 0 else "-" if d < 0 else "0"
-                                          for _, (d, _) in sorted(diffs.items()))
+        compared = row["method"] not in (UNIFORM, FULL) or bool(arm[0].get("label"))
+        for axis in AXES:
+            suffix = "" if axis == "stored" else f"_{axis}"
+            vs = _vs_uniform(ok if compared else [], curves[axis], metric, axis)
+            row.update({f"vs_uniform{suffix}{key}": value for key, value in vs.items()})
         row["buckets"] = _mean_buckets([r.get("test_buckets") for r in ok])
         errors = sorted({r["error"] for r in arm if r.get("error")})
         row["error"] = "; ".join(errors) or None
         rows.append(row)
     return rows
+
+
+def _vs_uniform(runs, curves, metric, axis):
+    """Each run minus its own seed's uniform curve at its bytes on ``axis``: mean, std, % and the sign per seed."""
+    diffs = {}
+    for r in runs:
+        curve, x = curves.get(r["seed"], []), _x(r, axis)
+        at = None if x is None else interpolate_log(x, [p[0] for p in curve], [p[1] for p in curve])
+        if at is not None:
+            diffs[r["seed"]] = (r["test"][metric] - at, at)
+    mean, std = _mean_std([d for d, _ in diffs.values()])
+    mean_at = _mean_std([at for _, at in diffs.values()])[0]  # ratio of means: the sign of the mean difference
+    return {"": mean, "_std": std, "_pct": 100.0 * mean / mean_at if mean_at else None,
+            "_signs": "".join("+" if d > 0 else "-" if d < 0 else "0" for _, (d, _) in sorted(diffs.items()))}
 
 
 def _mean_buckets(buckets):
@@ -135,42 +181,55 @@ def _pm(mean, std, digits=4):
 
 
 def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
-    """Markdown table: arm, bytes/full, metrics (mean ± std), Δ vs uniform at the same bytes, convergence."""
-    head = ["arm", "bytes / full", f"test {metric}", f"test {second}", "vs uniform (same bytes)",
-            "seeds +/-", "converged", "best / last epoch"]
+    """Markdown table: arm, bytes/full stored and while training, metrics (mean ± std), Δ vs uniform at the same
+    stored bytes (signs per seed) and at the same training bytes (signs after the figure), convergence."""
+    head = ["arm", "bytes / full", "training bytes / full", f"test {metric}", f"test {second}",
+            "vs uniform (same bytes)", "seeds +/-", "vs uniform (same training bytes)", "converged",
+            "best / last epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         if row["n_ok"] == 0:
             lines.append(f"| {row['arm']} | failed: {row['error']} |" + " |" * (len(head) - 2))
             continue
-        vs = "-" if row["vs_uniform"] is None else (
-            f"{row['vs_uniform']:+.4f} ({row['vs_uniform_pct']:+.1f} %)")
         conv = f"{row['n_converged']}/{row['n_ok']}" + ("" if row["converged"] else " **not converged**")
         best = "-" if row["best_epoch"] is None else f"{row['best_epoch']:.0f}"
         last = "unfinished" if row["epochs_run"] is None else f"{row['epochs_run']:.0f}"
         epochs = "-" if row["best_epoch"] is None and row["epochs_run"] is None else f"{best} / {last}"
-        cells = [row["arm"], _pm(row["ratio"], None), _pm(row.get(f"test_{metric}"), row.get(f"test_{metric}_std")),
-                 _pm(row.get(f"test_{second}"), row.get(f"test_{second}_std")), vs,
-                 row["vs_uniform_signs"] or "-", conv, epochs]
+        training = _vs_cell(row, "_training")
+        cells = [row["arm"], _pm(row["ratio"], None), _pm(row.get("training_ratio"), None),
+                 _pm(row.get(f"test_{metric}"), row.get(f"test_{metric}_std")),
+                 _pm(row.get(f"test_{second}"), row.get(f"test_{second}_std")), _vs_cell(row, ""),
+                 row["vs_uniform_signs"] or "-",
+                 training if training == "-" else f"{training} {row['vs_uniform_training_signs']}", conv, epochs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _vs_cell(row, suffix):
+    """``+0.0123 (+4.5 %)``: the difference from uniform on one axis, or ``-``."""
+    vs = row.get(f"vs_uniform{suffix}")
+    return "-" if vs is None else f"{vs:+.4f} ({row[f'vs_uniform{suffix}_pct']:+.1f} %)"
 
 
 PAPER_METHODS = ("baco", "ciess", "scall")
 """The published methods the plugin exists for; the budget table names the best of them beside the winner."""
 
 
-def budget_winners(rows, metric="recall@20"):
+def budget_winners(rows, metric="recall@20", axis="stored"):
     """Per budget of the setting's ``uniform`` curve, which arm to use: the best mean test ``metric`` among the
-    arms that store at most that budget's bytes (``b`` of full, or the ``uniform-b`` table's own bytes where
-    those are more, with :data:`SAME_BYTES` of slack), and the best of the papers' methods among them. An arm
-    with fewer seeds or a run that hit the cap can win; its seeds and convergence go with it."""
-    curve = sorted((r for r in rows if r.get("uniform_curve") and r["n_ok"]), key=lambda r: r["budget"])
-    ok = [r for r in rows if r["n_ok"] and r["ratio"] is not None and r["method"] != FULL]
+    arms that hold at most that budget's bytes on ``axis`` (``stored``: what the tables keep; ``training``: what
+    they hold while training) — ``b`` of full, or the ``uniform-b`` table's own bytes where those are more, with
+    :data:`SAME_BYTES` of slack — and the best of the papers' methods among them. An arm with fewer seeds or a
+    run that hit the cap can win; its seeds and convergence go with it. Arms without figures on ``axis`` (run
+    files that predate them) take no part."""
+    key = AXES[axis]
+    curve = sorted((r for r in rows if r.get("uniform_curve") and r["n_ok"] and r.get(key) is not None),
+                   key=lambda r: r["budget"])
+    ok = [r for r in rows if r["n_ok"] and r.get(key) is not None and r["method"] != FULL]
     winners = []
     for point in curve:
-        limit = max(point["budget"], point["ratio"]) * (1 + SAME_BYTES)
-        within = [r for r in ok if r["ratio"] <= limit]
+        limit = max(point["budget"], point[key]) * (1 + SAME_BYTES)
+        within = [r for r in ok if r[key] <= limit]
         best = max(within, key=lambda r: r[f"test_{metric}"])
         papers = [r for r in within if r["method"] in PAPER_METHODS]
         winners.append({"budget": point["budget"], "uniform": point, "best": best,
@@ -178,27 +237,45 @@ def budget_winners(rows, metric="recall@20"):
     return winners
 
 
-def _summary_cell(row, metric):
-    """``arm mean ± std, Δ vs uniform % signs, seeds, convergence`` of one row, for the budget table."""
-    vs = "" if row["vs_uniform_pct"] is None else f", {row['vs_uniform_pct']:+.1f} % vs uniform {row['vs_uniform_signs']}"
+def _summary_cell(row, metric, axis="stored"):
+    """``arm mean ± std, Δ vs uniform % signs, seeds, convergence`` of one row, for the budget table (Δ on ``axis``)."""
+    suffix = "" if axis == "stored" else f"_{axis}"
+    pct = row.get(f"vs_uniform{suffix}_pct")
+    vs = "" if pct is None else f", {pct:+.1f} % vs uniform {row[f'vs_uniform{suffix}_signs']}"
     conv = "" if row["converged"] else f", **{row['n_ok'] - row['n_converged']} not converged**"
     return (f"`{row['arm']}` {_pm(row[f'test_{metric}'], row[f'test_{metric}_std'])}{vs}"
             f" ({row['n_ok']} seed{'s' if row['n_ok'] > 1 else ''}{conv})")
 
 
-def format_budget_table(settings, metric="recall@20"):
-    """Markdown table over settings (``{name: rows}``): per budget, the arm with the best test ``metric`` within
-    those bytes, the plain narrower table there, and the best of the papers' methods."""
-    head = ["setting", "bytes / full ≤", "best arm", "`uniform` there", "best of BACO / CIESS / SCALL"]
+def format_budget_table(settings, metric="recall@20", axis="stored"):
+    """Markdown table over settings (``{name: rows}``): per budget on ``axis``, the arm with the best test ``metric``
+    within those bytes, the plain narrower table there, and the best of the papers' methods."""
+    bytes_head = "bytes / full ≤" if axis == "stored" else "training bytes / full ≤"
+    head = ["setting", bytes_head, "best arm", "`uniform` there", "best of BACO / CIESS / SCALL"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, rows in settings.items():
         ran_papers = any(r["n_ok"] and r["method"] in PAPER_METHODS for r in rows)
-        for win in budget_winners(rows, metric):
-            paper = (_summary_cell(win["best_paper"], metric) if win["best_paper"]
+        for win in budget_winners(rows, metric, axis):
+            paper = (_summary_cell(win["best_paper"], metric, axis) if win["best_paper"]
                      else "none within these bytes" if ran_papers else "none run in this setting")
-            cells = [name, f"{win['budget']:g}", _summary_cell(win["best"], metric),
-                     _summary_cell(win["uniform"], metric), paper]
+            cells = [name, f"{win['budget']:g}", _summary_cell(win["best"], metric, axis),
+                     _summary_cell(win["uniform"], metric, axis), paper]
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_summary(settings, metric="recall@20"):
+    """"Which method at which budget", twice: by the bytes stored and by the bytes held while training; and the
+    arms left out of the second for want of training figures."""
+    untrained = {name: [r["arm"] for r in rows if r["n_ok"] and r.get("training_ratio") is None]
+                 for name, rows in settings.items()}
+    lines = ["### By stored bytes", "", format_budget_table(settings, metric, "stored"), "",
+             "### By bytes held while training (parameters, gradients, buffers, optimiser state)", "",
+             format_budget_table(settings, metric, "training")]
+    missing = [f"{name}: {', '.join(arms)}" for name, arms in untrained.items() if arms]
+    if missing:
+        lines += ["", "Without training figures (run files written before they were recorded), so not in the "
+                      "second table: " + "; ".join(missing)]
     return "\n".join(lines)
 
 

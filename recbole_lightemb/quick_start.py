@@ -5,6 +5,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from logging import getLogger
 
 import torch.distributed as dist
@@ -17,11 +18,18 @@ from recbole_lightemb.config import Config
 from recbole_lightemb.convergence import ConvergenceLog
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
 from recbole_lightemb.plan import Plan, plan_path, reused_plan
+from recbole_lightemb.protocol import use_negative_sampling
+from recbole_lightemb.rebuild import check_model_size, config_from_checkpoint, restore_other_parameter
 from recbole_lightemb.registry import get_method
-from recbole_lightemb.report import compression_report, format_report, training_memory
+from recbole_lightemb.modules.packed_file import load_packed_beside, save_packed_beside
+from recbole_lightemb.report import compression_report, format_report
 from recbole_lightemb.resume import check_resume
 from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
+
+
+PLAN_VALUES_PER_ENTITY = 8
+"""A plan holds a few values per user and item (widths, one or two codes, bits): 8 bounds every method's."""
 
 
 def check_same_plan_on_every_rank(plan):
@@ -72,6 +80,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     dataset = start_run(config)
     logger = getLogger()
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    use_negative_sampling(train_data, config)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -85,7 +94,8 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
 
     trainer_class = method.trainer or get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = trainer_class(config, model)
-    convergence = ConvergenceLog(config["valid_metric_bigger"])
+    test_now = partial(trainer.evaluate, test_data, load_best_model=False, show_progress=False)
+    convergence = ConvergenceLog(config["valid_metric_bigger"], test=test_now if config["emb_test_curve"] else None)
     resumed_valid_score = None
     if resumed_from is not None:  # later checkpoints overwrite the one resumed from
         trainer.resume_checkpoint(config["resume_checkpoint"])
@@ -112,8 +122,9 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
         logger.info(set_color("test recall by frequency", "yellow") + f": {format_buckets(buckets)}")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    report = compression_report(model)
-    report["training"] = training_memory(model, trainer.optimizer)
+    report = compression_report(model, trainer.optimizer)
+    if saved and config["local_rank"] == 0:  # low-bit rows: the packed form beside the checkpoint, as counted
+        report["packed_file"] = save_packed_beside(model, trainer.saved_model_file)
     logger.info(format_report(report, config["emb"]))
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -172,60 +183,45 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
     return None if queue.empty() else queue.get()
 
 
-CODE_KEYS = {"teacher": "KD_DAGFM evaluates it as Python"}
-FILE_KEYS = ("pre_model_path", "pretrain_path", "mf_pretrain_path", "mlp_pretrain_path", "warm_up")
-"""Config keys that make a RecBole model run code or unpickle a file while it is built."""
-
-
-def check_rebuild_runs_no_code(config, model_file):
-    """A checkpoint's config is the file's data: rebuilding from it must not evaluate or unpickle anything.
-    Saved datasets and dataloaders are never read; keys that a model evaluates or loads are refused."""
-    for key in ("dataset_save_path", "dataloaders_save_path"):
-        config[key] = None
-    config["save_dataset"], config["save_dataloaders"] = False, False
-    if config["model"] == "KD_DAGFM":
-        raise CheckpointError(f"checkpoint {str(model_file)!r}: model KD_DAGFM would evaluate the checkpoint's "
-                              f"'teacher' value as Python ({CODE_KEYS['teacher']}); rebuild it from your own Config")
-    for key in FILE_KEYS:
-        if config[key] not in (None, "", "None", False):
-            raise CheckpointError(f"checkpoint {str(model_file)!r}: its config sets {key}={config[key]!r}, a file "
-                                  f"model {config['model']} would load while it is built; rebuild it from your own Config")
-
-
-def load_data_and_model(model_file, trust_checkpoint=False):
+def load_data_and_model(model_file, trust_checkpoint=False, max_model_bytes=None, **where):
     """RecBole's ``load_data_and_model`` for any checkpoint a run wrote, compressed ones included.
 
-    The checkpoint is read as data only (:func:`~recbole_lightemb.checkpoint.load_checkpoint`); the data
-    and model are rebuilt from its config, and for ``emb`` other than ``full`` the plan saved beside
-    it swaps in the same tables before the weights are loaded. Returns ``(config, model, dataset,
-    train_data, valid_data, test_data)`` as RecBole does.
+    The checkpoint is read as data only (:func:`~recbole_lightemb.checkpoint.load_checkpoint`) and decides
+    only what the model is: its config is rebuilt from an allow-list of values
+    (:func:`~recbole_lightemb.rebuild.config_from_checkpoint`); where and how to run — ``data_path``,
+    ``gpu_id``, ``worker``, … — are the caller's keyword arguments (RecBole's defaults otherwise). The model
+    is sized before it is built (``max_model_bytes``), and for ``emb`` other than ``full`` the plan saved
+    beside the checkpoint swaps in the same tables before the weights are loaded. Returns ``(config, model,
+    dataset, train_data, valid_data, test_data)`` as RecBole does.
     """
-    checkpoint = load_checkpoint(model_file, map_location="cpu", trust=trust_checkpoint)
-    config = checkpoint["config"]
-    if config is None:
-        raise CheckpointError(f"checkpoint {str(model_file)!r}: holds no config to rebuild the data and model from")
-    check_rebuild_runs_no_code(config, model_file)
-    if config["stream"]:
-        raise CheckpointError(f"checkpoint {str(model_file)!r} holds one segment of a stream (stream=True); "
-                              "load its weights with Trainer.evaluate(model_file=...) on that segment's data")
-    emb = config["emb"] or "full"
-    plan = None
-    if emb != "full":
-        plan_file = plan_path(str(model_file))
-        if not os.path.isfile(plan_file):
-            raise CheckpointError(f"checkpoint {str(model_file)!r} (emb={emb!r}) needs its plan {plan_file!r} "
-                                  "beside it, and it is missing")
-        plan = Plan.load(plan_file, method=emb)
+    path = str(model_file)
+    checkpoint = load_checkpoint(path, map_location="cpu", trust=trust_checkpoint)
+    if checkpoint["config"] is None:
+        raise CheckpointError(f"checkpoint {path!r}: holds no config to rebuild the data and model from")
     with tempfile.TemporaryDirectory() as empty:  # RecBole unpickles saved datasets it finds in checkpoint_dir
-        config["checkpoint_dir"] = empty
+        config = config_from_checkpoint(checkpoint["config"], path, {**where, "checkpoint_dir": empty})
+        if config["stream"]:
+            raise CheckpointError(f"checkpoint {path!r} holds one segment of a stream (stream=True); load its "
+                                  "weights with Trainer.evaluate(model_file=...) on that segment's data")
+        emb = config["emb"] or "full"
+        plan_file = plan_path(path)
+        if emb != "full" and not os.path.isfile(plan_file):
+            raise CheckpointError(f"checkpoint {path!r} (emb={emb!r}) needs its plan {plan_file!r} beside it, "
+                                  "and it is missing")
+        get_method(emb)(config).check_config()
         dataset = start_run(config)
         train_data, valid_data, test_data = data_preparation(config, dataset)
-    config["checkpoint_dir"] = os.path.dirname(os.path.abspath(model_file))
+    config["checkpoint_dir"] = os.path.dirname(os.path.abspath(path))
+    entities = train_data._dataset.user_num + train_data._dataset.item_num
+    plan = None if emb == "full" else Plan.load(plan_file, method=emb, max_elements=PLAN_VALUES_PER_ENTITY * entities)
+    model_class = get_model(config["model"])
+    check_model_size(config, model_class, train_data._dataset, checkpoint["state_dict"], plan, path, max_model_bytes)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = model_class(config, train_data._dataset).to(config["device"])
     use_csr_adjacency(model, config)
     if plan is not None:
         swap_embeddings(model, train_data._dataset, config, plan=plan)
     model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    load_packed_beside(model, path)  # low-bit rows as stored, where the run wrote them
+    restore_other_parameter(model, checkpoint.get("other_parameter"), path)
     return config, model, dataset, train_data, valid_data, test_data

@@ -7,8 +7,9 @@ from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 
 
-def compression_report(model):
-    """Read the report off the model itself, so it always describes what is really stored."""
+def compression_report(model, optimizer=None):
+    """Read the report off the model itself, so it always describes what is really stored; with the run's
+    ``optimizer``, also what the tables hold while training (``training``, and its ``training_ratio``)."""
     tables = []
     for name, module in _outer_tables(model):
         tables.append({
@@ -24,7 +25,7 @@ def compression_report(model):
     full_bytes = full_floats * FLOAT_BYTES
     left_full = [{**rows, "name": f"{name}[{rows['name']}]"} for name, module in model.named_modules()
                  if isinstance(module, RowRangesEmbedding) for rows in module.rows_left_full()]
-    return {
+    report = {
         "tables": tables,
         "rows_left_full": left_full,
         "stored_floats": sum(t["stored_floats"] for t in tables),
@@ -33,6 +34,10 @@ def compression_report(model):
         "full_bytes": full_bytes,
         "ratio": stored_bytes / full_bytes if full_bytes else None,
     }
+    if optimizer is not None:
+        report["training"] = training_memory(model, optimizer)
+        report["training_ratio"] = report["training"]["ratio"]
+    return report
 
 
 def _outer_tables(model):

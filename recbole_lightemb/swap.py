@@ -16,6 +16,7 @@ from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 from recbole_lightemb.plan import reused_plan
+from recbole_lightemb.protocol import init_id_tables
 from recbole_lightemb.registry import get_method
 
 ROLES = ("user", "item")
@@ -240,8 +241,12 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
     Call it after building a RecBole model and before building its trainer (the optimizer
     must see the new parameters). ``dataset`` is the training dataset (``train_data.dataset``).
     """
+    from recbole_lightemb.methods.precision import refuse_unsupported  # the methods package imports this module
+
     method = method or get_method(config["emb"])(config)
+    refuse_unsupported(method, config)  # emb_bits for a method that stores no low-bit rows
     specs, tables, left = _find(model, dataset, config)
+    init_id_tables(specs, tables, config)  # emb_init: the rows every method builds from
     saved = None
     if plan is None:
         saved = reused_plan(config, method.name)

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny generated RecBole dataset, so model tests take seconds."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,23 @@ def _checkout_stays_clean():
     assert not left, f"the tests left {sorted(left)} in {root}"
 
 
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                             reason="torch sees no CUDA device"))]
+"""Every device torch can see: the CPU always; CUDA when present (its ids are skipped, with the reason, otherwise)."""
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """A device to run on, as the config keys that put a RecBole run there (``gpu_id``) and the ``torch.device``.
+    RecBole writes ``CUDA_VISIBLE_DEVICES`` from ``gpu_id``: it is put back afterwards."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    yield {"gpu_id": "" if request.param == "cpu" else "0"}, torch.device(request.param)
+    if visible is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 @pytest.fixture

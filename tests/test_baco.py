@@ -75,10 +75,62 @@ def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
     ({"baco_residual": 4, "stream": True}, "not supported with stream=True"),
     ({"baco_residual": 4, "baco_residual_bits": 3}, "baco_residual_bits=3: allowed 2, 4, 8, 16, 32"),
     ({"baco_residual_bits": 4}, "baco_residual_bits=4 needs private rows to store: set baco_residual >= 1"),
+    ({"baco_mode": "code"}, "baco_mode='code': allowed paper, stated"),
+    ({"baco_budget_rule": "rows"}, "baco_budget_rule='rows': allowed bytes, authors"),
+    ({"emb_budget": None, "baco_rows": 0}, "baco_rows=0: expected an integer >= 1"),
+    ({"baco_rows": 30}, "baco_rows=30 and emb_budget=0.25: give one budget, not both"),
+    ({"emb_budget": None, "baco_resolution": 1.0, "baco_budget_rule": "authors"},
+     "baco_budget_rule='authors' needs a budget"),
+    ({"baco_budget_rule": "authors", "baco_residual": 2}, "baco_residual=2 needs baco_budget_rule: bytes"),
+    ({"baco_budget_rule": "authors", "stream": True}, "not supported with stream=True"),
 ])
-def test_bad_baco_config(bad, match, tiny_config):
+def test_bad_baco_config(bad, match, tiny_config, monkeypatch):
+    import recbole_lightemb.quick_start as quick_start
+
+    if "baco_head_share" not in bad:  # (a head share too large for the budget is known once the data is)
+        monkeypatch.setattr(quick_start, "start_run", lambda config: pytest.fail("data was loaded"))
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "emb_budget": 0.25, **bad})
+
+
+def test_the_authors_budget_rule_allows_their_row_count_and_reports_the_honest_bytes(tiny_config):
+    config = {**tiny_config, "emb": "baco", "epochs": 1, "baco_rows": 30}
+    plans = {rule: run_recbole_lightemb(model="BPR", config_dict={**config, "baco_budget_rule": rule})
+             for rule in ("bytes", "authors")}
+    tables = {t["role"]: t for t in plans["bytes"]["compression"]["tables"]}
+    d, n_users, n_items = 64, tables["user"]["entities"], tables["item"]["entities"]
+    authors = (30 * d - n_users) // d  # train.py: budget = (budget * embedding_dim - num_users) // embedding_dim
+    honest = (30 * d * 4 - (2 * n_users + n_items) * 4) // (d * 4)  # 30 rows' bytes less every int32 code
+    for rule, result in plans.items():
+        plan = result["plan"]
+        assert plan["budget_rule"] == rule and plan["mode"] == "paper" and plan["row_budget"] == 30
+        assert plan["max_rows"] == {"authors": authors, "bytes": honest}  # both figures, whichever rule
+        assert plan["rows"] == plan["n_user_codes"] + plan["n_item_codes"] <= plan["max_rows"][rule]
+        assert plan["stored_bytes"] == result["compression"]["stored_bytes"]  # codes counted either way
+        assert plan["within_bytes"] == (plan["stored_bytes"] <= 30 * d * 4)
+    assert authors > honest  # the authors charge n_users floats; the codes cost 2·n_users + n_items int32
+
+
+def test_with_a_resolution_the_authors_rule_keeps_it_and_only_stops_the_passes_early(tiny_config, monkeypatch):
+    import recbole_lightemb.methods.baco as baco
+
+    monkeypatch.setattr(baco, "fit_codebook_budget", lambda *a, **k: pytest.fail("searched γ"))
+    config = {**tiny_config, "emb": "baco", "epochs": 1, "baco_rows": 30, "baco_budget_rule": "authors",
+              "baco_resolution": 0.05}
+    plan = run_recbole_lightemb(model="BPR", config_dict=config)["plan"]
+    assert plan["resolution"] == 0.05 and plan["probes"] == [] and plan["rows"] <= plan["max_rows"]["authors"]
+    with pytest.raises(ValueError, match="baco_resolution=1000.0: after 1 passes the clustering holds .* rows, "
+                                         "over the .* baco_budget_rule='authors' allows"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "baco_resolution": 1000.0, "baco_n_iter": 1})
+
+
+def test_a_reused_plan_fixes_the_weight_mode(tiny_config):
+    config = {**tiny_config, "emb": "baco", "emb_budget": 0.5, "baco_mode": "stated"}
+    first = run_recbole_lightemb(model="BPR", config_dict=config)
+    assert first["plan"]["mode"] == "stated"
+    with pytest.raises(ValueError, match="baco_mode='paper': the reused plan was made with baco_mode='stated'"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "baco_mode": "paper",
+                                                        "baco_plan": first["plan"]["file"]})
 
 
 def test_the_most_interacted_entities_keep_private_rows_within_the_budget(tiny_config):

@@ -55,7 +55,7 @@ LOAD_PATHS = ("plugin load_data_and_model", "recbole load_data_and_model", "Trai
 def load_by(path_name, file, tiny_config, trust):
     """Load ``file`` through one of the load paths the plugin offers or patches."""
     if path_name == "plugin load_data_and_model":
-        return load_data_and_model(file, trust_checkpoint=trust)
+        return load_data_and_model(file, trust_checkpoint=trust, data_path=tiny_config["data_path"])
     if path_name == "recbole load_data_and_model":
         from recbole.quick_start import load_data_and_model as recbole_load
 
@@ -115,7 +115,7 @@ def test_every_checkpoint_reloads_as_data_with_identical_metrics(tiny_config, em
     budget = {"full": None, "qr": 0.5, "freq": 0.5}.get(emb, 0.25)  # qr, freq: 0.25 is too small on tiny data
     result, checkpoint = trained(tiny_config, emb, emb_budget=budget)
     torch.load(checkpoint, weights_only=True)  # no allow-list needed: tensors and plain values only
-    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint, data_path=tiny_config["data_path"])
     assert config["emb"] == emb and type(config) is Config
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
@@ -128,7 +128,7 @@ def test_context_aware_checkpoints_reload_with_identical_metrics(tiny_ctr_config
     config = {**tiny_ctr_config, "eval_args": {**tiny_ctr_config["eval_args"], "order": "TO"}}
     result, checkpoint = trained(config, emb, model=model, emb_budget=0.25)
     torch.load(checkpoint, weights_only=True)
-    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint, data_path=tiny_ctr_config["data_path"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
 
@@ -187,18 +187,15 @@ def test_rebuilding_from_a_crafted_config_evaluates_and_unpickles_nothing(tiny_c
     marker = tmp_path / "PWNED"
     evil = _data_checkpoint(tiny_config, tmp_path, model="KD_DAGFM",
                             teacher=f"__import__('pathlib').Path({str(marker)!r}).touch() or CrossNet")
-    with pytest.raises(CheckpointError, match="KD_DAGFM would evaluate"):
-        load_data_and_model(evil)
-    evil = _data_checkpoint(tiny_config, tmp_path, pre_model_path=str(tmp_path / "x.pth"))
-    with pytest.raises(CheckpointError, match="pre_model_path="):
-        load_data_and_model(evil)
+    with pytest.raises(CheckpointError, match="KD_DAGFM would read a file"):
+        load_data_and_model(evil, data_path=tiny_config["data_path"])
     import pickle
 
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Call(os.system, (f"touch {marker}",))))
     evil = _data_checkpoint(tiny_config, tmp_path, dataset_save_path=str(tmp_path / "evil.pkl"),
-                            dataloaders_save_path=str(tmp_path / "evil.pkl"))
-    with pytest.raises(Exception):  # the empty state_dict does not fit BPR: what matters is nothing ran
-        load_data_and_model(evil)
+                            dataloaders_save_path=str(tmp_path / "evil.pkl"), pre_model_path=str(tmp_path / "x.pth"))
+    with pytest.raises(CheckpointError, match="differ from the ones it holds"):  # the empty state_dict
+        load_data_and_model(evil, data_path=tiny_config["data_path"])
     assert not marker.exists()
 
 

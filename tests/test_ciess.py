@@ -16,7 +16,7 @@ from recbole_lightemb.ciess.quality import item_quality, ranking_quality
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths, to_mixed)
 
-TINY_SEARCH = {
+TINY_SEARCH = {  # the paper mode (the default), cut to seconds: 1 pre-training epoch, 2 steps of 2 batches
     "emb": "ciess", "ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
     "ciess_updates_per_step": 2, "ciess_batch_size": 64, "ciess_hidden": 16, "epochs": 1,
     "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10",
@@ -224,10 +224,12 @@ def test_td3_learns_a_one_step_bandit_and_leaves_global_rng_alone():
 
 # -- inside RecBole --------------------------------------------------------------------------------
 
-def test_search_on_ml100k_meets_the_budget_and_saves_the_plan(ml100k_config):
-    config = {**ml100k_config, **TINY_SEARCH, "emb_budget": 0.2,
+@pytest.mark.parametrize("mode", ["paper", "fast"])
+def test_search_on_ml100k_meets_the_budget_and_saves_the_plan(mode, ml100k_config):
+    config = {**ml100k_config, **TINY_SEARCH, "emb_budget": 0.2, "ciess_mode": mode,
               "user_inter_num_interval": "[200,inf)"}
     result = run_recbole_lightemb(model="BPR", dataset="ml-100k", config_dict=config)
+    assert result["plan"]["mode"] == mode
     report = result["compression"]
     assert report["stored_floats"] <= 0.2 * report["full_floats"]
     assert report["stored_bytes"] <= 0.2 * report["full_bytes"]
@@ -273,6 +275,10 @@ def test_search_works_with_graph_and_multi_table_models(model, tiny_config):
     ({"ciess_steps": 0}, "ciess_steps=0"),
     ({"ciess_tau": 1.5}, "ciess_tau=1.5"),
     ({"ciess_warm_start": "maybe"}, "ciess_warm_start"),
+    ({"ciess_mode": "authors"}, "ciess_mode='authors': expected one of paper, fast"),
+    ({"ciess_search_scale": 0.0}, "ciess_search_scale=0.0"),
+    ({"ciess_step_batch_size": 0}, "ciess_step_batch_size=0"),
+    ({"ciess_grad_clip": -1.0}, "ciess_grad_clip=-1.0"),
     ({"ciess_fill_budget": 2}, "ciess_fill_budget"),
     ({"ciess_rank_by_frequency": "maybe"}, "ciess_rank_by_frequency"),
     ({"ciess_quality_ks": []}, "ciess_quality_ks"),
@@ -328,7 +334,8 @@ def test_projection_trains_grouped_tables_within_the_budget_and_reloads(tiny_con
     assert report["stored_bytes"] <= 0.3 * report["full_bytes"] and report["training"]["ratio"] <= 0.3 * 1.05
     plan = Plan.load(result["plan"]["file"], method="ciess")
     assert plan.meta["projection"] and set(np.unique(plan["item_widths"])) <= {1, 2, 4, 8, 16, 32, 64}
-    _, model, _, _, _, _ = load_data_and_model(result["plan"]["file"].removesuffix(".plan.npz") + ".pth")
+    _, model, _, _, _, _ = load_data_and_model(result["plan"]["file"].removesuffix(".plan.npz") + ".pth",
+                                               data_path=tiny_config["data_path"])
     tables = [m for m in model.modules() if isinstance(m, MixedDimEmbedding)]
     assert len(tables) == 2 and all(t.projections for t in tables)  # narrow groups learned their projections
     assert any(not torch.equal(p, torch.eye(*p.shape)) for t in tables for p in t.projections)

@@ -32,13 +32,21 @@ def _powerlaw_graph(n_users, n_items, n_edges, seed):
     return R
 
 
-def _objective(R, labels, gamma):
+def _item_weights(deg, scheme="CPM", mode="paper"):
+    """Item weights by hand: ``v / sqrt(sum v)`` as the paper states them, ``deg / sqrt(sum v)`` as the
+    authors' code computes them (``hash_spectral_label_overlap.py``)."""
+    deg = np.asarray(deg, dtype=float)
+    v = {"degree": deg, "CPM": np.ones_like(deg), "sqrt": np.sqrt(deg), "log": np.log1p(deg)}[scheme]
+    return (deg if mode == "paper" else v) / math.sqrt(v.sum())
+
+
+def _objective(R, labels, gamma, mode="paper"):
     """Objective straight from its definition; ``labels`` are shared, users first."""
     R = sp.coo_matrix(R)
     n_u = R.shape[0]
     user_labels, item_labels = labels[:n_u], labels[n_u:]
     wu = node_weights(R.getnnz(axis=1), "degree")
-    wi = node_weights(R.getnnz(axis=0), "CPM")
+    wi = _item_weights(R.getnnz(axis=0), "CPM", mode)
     inside = int(np.sum(user_labels[R.row] == item_labels[R.col]))
     penalty = 0.0
     for c in set(user_labels.tolist()) & set(item_labels.tolist()):
@@ -47,7 +55,7 @@ def _objective(R, labels, gamma):
 
 
 def _reference(R, gamma, n_passes, seed, user_weight="degree", item_weight="CPM",
-               secondary=True):
+               secondary=True, mode="paper"):
     """Slow pure-Python BACO with the solver's documented visiting order and
     tie rules; returns codes numbered by first appearance and the raw shared
     labels (users then items)."""
@@ -58,7 +66,7 @@ def _reference(R, gamma, n_passes, seed, user_weight="degree", item_weight="CPM"
     nbrs = [list(R.indices[R.indptr[u]:R.indptr[u + 1]] + n_u) for u in range(n_u)]
     nbrs += [list(Rt.indices[Rt.indptr[i]:Rt.indptr[i + 1]]) for i in range(n_i)]
     w = np.concatenate([node_weights(np.diff(R.indptr), user_weight),
-                        node_weights(np.diff(Rt.indptr), item_weight)]).tolist()
+                        _item_weights(np.diff(Rt.indptr), item_weight, mode)]).tolist()
     labels = list(range(n))
     W = [[0.0] * n, [0.0] * n]  # per side: label -> weight sum
     size = [[0] * n, [0] * n]
@@ -117,7 +125,7 @@ def _reference(R, gamma, n_passes, seed, user_weight="degree", item_weight="CPM"
 def test_two_bicliques_become_two_clusters():
     edges = [(u, i) for u in range(3) for i in range(4)]
     edges += [(u, i) for u in range(3, 6) for i in range(4, 7)]
-    res = co_cluster(_matrix(6, 7, edges), 0.5, n_iter=10)
+    res = co_cluster(_matrix(6, 7, edges), 0.5, n_iter=10, mode="stated")
     assert res.n_user_codes == 2 and res.n_item_codes == 2
     assert res.user_codes[:3, 0].tolist() == [0, 0, 0]
     assert res.user_codes[3:, 0].tolist() == [1, 1, 1]
@@ -147,12 +155,13 @@ def test_objective_never_decreases_across_passes():
         previous = value
 
 
+@pytest.mark.parametrize("mode", ["paper", "stated"])
 @pytest.mark.parametrize("n_passes,seed", [(1, 0), (1, 7), (3, 5)])
-def test_matches_python_reference(n_passes, seed):
+def test_matches_python_reference(n_passes, seed, mode):
     R = _powerlaw_graph(60, 80, 400, seed=seed)
-    gamma = 1.5
-    res = co_cluster(R, gamma, n_iter=n_passes, seed=seed)
-    user_codes, item_codes, _ = _reference(R, gamma, n_passes, seed)
+    gamma = 1.5 if mode == "stated" else 0.3  # paper weights are larger: a smaller γ for a similar balance
+    res = co_cluster(R, gamma, n_iter=n_passes, seed=seed, mode=mode)
+    user_codes, item_codes, _ = _reference(R, gamma, n_passes, seed, mode=mode)
     assert res.passes == n_passes
     np.testing.assert_array_equal(res.user_codes, user_codes)
     np.testing.assert_array_equal(res.item_codes, item_codes)
@@ -272,3 +281,43 @@ def test_jit_falls_back_when_cache_is_unusable(monkeypatch):
     monkeypatch.setattr(coclustering, "njit", njit)
     double = coclustering._jit(lambda x: 2 * x)
     assert double(21) == 42
+
+
+def test_item_weights_follow_the_authors_code_in_paper_mode_and_the_text_in_stated_mode():
+    # users 0..2, items 0..2; item degrees 3, 1, 1; user degrees 2, 1, 2
+    R = _matrix(3, 3, [(0, 0), (0, 1), (1, 0), (2, 0), (2, 2)])
+    users = np.array([2, 1, 2]) / math.sqrt(5)  # degree scheme: deg_u / sqrt(sum deg)
+    by_hand = {  # hash_spectral_label_overlap.py: item_deg / sqrt(sum item_value); the paper: value / sqrt(sum)
+        ("paper", "CPM"): np.array([3, 1, 1]) / math.sqrt(3),
+        ("stated", "CPM"): np.array([1, 1, 1]) / math.sqrt(3),
+        ("paper", "sqrt"): np.array([3, 1, 1]) / math.sqrt(math.sqrt(3) + 2),
+        ("stated", "sqrt"): np.array([math.sqrt(3), 1, 1]) / math.sqrt(math.sqrt(3) + 2),
+        ("paper", "degree"): np.array([3, 1, 1]) / math.sqrt(5),
+        ("stated", "degree"): np.array([3, 1, 1]) / math.sqrt(5),
+    }
+    for (mode, scheme), items in by_hand.items():
+        got = coclustering.side_weights(R.getnnz(axis=1), R.getnnz(axis=0), "degree", scheme, mode)
+        np.testing.assert_allclose(got, np.r_[users, items], err_msg=f"{mode} {scheme}")
+
+
+def test_the_authors_cpm_clusters_as_degree_weighted_items():
+    # paper-mode CPM items weigh deg_i / sqrt(n_i): the stated degree scheme's deg_i / sqrt(sum deg) times a
+    # constant, which γ absorbs; so the solver must return the same clustering at the rescaled γ
+    R = _powerlaw_graph(120, 150, 900, seed=3)
+    deg = R.getnnz(axis=0)
+    gamma = 0.4
+    paper = co_cluster(R, gamma, item_weight="CPM", mode="paper", seed=5)
+    stated = co_cluster(R, gamma * math.sqrt(deg.sum() / len(deg)), item_weight="degree", mode="stated", seed=5)
+    np.testing.assert_array_equal(paper.user_codes, stated.user_codes)
+    np.testing.assert_array_equal(paper.item_codes, stated.item_codes)
+    assert paper.objective == pytest.approx(stated.objective, rel=1e-9)
+    cpm_as_stated = co_cluster(R, gamma, item_weight="CPM", mode="stated", seed=5)
+    assert cpm_as_stated.n_codes != paper.n_codes  # the two modes really cluster differently
+
+
+def test_an_unknown_weight_mode_is_refused_with_the_allowed_ones():
+    R = _matrix(2, 2, [(0, 0), (1, 1)])
+    with pytest.raises(ValueError, match=r"mode must be one of \('paper', 'stated'\), got 'code'"):
+        co_cluster(R, 1.0, mode="code")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        fit_codebook_budget(R, 2, mode="text")

@@ -1,11 +1,18 @@
 """emb=quant: low-precision rows, wider for the same bytes, counted with their scales."""
 
-import numpy as np
 import pytest
 import torch
 
 from recbole_lightemb import run_recbole_lightemb
-from recbole_lightemb.modules.quantized import QuantizedEmbedding, fake_quantize, quantized_width, row_bytes, unpack
+from recbole_lightemb.modules import UniformEmbedding
+from recbole_lightemb.modules.packed_file import table_arrays
+from recbole_lightemb.modules.precision import apply_precision
+from recbole_lightemb.modules.quantized import fake_quantize, quantized_width, row_bytes, unpack
+
+
+def quantized_table(n, dim, width, bits, padding_idx=None):
+    """What ``emb: quant`` builds: a uniform table whose rows are ``bits``-bit values."""
+    return apply_precision(UniformEmbedding(n, dim, width, padding_idx=padding_idx), {"table": bits})
 
 
 def test_values_sit_on_the_stored_grid_and_gradients_pass_through():
@@ -28,7 +35,7 @@ def test_the_width_is_the_widest_that_fits(budget, bits):
 
 
 def test_stored_bytes_count_packed_values_and_scales():
-    table = QuantizedEmbedding(10, 64, 42, 4, padding_idx=0)
+    table = quantized_table(10, 64, 42, 4, padding_idx=0)
     assert table.stored_bytes() == 10 * (21 + 4)
     assert (table.full_table()[0] == 0).all() and (table.full_table()[:, 42:] == 0).all()
 
@@ -48,11 +55,12 @@ def test_bad_values_are_named(tiny_config, extra, match):
 
 
 @pytest.mark.parametrize("bits, width", [(4, 42), (8, 21), (2, 64), (16, 5)])
-def test_the_exported_rows_are_the_counted_bytes_and_give_back_the_trained_values(bits, width):
-    table = QuantizedEmbedding(30, 64, width, bits, padding_idx=0)
-    packed, scale = table.export()
-    assert packed.nbytes + scale.numel() * 4 == table.stored_bytes()
-    restored = unpack(packed, width, bits).float() * scale[:, None]
+def test_the_written_rows_are_the_counted_bytes_and_give_back_the_trained_values(bits, width):
+    table = quantized_table(30, 64, width, bits, padding_idx=0)
+    arrays = table_arrays(table)
+    assert set(arrays) == {f"table.bits{bits}", f"table.scale{bits}"}
+    assert sum(a.nbytes for a in arrays.values()) == table.stored_bytes()
+    restored = unpack(arrays[f"table.bits{bits}"], width, bits).float() * torch.from_numpy(arrays[f"table.scale{bits}"])[:, None]
     assert torch.allclose(restored, table.full_table()[:, :width].detach(), atol=1e-6)
 
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import recbole_lightemb  # noqa: F401
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.config import plugin_defaults
-from recbole_lightemb.scall.planner import SEARCH_KEYS, ScallPlanner, check_scall_config, pair_budget
+from recbole_lightemb.scall.planner import ScallPlanner, pair_budget
+from recbole_lightemb.scall.settings import SEARCH_KEYS, check_scall_config
 from recbole_lightemb.scall.state import build_state, pooled_profile, state_size
 from recbole_lightemb.scall.widths import (DISTRIBUTIONS, order_statistic_shape, plan_widths, rank_assign,
                                            side_widths, split_budget)
@@ -127,17 +128,17 @@ def test_recency_replay_favours_recent_transitions():
 
 
 def scall_config(**extra):
-    config = {
-        "embedding_size": 16, "seed": 0, "scall_mean_width": 4, "scall_budget_mb": None, "emb_budget": None,
-        "scall_distribution": "power", "scall_alpha_range": [0.1, 30], "scall_min_width": 1,
-        "scall_max_width": None, "scall_search_batches": 10, "scall_search_epochs": 3, "scall_min_search_steps": 10,
-        "scall_max_search_steps": 40, "scall_settle_window": 5, "scall_settle_tol": 0.01,
-        "scall_updates_per_step": 3, "scall_hidden": 64, "scall_pool_groups": 8, "scall_batch_size": 16,
-        "scall_entropy": 0.2, "scall_tau": 0.005, "scall_gamma": 0.99, "scall_lr": 3e-4, "scall_reward_scale": 10.0,
-        "scall_reward_baseline": "previous", "scall_choice": "policy", "scall_action": None, "stream": True,
-    }
+    """Every ``scall_*`` key at its default (paper mode), a small agent, and ``extra``."""
+    config = {key: value for key, value in plugin_defaults().items() if key.startswith("scall_")}
+    config.update({"embedding_size": 16, "seed": 0, "emb_budget": None, "stream": True, "scall_mean_width": 4,
+                   "scall_search_batches": 10, "scall_hidden": 64, "scall_pool_groups": 8})
     config.update(extra)
     return config
+
+
+def fast_config(**extra):
+    """Fast mode, as the plugin's earlier variant ran (tries on this segment, warm-started)."""
+    return scall_config(**{"scall_mode": "fast", "scall_max_search_steps": 40, "scall_batch_size": 16, **extra})
 
 
 def fake_segment(index, n_users=50, n_items=30, seed=0):
@@ -145,7 +146,8 @@ def fake_segment(index, n_users=50, n_items=30, seed=0):
     user_freq = np.r_[0, rng.integers(1, 20, n_users)]
     item_freq = np.r_[0, rng.integers(1, 20, n_items)]
     split = SegmentSplit(segment=index, train=None, valid=None, test=None, history=None, reservoir=None,
-                         seen_users=user_freq > 0, seen_items=item_freq > 0, user_freq=user_freq, item_freq=item_freq)
+                         seen_users=user_freq > 0, seen_items=item_freq > 0, user_freq=user_freq, item_freq=item_freq,
+                         user_segment_freq=user_freq // 2, item_segment_freq=item_freq // 2)
     return SimpleNamespace(index=index, split=split, users_seen=n_users, items_seen=n_items)
 
 
@@ -163,7 +165,7 @@ class FakeModel(torch.nn.Module):
 
 
 def test_planner_searches_until_rho_settles_and_stays_in_budget():
-    config = scall_config()
+    config = fast_config()
     planner = ScallPlanner(None, config)
     specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
     first = planner.plan(fake_segment(0), specs)
@@ -189,7 +191,7 @@ def test_planner_searches_until_rho_settles_and_stays_in_budget():
 
 @pytest.mark.parametrize("baseline", ["previous", "uniform"])
 def test_search_rewards_are_measured_against_the_chosen_baseline(baseline):
-    planner = ScallPlanner(None, scall_config(scall_reward_baseline=baseline, scall_max_search_steps=12))
+    planner = ScallPlanner(None, fast_config(scall_reward_baseline=baseline, scall_max_search_steps=12))
     specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
     planner.plan(fake_segment(0), specs)
     planner.observe(0.2, FakeModel(16))  # the previous segment converged at 0.2 on its own validation data
@@ -219,7 +221,7 @@ def test_search_rewards_are_measured_against_the_chosen_baseline(baseline):
 
 @pytest.mark.parametrize("uniform_score", [1.0, 0.0])
 def test_the_best_choice_keeps_the_best_try_and_uniform_unless_beaten(uniform_score):
-    config = scall_config(scall_reward_baseline="uniform", scall_choice="best", scall_max_search_steps=12)
+    config = fast_config(scall_reward_baseline="uniform", scall_choice="best", scall_max_search_steps=12)
     planner = ScallPlanner(None, config)
     specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
     planner.plan(fake_segment(0), specs)
@@ -247,7 +249,7 @@ def search_defaults():
 
 
 def test_a_fixed_action_gives_its_shape_without_a_search():
-    config = scall_config(**search_defaults(), scall_action=[0.8, 0.9, 0.1])
+    config = scall_config(**search_defaults(), scall_mode="fast", scall_action=[0.8, 0.9, 0.1])
     planner = ScallPlanner(None, config)
     specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
     planner.plan(fake_segment(0), specs)
@@ -288,7 +290,14 @@ def test_plans_save_and_reload(tmp_path):
     ({"scall_min_width": 0}, "scall_min_width=0"),
     ({"scall_max_search_steps": 3}, "scall_max_search_steps=3"),
     ({"scall_search_batches": 0}, "scall_search_batches=0"),
-    ({"scall_reward_baseline": "best"}, "scall_reward_baseline='best'.*previous, uniform"),
+    ({"scall_reward_baseline": "best"}, "scall_reward_baseline='best'.*first_block, previous, uniform"),
+    ({"scall_mode": "exact"}, "scall_mode='exact': allowed paper, fast"),
+    ({"scall_reward": "log"}, "scall_reward='log': allowed linear, tanh"),
+    ({"scall_frequency": "all"}, "scall_frequency='all': allowed segment, history"),
+    ({"scall_reward_range": [1.1, 0.9]}, r"scall_reward_range=\[1.1, 0.9\]"),
+    ({"scall_batch_size": 0}, "scall_batch_size=0"),
+    ({"scall_search_lr": -1}, "scall_search_lr=-1"),
+    ({"scall_search_init": "warm"}, "scall_search_segment='previous'.*needs scall_search_init: fresh"),
     ({"scall_choice": "mean"}, "scall_choice='mean'.*policy, best"),
     ({"scall_action": [0.5, 1.5, 0.5]}, r"scall_action=\[0.5, 1.5, 0.5\].*\[ρ, α_U, α_I\] in \[0, 1\]"),
     ({"scall_action": [0.5, 0.5]}, "scall_action=.*expected"),
@@ -312,3 +321,20 @@ def test_a_fixed_action_refuses_what_it_would_ignore(updates, match):
 def test_budget_in_megabytes_is_fixed():
     config = scall_config(scall_mean_width=None, scall_budget_mb=1.0)
     assert pair_budget(config, 10) == pair_budget(config, 10_000) == 2 ** 18
+
+
+@pytest.mark.parametrize("mode", ["paper", "fast"])
+def test_the_flat_family_gives_each_side_one_width_split_as_rho(mode):
+    config = scall_config(**search_defaults(), scall_mode=mode, scall_distribution="flat", scall_action=[0.3, 0.9, 0.1])
+    check_scall_config(config)
+    planner = ScallPlanner(None, config)
+    specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
+    planner.plan(fake_segment(0), specs)
+    planner.observe(0.2, FakeModel(16))
+    plan = planner.plan(fake_segment(1), specs)
+    budget = pair_budget(config, 80)
+    users, items = plan["user_widths"][1:], plan["item_widths"][1:]
+    assert users.max() - users.min() <= 1 and items.max() - items.min() <= 1  # uniform per side, leftover +1
+    assert users.sum() == int(0.3 * budget) and users.sum() + items.sum() == budget
+    assert users.mean() < items.mean()  # 30 % of the floats to 50 users, 70 % to 30 items
+    assert plan.meta["user_share"] == pytest.approx(users.sum() / budget)

@@ -86,6 +86,9 @@ def test_splits_respect_time_reservoir_and_seen_entities():
         assert np.array_equal(s.seen_users, np.bincount(users[s.history], minlength=80) > 0)
         assert s.seen_users[users[s.test]].all() and s.seen_items[items[s.test]].all()
         assert np.array_equal(s.user_freq, np.bincount(users[s.history], minlength=80))
+        # SCALL's frequency: this segment's training rows only (its own part and its reservoir)
+        assert np.array_equal(s.item_segment_freq, np.bincount(items[s.train], minlength=60))
+        assert np.all(s.user_segment_freq[~np.isin(np.arange(80), users[s.train])] == 0)
 
 
 def test_user_split_cuts_each_users_own_rows_and_tests_users_of_short_sessions():
@@ -239,6 +242,9 @@ SEGMENT_KEYS = {"segment", "users_seen", "items_seen", "stored_floats", "budget_
     ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
                "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32,
                "scall_reward_baseline": "uniform", "scall_choice": "best"}),
+    ("scall", {"scall_mean_width": 4, "scall_search_batches": 2, "scall_min_search_steps": 2,
+               "scall_max_search_steps": 3, "scall_settle_window": 2, "scall_hidden": 32, "scall_mode": "fast",
+               "scall_reward_baseline": "uniform", "scall_choice": "best"}),
     ("scall", {"scall_mean_width": 4, "scall_action": [0.7, 0.6, 0.4]}),
     ("full", {}),
 ])
@@ -274,6 +280,13 @@ def test_tiny_stream_end_to_end_holds_the_budget(tmp_path, emb, extra):
     means = written["mean_test_result"]["recall@20"]
     assert means == round(float(np.mean([r["test_result"]["recall@20"] for r in written["segments"]])), 4)
     later = [r for r in written["segments"] if r["segment"] > 0]
+    if emb == "scall":  # the mode at the top of the run file and in every segment's record
+        mode = extra.get("scall_mode", "paper")
+        assert written["mode"] == mode and all(r["search"]["mode"] == mode for r in written["segments"])
+        if "scall_action" not in extra:  # paper mode searches on the segment just trained, fast on its own
+            assert all(r["search"]["search_segment"] == r["segment"] - (mode == "paper") for r in later)
+    else:
+        assert "mode" not in written
     if "scall_action" in extra:  # the fixed shape, no search
         assert all(r["search_steps"] == 0 and r["search"]["chosen"] == "fixed" for r in later)
         assert all(r["search"]["action"] == extra["scall_action"] for r in later)

@@ -1,10 +1,14 @@
 """TD3 (twin delayed DDPG) for CIESS: one agent per side (users, items), one transition per entity.
 
-The state of an entity is 3 numbers in ``[-1, 1]``; the action is its width normalised to
-``[-1, 1]``. The actor is ``3→h→h→1`` with tanh; twin critics rate ``(state, action)``;
-target networks follow by Polyak averaging; the actor learns every ``policy_delay`` critic
-steps; target actions are smoothed with clipped noise. All randomness comes from the agent's
-own seeded generators, never from torch's global RNG.
+The state of an entity is 3 numbers; the action is its width normalised to ``[-1, 1]``. The actor
+is ``3→h→h→1`` with tanh; twin critics rate ``(state, action)``; target networks follow by Polyak
+averaging; the actor learns every ``policy_delay`` critic steps; target actions are smoothed with
+clipped noise (one scalar per update with ``scalar_target_noise``, as the authors' ``Buffer.py``;
+else one per sampled row); ``grad_clip`` bounds both networks' gradient norms (authors: 0.01).
+``authors`` switches the remaining bookkeeping to the authors' code: no terminal mask (their buffer
+has no ``done``), the critics' targets follow after every update and the actor's only after its
+own, the walk is scored by Q1 alone, and the actor's last layer starts within ±3e-3 (``ActorCritic.py``).
+All randomness comes from the agent's own seeded generators, never from torch's global RNG.
 """
 
 import copy
@@ -49,17 +53,21 @@ class TD3Agent:
     """Actor, twin critics and their targets, trained from a replay buffer."""
 
     def __init__(self, seed, hidden=256, actor_lr=1e-3, critic_lr=3e-3, tau=0.005, gamma=0.99,
-                 policy_delay=2, policy_noise=0.2, noise_clip=0.5, batch_size=4096, buffer_size=1_000_000):
+                 policy_delay=2, policy_noise=0.2, noise_clip=0.5, batch_size=4096, buffer_size=1_000_000,
+                 grad_clip=None, scalar_target_noise=False, authors=False):
         with torch.random.fork_rng(devices=[]):  # seeded init that leaves torch's global RNG alone
             torch.manual_seed(seed)
             self.actor = _mlp(STATE_DIM, hidden, nn.Tanh())
             self.critics = nn.ModuleList([_mlp(STATE_DIM + 1, hidden), _mlp(STATE_DIM + 1, hidden)])
+            if authors:
+                nn.init.uniform_(self.actor[-2].weight, -3e-3, 3e-3)
         self.actor_target = copy.deepcopy(self.actor)
         self.critics_target = copy.deepcopy(self.critics)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=critic_lr)
         self.tau, self.gamma, self.policy_delay = tau, gamma, policy_delay
         self.policy_noise, self.noise_clip, self.batch_size = policy_noise, noise_clip, batch_size
+        self.grad_clip, self.scalar_target_noise, self.authors = grad_clip, scalar_target_noise, authors
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = ReplayBuffer(buffer_size, np.random.default_rng(seed))
         self.updates = 0
@@ -71,10 +79,11 @@ class TD3Agent:
 
     @torch.no_grad()
     def value(self, states, actions):
-        """The twin critics' pessimistic value ``min(Q1, Q2)`` of ``(n, 3)`` states, ``(n,)`` actions."""
+        """How the walk rates ``(n, 3)`` states with ``(n,)`` actions: ``min(Q1, Q2)``, or Q1 (``authors``)."""
         x = torch.cat([torch.as_tensor(states, dtype=torch.float32),
                        torch.as_tensor(actions, dtype=torch.float32)[:, None]], dim=1)
-        return torch.minimum(self.critics[0](x), self.critics[1](x)).squeeze(1).numpy()
+        q1 = self.critics[0](x)
+        return (q1 if self.authors else torch.minimum(q1, self.critics[1](x))).squeeze(1).numpy()
 
     def remember(self, states, actions, rewards, next_states, done):
         self.buffer.add(states, actions, rewards, next_states, done)
@@ -89,26 +98,33 @@ class TD3Agent:
     def _update(self):
         s, a, r, s2, done = self.buffer.sample(self.batch_size)
         with torch.no_grad():
-            noise = (torch.randn(a.shape, generator=self.generator) * self.policy_noise).clamp(
+            shape = (1,) if self.scalar_target_noise else a.shape
+            noise = (torch.randn(shape, generator=self.generator) * self.policy_noise).clamp(
                 -self.noise_clip, self.noise_clip)
             a2 = (self.actor_target(s2) + noise).clamp(-1.0, 1.0)
             x2 = torch.cat([s2, a2], dim=1)
             q_next = torch.minimum(self.critics_target[0](x2), self.critics_target[1](x2))
-            target = r + self.gamma * (1.0 - done) * q_next
+            target = r + self.gamma * (1.0 if self.authors else 1.0 - done) * q_next
         x = torch.cat([s, a], dim=1)
         critic_loss = sum(nn.functional.mse_loss(critic(x), target) for critic in self.critics)
-        self.critic_opt.zero_grad()
-        critic_loss.backward()
-        self.critic_opt.step()
+        self._step(self.critic_opt, self.critics, critic_loss)
         self.updates += 1
         if self.updates % self.policy_delay == 0:
             actor_loss = -self.critics[0](torch.cat([s, self.actor(s)], dim=1)).mean()
-            self.actor_opt.zero_grad()
-            actor_loss.backward()
-            self.actor_opt.step()
+            self._step(self.actor_opt, self.actor, actor_loss)
             self._soft_update(self.actor, self.actor_target)
+            if not self.authors:
+                self._soft_update(self.critics, self.critics_target)
+        if self.authors:
             self._soft_update(self.critics, self.critics_target)
         return critic_loss.item()
+
+    def _step(self, optimizer, network, loss):
+        optimizer.zero_grad()
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(network.parameters(), self.grad_clip)
+        optimizer.step()
 
     @torch.no_grad()
     def _soft_update(self, source, target):

@@ -3,6 +3,8 @@
 Widths form a graph where ``s`` links to every width within ``±radius`` (inside
 ``[s_min, s_max]``); a step goes to a neighbour with probability ∝ ``1 / distance``, so the
 walk mostly tries close widths but sometimes jumps. Everything is vectorised over entities.
+The noise is the caller's: in the authors' code one scalar per step, added to every user's and
+every item's width (``CIESS.py``); the fast mode draws one per entity here.
 """
 
 import numpy as np
@@ -39,16 +41,17 @@ def random_walk(start, rng, s_min, s_max, steps=5, radius=5):
     return np.stack(visited)
 
 
-def explore(proposed, score, rng, s_min, s_max, steps=5, radius=5, sigma=6.0):
+def explore(proposed, score, rng, s_min, s_max, steps=5, radius=5, sigma=6.0, noise=None):
     """Exploratory widths from the actor's ``proposed`` widths.
 
     ``score(candidates)`` rates an ``(k, n)`` array of widths (the critic, higher is better);
-    the best walk width per entity gets ``N(0, sigma²)`` noise, is rounded and clipped.
+    the best walk width per entity gets ``noise`` (a scalar for all, or ``None``: one ``N(0, sigma²)``
+    draw per entity), is rounded and clipped.
     """
     start = np.clip(np.rint(proposed), s_min, s_max).astype(np.int64)
     if s_max == s_min:
         return start
     candidates = random_walk(start, rng, s_min, s_max, steps, radius)
     best = candidates[np.argmax(score(candidates), axis=0), np.arange(candidates.shape[1])]
-    noisy = best + rng.normal(0.0, sigma, size=best.shape)
+    noisy = best + (rng.normal(0.0, sigma, size=best.shape) if noise is None else noise)
     return np.clip(np.rint(noisy), s_min, s_max).astype(np.int64)

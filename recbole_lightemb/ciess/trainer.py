@@ -1,54 +1,68 @@
 """RecBole ``Trainer`` for ``emb: ciess``: search the widths, then train with them as usual.
 
-``fit`` runs (a) pre-training at full widths, which sets each entity's peak quality;
-(b) ``ciess_episodes × ciess_steps`` environment steps: the agents pick widths, the model
-trains ``ciess_step_batches`` batches with them (warm-started from the previous step; each
-episode restarts from the pre-trained model), per-entity quality is measured on the
-validation data, rewards are stored and the agents learn; (c) the step with the best mean
-user quality under the budget wins; (d) with none under it, the best step is shrunk (largest
-widths first) until it fits; with ``ciess_fill_budget`` a plan left under the budget is scaled
-up proportionally until it is spent (not in the paper: a short search often lands far below
-the target); with ``ciess_rank_by_frequency`` the chosen widths are handed out again, widest to
-the most frequent entity of each side (not in the paper: same widths, same bytes; a short search
-leaves them dominated by exploration noise, and a width the model cannot use is wasted, since a
-user-item score only reaches the first ``min(s_u, s_i)`` coordinates); (e) the model is
-re-initialised, given the final widths and trained by RecBole's own ``fit`` to convergence, as
-any plain model. The plan is re-saved beside the checkpoint.
+``fit`` runs (a) pre-training at full widths, which sets each entity's peak quality: the paper mode
+trains rounds of ``ciess_pretrain_batches`` batches until the mean validation quality stops improving
+(``ciess_pretrain_patience`` rounds, the best kept), the fast mode ``ciess_pretrain_epochs`` epochs;
+(b) ``ciess_episodes × ciess_steps`` environment steps: the agents pick widths (one exploration noise
+per step for every entity, or one per entity), the model trains with them — paper: a fresh model,
+new random init and Adam, the authors' batches and lr decay (:mod:`~recbole_lightemb.ciess.schedule`);
+fast: ``ciess_step_batches`` batches warm-started from the previous step, each episode from the
+pre-trained model — per-entity quality is measured on the validation data, rewards are stored and
+the agents learn; (c) the steps under the budget are ranked by mean user quality and the best
+``ciess_retrain_top`` kept as found (with none under it, the best step is shrunk, largest widths
+first, until it fits: the plugin's fallback; the budget holds either way); with ``ciess_fill_budget``
+a plan left under the budget is scaled up until it is spent, with ``ciess_rank_by_frequency`` the
+widths are handed out again, widest to the most frequent entity of each side (both the fast mode's,
+not the paper's); (d) each kept plan is trained from the search's initial model by RecBole's own
+``fit`` to convergence, and the one with the best validation score is kept (the authors retrain
+their top 3; their ``retrain`` is imported but missing from the public code). The plan is saved
+beside the checkpoint.
 """
 
+import copy
+import os
 from time import time
 
 import numpy as np
+import torch
 from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.utils import get_model, set_color
 
 from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore
-from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
+from recbole_lightemb.ciess.keys import budget_fraction, departures, resolve_mode, saved_plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
+from recbole_lightemb.ciess.schedule import (
+    AUTHORS_BUFFER_STEPS, AUTHORS_LR_DECAY, AUTHORS_TARGET_NOISE, LrSchedule, authors_batch_size, authors_step,
+    scaled_count)
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths,
     to_mixed)
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import plan_path
-from recbole_lightemb.swap import pack_variable_widths
+from recbole_lightemb.swap import pack_variable_widths, replace_table, swap_embeddings
+
+PEAK_FLOOR = 1e-5  # the authors floor the peak quality before dividing by it (CIESS.py)
 
 
 class _Batches:
-    """``n`` batches drawn from an endless pass over a loader, shaped like a loader for ``_train_epoch``."""
+    """``n`` batches drawn from an endless pass over a loader, shaped like a loader for ``_train_epoch``;
+    ``after_batch(i)`` runs once batch ``i`` is trained (before the next is drawn)."""
 
     shuffle = False
 
-    def __init__(self, source, n):
-        self.source, self.n = source, n
+    def __init__(self, source, n, after_batch=None):
+        self.source, self.n, self.after_batch = source, n, after_batch
 
     def __len__(self):
         return self.n
 
     def __iter__(self):
-        for _ in range(self.n):
+        for i in range(self.n):
             yield next(self.source)
+            if self.after_batch is not None:
+                self.after_batch(i)
 
 
 def _endless(loader):
@@ -69,11 +83,44 @@ def _scaled(values):
     return np.zeros_like(values) if high == low else 2.0 * (values - low) / (high - low) - 1.0
 
 
+def frequency_state(counts, log):
+    """The state's frequency column: the authors' min-max of the training counts over the entities that
+    have some (an entity with none falls below −1, as in ``RecSysEnv.get_state``); ``log``: the fast mode's
+    min-max of ``log(1 + count)`` over every id."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if log:
+        return _scaled(np.log1p(counts))
+    seen = counts[counts > 0]
+    low, high = (seen.min(), seen.max()) if seen.size else (0.0, 0.0)
+    return np.zeros_like(counts) if high == low else 2.0 * (counts - low) / (high - low) - 1.0
+
+
+def quality_state(quality, peak, authors):
+    """The state's quality column ``2·q/q_peak − 1`` clipped to ``[-1, 1]``: the authors floor ``q_peak`` at
+    1e-5; the fast mode counts an entity with no peak as at its peak."""
+    if authors:
+        return np.clip(2.0 * quality / np.maximum(peak, PEAK_FLOOR) - 1.0, -1.0, 1.0)
+    ratio = np.divide(quality, peak, out=np.ones_like(quality), where=peak > 0)
+    return np.clip(2.0 * ratio - 1.0, -1.0, 1.0)
+
+
+class _Recorder:
+    """Holds a candidate's ``(epoch, valid score)`` calls until it is known whether it is kept."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, epoch_idx, valid_score):
+        self.calls.append((epoch_idx, valid_score))
+
+
 class CIESSTrainer(Trainer):
     """RecBole's trainer with the CIESS width search in front of the usual training."""
 
     def __init__(self, config, model):
+        self.mode = resolve_mode(config)
         super().__init__(config, model)
+        self.authors = self.mode == "paper"  # the authors' TD3 bookkeeping and quality floor (no keys of their own)
         self.tables = [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]
         final = [m for m in model.modules() if isinstance(m, MixedDimEmbedding) and hasattr(m, "ciess_plan")]
         if not self.tables and not final:
@@ -102,6 +149,16 @@ class CIESSTrainer(Trainer):
         self.model.load_state_dict(state)
         self.optimizer = self._build_optimizer()
 
+    def _fresh_model(self, dataset, step_id):
+        """The model with a new random init, as the authors rebuild theirs at every step; seeded by
+        ``seed`` and the step, and leaving torch's global RNG where it was."""
+        seed = int(np.random.SeedSequence([self.config["seed"], step_id]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            torch.manual_seed(seed)
+            model = get_model(self.config["model"])(self.config, dataset)
+            swap_embeddings(model, dataset, self.config)
+        self._restore(model.state_dict())
+
     def apply_widths(self, widths):
         """Set every table of each role to ``widths[role]`` (reference scale); drop cached propagations."""
         for table in self.tables:
@@ -117,10 +174,15 @@ class CIESSTrainer(Trainer):
     def _pack_tables(self):
         """Once the widths are final, train packed tables (``Σ s_e`` floats and their optimiser state;
         with ``ciess_projection``, groups and their projections) instead of the search's masked
-        ``n × d`` ones, and let the search's state go."""
-        pack_variable_widths(self.model, projection=self.projection)
-        self.tables, self.initial_state = [], None
+        ``n × d`` ones. Returns the packed tables, in ``self.tables``' order."""
+        packed = pack_variable_widths(self.model, projection=self.projection)
         self.optimizer = self._build_optimizer()
+        self._forget_propagation()
+        return packed
+
+    def _swap_tables(self, old, new):
+        for a, b in zip(old, new):
+            replace_table(self.model, a, b)
         self._forget_propagation()
 
     def plan_bytes(self, widths):
@@ -133,27 +195,91 @@ class CIESSTrainer(Trainer):
     # -- fit -----------------------------------------------------------------------------------
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        widths = {r: self.plan[f"{r}_widths"] for r in self.roles}
         if saved_plan_path(self.config):
+            widths = {r: self.plan[f"{r}_widths"] for r in self.roles}
             if self.max_bytes is not None and self.final_bytes(widths) > self.max_bytes:
                 raise ValueError(f"ciess plan {saved_plan_path(self.config)!r} needs {self.final_bytes(widths)} bytes, "
                                  f"over emb_budget ({self.max_bytes} bytes)")
+            candidates = [(None, widths)]
         else:
             if valid_data is None:
                 raise ValueError("emb=ciess searches widths on validation data; none was given")
-            widths = self.search(train_data, valid_data, show_progress)
-            if saved and self.config["local_rank"] == 0:
-                path = self.plan.save(plan_path(self.saved_model_file))
-                self.logger.info(set_color("Saving searched plan", "blue") + f": {path}")
-        if self.tables:  # (e) the final model starts from the same init as the search (a reused plan with
-            self._restore(self.initial_state)  # projections was built as its final groups already)
-            self.apply_widths(widths)
-            if self.config["ciess_packed_training"] and self.config["single_spec"]:
-                self._pack_tables()
+            candidates = self.search(train_data, valid_data, show_progress)
+        if len(candidates) > 1:
+            return self._retrain_top(candidates, train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        record, widths = candidates[0]
+        if record is not None:
+            self._set_plan(record, widths)
+            self._save_plan(saved)
+        if self.tables:  # (d) the final model starts from the same init as the search (a reused plan with
+            self._prepare(widths)  # projections was built as its final groups already)
+            self.tables, self.initial_state = [], None  # the search's state can go
+        self._reset_fit_state()
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _prepare(self, widths):
+        """The search's initial model with ``widths``, packed when ``ciess_packed_training``; returns the
+        packed tables (empty when they stay masked)."""
+        self._restore(self.initial_state)
+        self.apply_widths(widths)
+        if self.config["ciess_packed_training"] and self.config["single_spec"]:
+            return self._pack_tables()
+        return []
+
+    def _reset_fit_state(self):
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        self.train_loss_dict = {}
+
+    def _save_plan(self, saved):
+        if saved and self.config["local_rank"] == 0:
+            path = self.plan.save(plan_path(self.saved_model_file))
+            self.logger.info(set_color("Saving searched plan", "blue") + f": {path}")
+
+    def _retrain_top(self, candidates, train_data, valid_data, verbose, saved, show_progress, callback_fn):
+        """Train every candidate plan to convergence from the search's initial model; keep the best by
+        validation (ties: the one the search ranked higher). Each writes its own checkpoint; the kept one
+        takes the run's checkpoint name."""
+        final_file, runs, packed = self.saved_model_file, [], []
+        for k, (record, widths) in enumerate(candidates):
+            self._swap_tables(packed, self.tables)  # back to the masked tables the search trained
+            packed = self._prepare(widths)
+            self._reset_fit_state()
+            self.saved_model_file = f"{os.path.splitext(final_file)[0]}.top{k}.pth"
+            recorder = _Recorder()
+            score, result = super().fit(train_data, valid_data, verbose, saved, show_progress, recorder)
+            runs.append({"record": record, "widths": widths, "tables": packed, "optimizer": self.optimizer,
+                         "state": self._snapshot(), "file": self.saved_model_file, "calls": recorder.calls,
+                         "fit": (score, result), "trainer": (dict(self.train_loss_dict), self.cur_step)})
+            self.logger.info(set_color("CIESS retrain", "pink") + f" {k + 1}/{len(candidates)} (episode "
+                             f"{record['episode']} step {record['step']}, search quality {record['quality']:.4f}): "
+                             f"best valid score {score:.4f}")
+        sign = 1.0 if self.valid_metric_bigger else -1.0
+        best = max(range(len(runs)), key=lambda k: (sign * runs[k]["fit"][0], -k))
+        run = runs[best]
+        self._swap_tables(packed, run["tables"] if packed else [])
+        self.model.load_state_dict(run["state"])
+        self.optimizer = run["optimizer"]
+        self.best_valid_score, self.best_valid_result = run["fit"]
+        self.train_loss_dict, self.cur_step = run["trainer"]
+        self.saved_model_file = final_file
+        if saved and self.config["local_rank"] == 0:
+            for k, other in enumerate(runs):
+                if k == best and os.path.isfile(other["file"]):
+                    os.replace(other["file"], final_file)
+                elif os.path.isfile(other["file"]):
+                    os.remove(other["file"])
+        for epoch_idx, valid_score in run["calls"] if callback_fn is not None else []:
+            callback_fn(epoch_idx, valid_score)
+        self._set_plan(run["record"], run["widths"])
+        self.plan.meta["retrained"] = [{"episode": r["record"]["episode"], "step": r["record"]["step"],
+                                        "quality": r["record"]["quality"], "kept": r["record"]["kept"],
+                                        "best_valid_score": float(r["fit"][0])} for r in runs]
+        self.plan.meta["retrain_kept"] = best
+        self._save_plan(saved)
+        self.tables, self.initial_state = [], None
+        return run["fit"]
 
     # -- search --------------------------------------------------------------------------------
 
@@ -161,10 +287,14 @@ class CIESSTrainer(Trainer):
         q_user = user_quality(self, valid_data, self.config["ciess_quality_ks"], show_progress)
         return {"user": q_user, "item": item_quality(q_user, interactions)}
 
-    def _state(self, role, widths, quality, peak):
-        ratio = np.divide(quality, peak, out=np.ones_like(quality), where=peak > 0)
-        width = 2.0 * (widths - self.s_min) / max(self.ref_dim - self.s_min, 1) - 1.0
-        return np.column_stack([self.frequency[role], width, np.clip(2.0 * ratio - 1.0, -1.0, 1.0)])
+    def _state(self, role, widths, quality, peak, start=False):
+        """An entity's state: frequency, width and quality, each scaled to ``[-1, 1]``; at an episode's
+        start the quality is 0 (authors) or at its peak (``ciess_start_at_peak``)."""
+        if start and not self.config["ciess_start_at_peak"]:
+            q = np.zeros(len(widths))
+        else:
+            q = quality_state(quality, peak, self.authors)
+        return np.column_stack([self.frequency[role], self._to_action(widths), q])
 
     def _to_width(self, actions):
         return self.s_min + (np.asarray(actions) + 1.0) / 2.0 * (self.ref_dim - self.s_min)
@@ -172,14 +302,19 @@ class CIESSTrainer(Trainer):
     def _to_action(self, widths):
         return 2.0 * (np.asarray(widths) - self.s_min) / max(self.ref_dim - self.s_min, 1) - 1.0
 
-    def _agent(self, seed):
+    def _agent(self, seed, role):
         c = self.config
+        half_range = max(self.ref_dim - self.s_min, 1) / 2.0  # widths per unit of normalised action
+        noise = AUTHORS_TARGET_NOISE[0] / half_range if c["ciess_policy_noise"] is None else c["ciess_policy_noise"]
+        clip = AUTHORS_TARGET_NOISE[1] / half_range if c["ciess_noise_clip"] is None else c["ciess_noise_clip"]
+        buffer = c["ciess_buffer_size"] or AUTHORS_BUFFER_STEPS * self.sizes[role]
         return TD3Agent(seed, hidden=c["ciess_hidden"], actor_lr=c["ciess_actor_lr"], critic_lr=c["ciess_critic_lr"],
                         tau=c["ciess_tau"], gamma=c["ciess_gamma"], policy_delay=c["ciess_policy_delay"],
-                        policy_noise=c["ciess_policy_noise"], noise_clip=c["ciess_noise_clip"],
-                        batch_size=c["ciess_batch_size"], buffer_size=c["ciess_buffer_size"])
+                        policy_noise=noise, noise_clip=clip, batch_size=c["ciess_batch_size"], buffer_size=buffer,
+                        grad_clip=c["ciess_grad_clip"], scalar_target_noise=not c["ciess_noise_per_entity"],
+                        authors=self.authors)
 
-    def _choose(self, agent, state, rng):
+    def _choose(self, agent, state, rng, noise):
         c = self.config
         proposed = self._to_width(agent.act(state))
 
@@ -187,44 +322,103 @@ class CIESSTrainer(Trainer):
             return np.stack([agent.value(state, self._to_action(w)) for w in candidates])
 
         return explore(proposed, score, rng, self.s_min, self.ref_dim, steps=c["ciess_walk_steps"],
-                       radius=c["ciess_walk_radius"], sigma=c["ciess_explore_sigma"])
+                       radius=c["ciess_walk_radius"], sigma=c["ciess_explore_sigma"], noise=noise)
+
+    def step_loader(self, train_data):
+        """The loader the search trains from: ``ciess_step_batch_size`` samples a batch (``~``: the authors'
+        batch as the same share of the training rows); RecBole's own loader when that is its batch size."""
+        size = self.config["ciess_step_batch_size"] or authors_batch_size(len(train_data._dataset))
+        if size == self.config["train_batch_size"]:
+            return train_data
+        config = copy.copy(self.config)
+        config.final_config_dict = {**self.config.final_config_dict, "train_batch_size": size}
+        return type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=True)
+
+    def _lr_schedule(self, scale):
+        """The authors' Adam and lr decay for a step (``scale``: the search scale; 1 for pre-training),
+        installed as the optimizer; ``None`` (RecBole's optimizer as it is) when ``ciess_step_lr`` is ``~``."""
+        c = self.config
+        if c["ciess_step_lr"] is None:
+            return None
+        _, every, lr_min = authors_step(c["model"])
+        schedule = LrSchedule(c["ciess_step_lr"], c["ciess_step_lr_decay"],
+                              scaled_count(c["ciess_step_lr_every"] or every, scale),
+                              lr_min if c["ciess_step_lr_min"] is None else c["ciess_step_lr_min"])
+        self.optimizer = self._build_optimizer(learner="adam", learning_rate=schedule.lr)
+        return schedule
+
+    def _batches(self, source, n, schedule):
+        def after_batch(index):
+            for group in self.optimizer.param_groups:
+                group["lr"] = schedule.after_batch(index)
+
+        return _Batches(source, n, None if schedule is None else after_batch)
+
+    def _pretrain(self, train_data, batches, valid_data, show_progress):
+        """Full-width pre-training; returns the number of epochs or rounds it ran."""
+        c = self.config
+        if c["ciess_pretrain_epochs"] is not None:
+            for epoch in range(c["ciess_pretrain_epochs"]):
+                loss = self._train_epoch(train_data, epoch, show_progress=show_progress)
+                self.logger.info(set_color("CIESS pre-train", "pink") + f" epoch {epoch}: loss {np.sum(loss):.4f}")
+            return c["ciess_pretrain_epochs"]
+        schedule = self._lr_schedule(1.0)
+        best, best_state, patience, rounds = -np.inf, None, c["ciess_pretrain_patience"], 0
+        while patience > 0:
+            self._train_epoch(self._batches(batches, c["ciess_pretrain_batches"], schedule), rounds,
+                              show_progress=show_progress)
+            quality = float(user_quality(self, valid_data, c["ciess_quality_ks"], show_progress).mean())
+            self.logger.info(set_color("CIESS pre-train", "pink") + f" round {rounds}: quality {quality:.4f}")
+            rounds += 1
+            if quality > best:
+                best, best_state, patience = quality, self._snapshot(), c["ciess_pretrain_patience"]
+            else:
+                patience -= 1
+        self._restore(best_state)
+        return rounds
 
     def search(self, train_data, valid_data, show_progress=False):
-        """The CIESS search; returns widths per role that fit the budget and fills ``self.plan``."""
+        """The CIESS search; returns the candidate plans ``[(step record, widths per role), …]``, best
+        first, every one within the budget. Fills the search's part of ``self.plan.meta``."""
         c = self.config
         start = time()
         interactions = train_data._dataset.inter_matrix(form="csr")
         counts = {"user": np.asarray(interactions.sum(1)).ravel(), "item": np.asarray(interactions.sum(0)).ravel()}
-        self.frequency = {r: _scaled(np.log1p(counts[r])) for r in self.roles}
+        self.frequency = {r: frequency_state(counts[r], c["ciess_log_frequency"]) for r in self.roles}
         full = {r: np.full(self.sizes[r], self.ref_dim, dtype=np.int64) for r in self.roles}
         full_bytes = full_plan_bytes(self.sizes, self.dims)
         self.eval_collector.data_collect(train_data)
+        loader = self.step_loader(train_data)
         if c["train_neg_sample_args"].get("dynamic", False):
-            train_data.get_model(self.model)
+            for data in (train_data, loader):
+                data.get_model(self.model)
+        batches = _endless(loader)
 
         self.apply_widths(full)
-        for epoch in range(c["ciess_pretrain_epochs"]):
-            loss = self._train_epoch(train_data, epoch, show_progress=show_progress)
-            self.logger.info(set_color("CIESS pre-train", "pink") + f" epoch {epoch}: loss {np.sum(loss):.4f}")
+        pretrain_rounds = self._pretrain(train_data, batches, valid_data, show_progress)
         pretrained = self._snapshot()
         peak = self._qualities(valid_data, interactions, show_progress)
+        pretrain_s = time() - start
         self.logger.info(set_color("CIESS peak quality", "pink") + f": user {peak['user'].mean():.4f}")
 
         rng = np.random.default_rng(c["seed"])
-        agents = {r: self._agent(c["seed"] + k) for k, r in enumerate(self.roles)}
-        batches = _endless(train_data)
-        history, best, best_any = [], None, None
+        agents = {r: self._agent(c["seed"] + k, r) for k, r in enumerate(self.roles)}
+        n_batches = scaled_count(c["ciess_step_batches"] or authors_step(c["model"])[0], c["ciess_search_scale"])
+        history, eligible, best_any, top = [], [], None, c["ciess_retrain_top"]
         step_id = 0
         for episode in range(c["ciess_episodes"]):
             self._restore(pretrained)
             widths, quality = full, peak
-            states = {r: self._state(r, widths[r], quality[r], peak[r]) for r in self.roles}
+            states = {r: self._state(r, widths[r], quality[r], peak[r], start=True) for r in self.roles}
             for step in range(c["ciess_steps"]):
-                widths = {r: self._choose(agents[r], states[r], rng) for r in self.roles}
+                step_start = time()
+                noise = None if c["ciess_noise_per_entity"] else rng.normal(0.0, c["ciess_explore_sigma"])
+                widths = {r: self._choose(agents[r], states[r], rng, noise) for r in self.roles}
                 if not c["ciess_warm_start"]:
-                    self._restore(self.initial_state)
+                    self._fresh_model(train_data._dataset, step_id)
                 self.apply_widths(widths)
-                self._train_epoch(_Batches(batches, c["ciess_step_batches"]), step_id, show_progress=show_progress)
+                schedule = self._lr_schedule(c["ciess_search_scale"])
+                self._train_epoch(self._batches(batches, n_batches, schedule), step_id, show_progress=show_progress)
                 quality = self._qualities(valid_data, interactions, show_progress)
                 done = step == c["ciess_steps"] - 1
                 record = {"episode": episode, "step": step, "quality": float(quality["user"].mean())}
@@ -239,16 +433,33 @@ class CIESSTrainer(Trainer):
                     record[f"{r}_reward"] = float(reward.mean())
                 record["bytes"] = self.plan_bytes(widths)
                 record["kept"] = record["bytes"] / full_bytes
+                record["step_s"] = time() - step_start
                 history.append(record)
                 self._log_step(record, step_id)
                 if best_any is None or record["quality"] > best_any[0]["quality"]:
                     best_any = (record, widths)
-                if record["bytes"] <= self.max_bytes and (best is None or record["quality"] > best[0]["quality"]):
-                    best = (record, widths)
+                if record["bytes"] <= self.max_bytes:  # a step over the budget is never a candidate
+                    eligible = sorted(eligible + [(record, widths)], key=lambda p: -p[0]["quality"])[:top]
                 step_id += 1
 
-        shrunk = best is None
-        chosen, widths = best if best is not None else best_any
+        shrunk = not eligible
+        candidates = [self._finish(widths, counts) for _, widths in (eligible or [best_any])]
+        train_rows = len(train_data._dataset)
+        batch_size = c["ciess_step_batch_size"] or authors_batch_size(train_rows)
+        self.plan.meta.update({
+            "searched": True, "mode": self.mode, "search_scale": float(c["ciess_search_scale"]),
+            "departures": departures(c), "budget": budget_fraction(c), "max_bytes": self.max_bytes,
+            "shrunk_to_budget": shrunk, "peak_quality": float(peak["user"].mean()), "pretrain_rounds": pretrain_rounds,
+            "pretrain_s": pretrain_s, "search_s": time() - start, "history": history,
+            "step": {"batches": n_batches, "batch_size": batch_size, "passes": n_batches * batch_size / train_rows,
+                     "fresh_model": not c["ciess_warm_start"]},
+        })
+        return [(record, widths) for (record, _), widths in zip(eligible or [best_any], candidates)]
+
+    def _finish(self, widths, counts):
+        """A chosen step's widths as trained: as found in the paper mode (``fit_to_budget`` only shrinks the
+        fallback plan), filled, re-ranked or grouped where the options ask."""
+        c = self.config
         widths = fit_to_budget(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min)
         if c["ciess_fill_budget"]:
             widths = grow_to_budget(widths, self.dims, self.ref_dim, self.max_bytes)
@@ -256,26 +467,29 @@ class CIESSTrainer(Trainer):
             widths = rank_by_frequency(widths, counts)
         if self.projection:
             widths = to_mixed(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min, grow=c["ciess_fill_budget"])
+        return widths
+
+    def _set_plan(self, chosen, widths):
+        """Put the kept plan's widths and their cost into ``self.plan``."""
+        full_bytes = full_plan_bytes(self.sizes, self.dims)
         stored = self.final_bytes(widths)
         self.plan.arrays.update({f"{r}_widths": widths[r].astype(np.int16) for r in self.roles})
         self.plan.meta.update({
-            "searched": True, "budget": budget_fraction(c), "max_bytes": self.max_bytes, "stored_bytes": stored,
-            "kept": stored / full_bytes, "chosen_step": {"episode": chosen["episode"], "step": chosen["step"]},
-            "shrunk_to_budget": shrunk, "chosen_kept": chosen["kept"], "peak_quality": float(peak["user"].mean()),
-            "search_s": time() - start, "history": history,
+            "stored_bytes": stored, "kept": stored / full_bytes,
+            "chosen_step": {"episode": chosen["episode"], "step": chosen["step"]}, "chosen_kept": chosen["kept"],
             "final_widths": {r: _spread(widths[r]) for r in self.roles},
         })
         self.logger.info(set_color("CIESS plan", "pink") + f": episode {chosen['episode']} step {chosen['step']}"
-                         f"{' shrunk to the budget' if shrunk else ''}, kept {stored / full_bytes:.4f} "
-                         f"of the full bytes (budget {budget_fraction(c)}), search {time() - start:.1f}s")
-        return widths
+                         f"{' shrunk to the budget' if self.plan.meta['shrunk_to_budget'] else ''}, kept "
+                         f"{stored / full_bytes:.4f} of the full bytes (budget {budget_fraction(self.config)}), "
+                         f"search {self.plan.meta['search_s']:.1f}s ({self.mode} mode)")
 
     def _log_step(self, record, step_id):
         widths = ", ".join(f"{r} {record[f'{r}_mean_width']:.2f}" for r in self.roles)
         rewards = ", ".join(f"{r} {record[f'{r}_reward']:.4f}" for r in self.roles)
         self.logger.info(set_color("CIESS", "pink") + f" episode {record['episode']} step {record['step']}: "
                          f"mean width {widths}; kept {record['kept']:.4f}; reward {rewards}; "
-                         f"quality {record['quality']:.4f}")
+                         f"quality {record['quality']:.4f} ({record['step_s']:.1f}s)")
         if self.tensorboard is not None:
             for key in ("quality", "kept", *[f"{r}_mean_width" for r in self.roles],
                         *[f"{r}_reward" for r in self.roles]):

@@ -8,7 +8,7 @@ import torch
 from recbole.utils import set_color
 
 from recbole_lightemb.budget import check_fraction, full_bytes
-from recbole_lightemb.coclustering import WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
+from recbole_lightemb.coclustering import WEIGHT_MODES, WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
 from recbole_lightemb.config import model_width
 from recbole_lightemb.methods.quantized import BITS as QUANT_BITS
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
@@ -21,6 +21,9 @@ from recbole_lightemb.stream.planners import StreamPlanner
 PADDING_ID = 0  # RecBole reserves id 0 of users and items for [PAD]: it never interacts
 COLD_ROWS = 2  # one shared row per side for entities without training interactions
 RESIDUAL_BITS = (*QUANT_BITS, FLOAT_BITS)  # private values: quantized as emb=quant stores them, or float32
+BUDGET_RULES = ("bytes", "authors")
+"""How a budget becomes codebook rows: ``bytes``, every stored byte counted (rows and codes); ``authors``,
+the authors' ``K = (B·w − n_u) // w`` rows for a budget of ``B`` full rows (``train.py``), codes not charged."""
 
 
 def codebook_bytes(tables, n_codes, codes_per_entity):
@@ -36,11 +39,15 @@ def codes_per_entity(secondary):
     return {"user": 2 if secondary else 1, "item": 1}
 
 
+def row_width(tables):
+    """Floats of one codebook row, counted at the widest side (a side's tables together), so a row count is
+    safe whichever side the rows land on."""
+    return max(sum(s.embedding_dim for s in tables if s.role == role) for role in ("user", "item"))
+
+
 def rows_within(tables, row_bytes_budget, key, value):
-    """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows, counting
-    each row at the widest side's bytes so the count is safe whichever side the rows land on."""
-    row_bytes = max(sum(s.embedding_dim for s in tables if s.role == role) for role in ("user", "item"))
-    max_codes = int(row_bytes_budget // (row_bytes * FLOAT_BYTES)) - COLD_ROWS
+    """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows."""
+    max_codes = int(row_bytes_budget // (row_width(tables) * FLOAT_BYTES)) - COLD_ROWS
     if max_codes < 2:
         raise ValueError(f"{key}={value!r} leaves no room for BACO codebook rows (after the codes' own bytes "
                          "and one cold row per side): raise it")
@@ -63,9 +70,22 @@ def widest_residual(tables, spare_bytes, bits, cap):
 def rows_for_budget(tables, budget, secondary, residual=0, bits=FLOAT_BITS):
     """Codebook rows ``emb_budget=budget`` pays for: its share of the full tables' bytes less every
     entity's codes and private residual, over one row's bytes."""
-    code_bytes = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary))
-    spent = code_bytes + residual_bytes(tables, residual, bits)
-    return rows_within(tables, budget * full_bytes(tables) - spent, "emb_budget", budget)
+    return rows_within(tables, budget * full_bytes(tables) - spent_bytes(tables, secondary, residual, bits),
+                       "emb_budget", budget)
+
+
+def spent_bytes(tables, secondary, residual=0, bits=FLOAT_BITS):
+    """Bytes every entity stores whatever the row count: its codes and its private residual."""
+    return codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary)) + \
+        residual_bytes(tables, residual, bits)
+
+
+def authors_rows(tables, row_budget):
+    """The authors' codebook rows for a budget of ``row_budget`` full rows: ``(B·w − n_u) // w`` (their
+    ``train.py``: one float per user is charged, for its secondary code; no code is charged)."""
+    width = row_width(tables)
+    n_users = next((s.num_embeddings for s in tables if s.role == "user"), 0)
+    return (row_budget * width - n_users) // width
 
 
 def split_largest(codes, n_codes, extra_rows, order_key):
@@ -124,18 +144,41 @@ def _with_cold_code(codes, active, n_codes):
 
 @register_method("baco")
 class BACO(EmbeddingMethod):
-    """Balanced co-clustering of the training graph; γ found for ``emb_budget`` unless
-    ``baco_resolution`` is given. The plan is checked against the budget in stored bytes."""
+    """Balanced co-clustering of the training graph. The budget (``emb_budget``, or ``baco_rows`` full rows)
+    becomes codebook rows by ``baco_budget_rule``: ``bytes`` (default) holds the stored bytes, codes counted,
+    and searches γ for them (from ``baco_resolution`` when given); ``authors`` allows the authors' row count
+    and, with ``baco_resolution``, runs their procedure: that γ as is, the row count only stopping the passes
+    early. Both counts, and the honest bytes, are in the plan's meta whichever rule picked the rows."""
 
     def check_config(self):
         budget = check_fraction(self.config, "emb_budget")
+        rows = self.config["baco_rows"]
         resolution = self.config["baco_resolution"]
-        if budget is None and resolution is None:
-            raise ValueError("emb=baco needs emb_budget (fraction of the full embedding memory in (0, 1]) "
-                             "or baco_resolution (γ > 0)")
+        if budget is None and rows is None and resolution is None:
+            raise ValueError("emb=baco needs emb_budget (fraction of the full embedding memory in (0, 1]), "
+                             "baco_rows (a budget of that many full rows) or baco_resolution (γ > 0)")
         if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, float))
                                        or resolution <= 0):
             raise ValueError(f"baco_resolution={resolution!r}: expected a number > 0")
+        if self.config["baco_mode"] not in WEIGHT_MODES:
+            raise ValueError(f"baco_mode={self.config['baco_mode']!r}: allowed {', '.join(WEIGHT_MODES)} (paper: "
+                             "items weighted as the authors' code does; stated: as the paper's text states)")
+        rule = self.config["baco_budget_rule"]
+        if rule not in BUDGET_RULES:
+            raise ValueError(f"baco_budget_rule={rule!r}: allowed {', '.join(BUDGET_RULES)}")
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+            raise ValueError(f"baco_rows={rows!r}: expected an integer >= 1 (a budget of that many full rows)")
+        if rows is not None and budget is not None:
+            raise ValueError(f"baco_rows={rows!r} and emb_budget={budget!r}: give one budget, not both")
+        if rule == "authors" and rows is None and budget is None:
+            raise ValueError("baco_budget_rule='authors' needs a budget: baco_rows (the authors' row budget, e.g. "
+                             "9000 on Beauty) or emb_budget")
+        if self.config["stream"] and (rule != "bytes" or rows is not None):
+            raise ValueError(f"baco_budget_rule={rule!r}, baco_rows={rows!r}: not supported with stream=True (a "
+                             "stream budgets the seen entities' floats); use emb_budget and baco_budget_rule: bytes")
+        if rule == "authors" and self.config["baco_residual"]:
+            raise ValueError(f"baco_residual={self.config['baco_residual']!r} needs baco_budget_rule: bytes (the "
+                             "private rows are paid from the bytes the codebook leaves; the authors' rule has none)")
         for key in ("baco_user_weight", "baco_item_weight"):
             if self.config[key] not in WEIGHT_SCHEMES:
                 raise ValueError(f"{key}={self.config[key]!r}: allowed {', '.join(WEIGHT_SCHEMES)}")
@@ -165,28 +208,67 @@ class BACO(EmbeddingMethod):
                              "into the seen entities' floats); use baco_residual: 0")
 
     def plan(self, dataset, tables):
-        budget, residual = self.config["emb_budget"], self.config["baco_residual"]
-        bits = self.config["baco_residual_bits"]
-        max_codes = None if budget is None else rows_for_budget(tables, budget, bool(self.config["baco_secondary"]),
-                                                                residual, bits)
-        plan = self.plan_rows(dataset, tables, max_codes)
-        if residual and budget is not None:  # the clustering may leave bytes unused: widen the residual to spend them
-            spare = budget * full_bytes(tables) - plan.meta["stored_bytes"]
+        residual, bits = self.config["baco_residual"], self.config["baco_residual_bits"]
+        secondary, rule = bool(self.config["baco_secondary"]), self.config["baco_budget_rule"]
+        budget_bytes, allowed = self.budget_bytes(tables), None
+        if budget_bytes is not None:  # rows in all, the cold rows included, under each rule
+            row_bytes = row_width(tables) * FLOAT_BYTES
+            allowed = {"bytes": max(int((budget_bytes - spent_bytes(tables, secondary, residual, bits)) // row_bytes), 0),
+                       "authors": max(authors_rows(tables, self.row_budget(tables)), 0)}
+            if allowed[rule] - COLD_ROWS < 2:
+                key = "emb_budget" if self.config["baco_rows"] is None else "baco_rows"
+                raise ValueError(f"{key}={self.config[key]!r} leaves no room for BACO codebook rows under "
+                                 f"baco_budget_rule={rule!r} (after one cold row per side"
+                                 + (" and the codes' own bytes" if rule == "bytes" else "") + "): raise it")
+        max_codes = None if allowed is None else allowed[rule] - COLD_ROWS
+        fixed = rule == "authors" and self.config["baco_resolution"] is not None
+        plan = self.plan_rows(dataset, tables, max_codes, search=not fixed)
+        if fixed and plan.meta["rows"] > allowed["authors"]:
+            raise ValueError(f"baco_resolution={self.config['baco_resolution']!r}: after {plan.meta['passes']} "
+                             f"passes the clustering holds {plan.meta['rows']} rows, over the {allowed['authors']} "
+                             "baco_budget_rule='authors' allows; raise baco_n_iter or drop baco_resolution to "
+                             "search γ")
+        if residual and budget_bytes is not None:  # the clustering may leave bytes unused: widen the residual
+            spare = budget_bytes - plan.meta["stored_bytes"]
             dim = min(s.embedding_dim for s in tables)
             residual = max(residual, widest_residual(tables, spare, bits, dim - 1))
         plan.meta["residual"], plan.meta["residual_bits"] = residual, bits
         plan.meta["stored_bytes"] += residual_bytes(tables, residual, bits)
-        if budget is not None and plan.meta["stored_bytes"] > budget * full_bytes(tables):
+        plan.meta.update(mode=self.config["baco_mode"], budget_rule=rule, row_budget=self.row_budget(tables),
+                         max_rows=allowed, within_bytes=None if budget_bytes is None
+                         else plan.meta["stored_bytes"] <= budget_bytes)
+        if rule == "bytes" and budget_bytes is not None and not plan.meta["within_bytes"]:
             raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
-        if budget is None and plan.meta["stored_bytes"] > full_bytes(tables):
+        if rule == "authors":
+            getLogger().info(f"BACO under baco_budget_rule='authors': {plan.meta['rows']} rows of the "
+                             f"{allowed['authors']} it allows (the byte budget, codes counted, allows "
+                             f"{allowed['bytes']}); stored {plan.meta['stored_bytes']} bytes = "
+                             f"{plan.meta['stored_bytes'] / full_bytes(tables):.4f} of full, codes included")
+        if budget_bytes is None and plan.meta["stored_bytes"] > full_bytes(tables):
             getLogger().warning(f"baco_resolution={self.config['baco_resolution']!r} gives "
                                 f"{plan.meta['stored_bytes'] / full_bytes(tables):.4f} of the full tables' bytes: "
                                 "more than storing them uncompressed; lower it or give emb_budget")
         return plan
 
-    def plan_rows(self, dataset, tables, max_codes):
+    def row_budget(self, tables):
+        """The budget in full rows, ``B`` of the authors' rule: ``baco_rows``, or ``emb_budget`` of the full
+        tables' floats over one row's floats (rounded down); None without a budget."""
+        if self.config["baco_rows"] is not None:
+            return self.config["baco_rows"]
+        budget = self.config["emb_budget"]
+        return None if budget is None else int(budget * full_bytes(tables) // (row_width(tables) * FLOAT_BYTES))
+
+    def budget_bytes(self, tables):
+        """The budget in stored bytes: ``emb_budget`` of the full tables', or ``baco_rows`` full rows'."""
+        if self.config["baco_rows"] is not None:
+            return self.config["baco_rows"] * row_width(tables) * FLOAT_BYTES
+        budget = self.config["emb_budget"]
+        return None if budget is None else budget * full_bytes(tables)
+
+    def plan_rows(self, dataset, tables, max_codes, search=True):
         """Co-cluster ``dataset``'s interaction graph into at most ``max_codes`` rows plus one cold row
-        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None. A model with one
+        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None or ``search`` is False
+        (``max_codes`` then only stops the passes early, as in the authors' code). A model with one
         side's table only (item-only sequential models) still clusters the whole user–item graph and
         keeps that side's codes, splitting its most crowded codes into the rows the other side would use."""
         roles = {s.role for s in tables}
@@ -205,9 +287,11 @@ class BACO(EmbeddingMethod):
                                  f"than 2 of the {max_codes} codebook rows the budget pays for to share: lower it")
             max_codes -= sum(n_head.values())
         options = dict(n_iter=self.config["baco_n_iter"], user_weight=self.config["baco_user_weight"],
-                       item_weight=self.config["baco_item_weight"], seed=self.config["seed"], secondary=secondary)
-        if max_codes is None:
-            result, probes = co_cluster(graph, self.config["baco_resolution"], **options), ()
+                       item_weight=self.config["baco_item_weight"], mode=self.config["baco_mode"],
+                       seed=self.config["seed"], secondary=secondary)
+        if max_codes is None or not search:
+            result = co_cluster(graph, self.config["baco_resolution"], max_codes=max_codes, **options)
+            probes = ()
         else:
             result, probes = fit_codebook_budget(graph, max_codes, resolution=self.config["baco_resolution"],
                                                  **options)
@@ -234,13 +318,14 @@ class BACO(EmbeddingMethod):
             "resolution": result.resolution, "objective": result.objective, "passes": result.passes,
             "n_user_codes": n_user, "n_item_codes": n_item, "probes": [list(p) for p in probes],
             "private_users": n_head["user"], "private_items": n_head["item"],
-            "stored_bytes": stored,
+            "rows": n_user + n_item, "stored_bytes": stored,
         })
 
     def stream_planner(self):
         return BacoStream(self, self.config)
 
     def build(self, spec, table, plan):
+        self.check_plan_setting(plan, "baco_mode", "mode")
         generator = torch.Generator().manual_seed(self.config["seed"])
         shared = CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
                                    padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)

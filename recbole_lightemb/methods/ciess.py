@@ -7,18 +7,18 @@ A saved plan (``ciess_plan`` or ``emb_plan``) skips the search.
 Budget: ``emb_budget`` (the key every method shares), or ``ciess_budget`` as an alias: a
 fraction of the full tables' bytes, width indices counted.
 
-Departures from the paper, each a key in ``properties/ciess.yaml``: a CPU-sized schedule
-(3 × 5 warm-started steps of 10 batches, not 30 × 11 retrainings), ``ciess_fill_budget``
-(scale a plan left under the budget up to it) and ``ciess_rank_by_frequency`` (hand the
-chosen widths out by frequency rank); ``ciess_projection`` (beyond the paper, issue 14) trains the final
-widths as mixed-dimension groups with a learned ``w × d`` projection each, so a narrow entity meets
-every coordinate of a wide one, projections counted in the budget. Trained to convergence on ml-100k the plans stay below
-the uniform table at equal bytes (``bench/results/ciess_quality.json``).
+``ciess_mode: paper`` (the default) runs the authors' procedure; ``ciess_mode: fast`` the plugin's
+own short variant (3 × 5 warm-started steps of 10 batches, per-entity noise, the plan filled and
+re-ranked by frequency). Each difference is a key of ``properties/ciess.yaml``; the plan records
+``mode``, ``search_scale`` and the keys that depart from the paper. ``ciess_projection`` (beyond
+the paper, issue 14) trains the final widths as mixed-dimension groups with a learned ``w × d``
+projection each, so a narrow entity meets every coordinate of a wide one, projections counted in
+the budget.
 """
 
 import numpy as np
 
-from recbole_lightemb.ciess.keys import budget_fraction, saved_plan_path
+from recbole_lightemb.ciess.keys import budget_fraction, resolve_mode, saved_plan_path
 from recbole_lightemb.ciess.trainer import CIESSTrainer
 from recbole_lightemb.ciess.widths import table_widths
 from recbole_lightemb.config import model_width
@@ -27,17 +27,25 @@ from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 
-_INTS = {  # key: smallest allowed value
-    "ciess_pretrain_epochs": 0, "ciess_episodes": 1, "ciess_steps": 1, "ciess_step_batches": 1,
-    "ciess_s_min": 1, "ciess_walk_steps": 0, "ciess_walk_radius": 1, "ciess_hidden": 1,
-    "ciess_batch_size": 1, "ciess_buffer_size": 1, "ciess_updates_per_step": 0, "ciess_policy_delay": 1,
+_INTS = {  # key: (smallest allowed value, None allowed)
+    "ciess_pretrain_epochs": (0, True), "ciess_pretrain_batches": (1, False), "ciess_pretrain_patience": (1, False),
+    "ciess_episodes": (1, False), "ciess_steps": (1, False), "ciess_step_batches": (1, True),
+    "ciess_step_batch_size": (1, True), "ciess_step_lr_every": (1, True), "ciess_s_min": (1, False),
+    "ciess_walk_steps": (0, False), "ciess_walk_radius": (1, False), "ciess_hidden": (1, False),
+    "ciess_batch_size": (1, False), "ciess_buffer_size": (1, True), "ciess_updates_per_step": (0, False),
+    "ciess_policy_delay": (1, False), "ciess_retrain_top": (1, False),
 }
-_FLOATS = {  # key: (low, high, low allowed, high allowed)
-    "ciess_lambda": (0.0, np.inf, True, False), "ciess_explore_sigma": (0.0, np.inf, True, False),
-    "ciess_actor_lr": (0.0, np.inf, False, False), "ciess_critic_lr": (0.0, np.inf, False, False),
-    "ciess_tau": (0.0, 1.0, False, True), "ciess_gamma": (0.0, 1.0, True, False),
-    "ciess_policy_noise": (0.0, np.inf, True, False), "ciess_noise_clip": (0.0, np.inf, True, False),
+_FLOATS = {  # key: (low, high, low allowed, high allowed, None allowed)
+    "ciess_search_scale": (0.0, np.inf, False, False, False), "ciess_lambda": (0.0, np.inf, True, False, False),
+    "ciess_explore_sigma": (0.0, np.inf, True, False, False), "ciess_actor_lr": (0.0, np.inf, False, False, False),
+    "ciess_critic_lr": (0.0, np.inf, False, False, False), "ciess_tau": (0.0, 1.0, False, True, False),
+    "ciess_gamma": (0.0, 1.0, True, False, False), "ciess_policy_noise": (0.0, np.inf, True, False, True),
+    "ciess_noise_clip": (0.0, np.inf, True, False, True), "ciess_grad_clip": (0.0, np.inf, False, False, True),
+    "ciess_step_lr": (0.0, np.inf, False, False, True), "ciess_step_lr_decay": (0.0, 1.0, False, True, False),
+    "ciess_step_lr_min": (0.0, np.inf, False, False, True),
 }
+_BOOLS = ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency", "ciess_packed_training",
+          "ciess_projection", "ciess_noise_per_entity", "ciess_log_frequency", "ciess_start_at_peak")
 
 
 @register_method("ciess")
@@ -48,25 +56,29 @@ class CIESS(EmbeddingMethod):
 
     def check_config(self):
         config = self.config
+        resolve_mode(config)
         if budget_fraction(config) is None and not saved_plan_path(config):
             raise ValueError("emb=ciess needs emb_budget (or its alias ciess_budget): a fraction of the full "
                              "embedding memory in (0, 1], e.g. --emb_budget=0.1")
-        for key, low in _INTS.items():
+        for key, (low, none_ok) in _INTS.items():
             value = config[key]
+            if value is None and none_ok:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{key}={value!r}: expected an integer >= {low}")
-        for key, (low, high, low_ok, high_ok) in _FLOATS.items():
+                raise ValueError(f"{key}={value!r}: expected an integer >= {low}" + (" or ~" if none_ok else ""))
+        for key, (low, high, low_ok, high_ok, none_ok) in _FLOATS.items():
             value = config[key]
+            if value is None and none_ok:
+                continue
             ok = (not isinstance(value, bool) and isinstance(value, (int, float))
                   and (low <= value if low_ok else low < value) and (value <= high if high_ok else value < high))
             if not ok:
                 allowed = f"{'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
-                raise ValueError(f"{key}={value!r}: expected a number in {allowed}")
+                raise ValueError(f"{key}={value!r}: expected a number in {allowed}" + (" or ~" if none_ok else ""))
         dim = model_width(config)
         if isinstance(dim, int) and not isinstance(dim, bool) and config["ciess_s_min"] > dim:
             raise ValueError(f"ciess_s_min={config['ciess_s_min']!r}: must be at most embedding_size={dim}")
-        for key in ("ciess_warm_start", "ciess_fill_budget", "ciess_rank_by_frequency", "ciess_packed_training",
-                    "ciess_projection"):
+        for key in _BOOLS:
             if not isinstance(config[key], bool):
                 raise ValueError(f"{key}={config[key]!r}: expected True or False")
         if config["ciess_projection"] and not config["ciess_packed_training"]:
@@ -96,7 +108,9 @@ class CIESS(EmbeddingMethod):
         ref_dim = max(spec.embedding_dim for spec in tables)
         arrays = {f"{spec.role}_widths": np.full(spec.num_embeddings, ref_dim, dtype=np.int16) for spec in tables}
         return Plan(self.name, arrays, meta={"ref_dim": ref_dim, "budget": budget_fraction(self.config),
-                                             "searched": False, "projection": self.config["ciess_projection"]})
+                                             "searched": False, "projection": self.config["ciess_projection"],
+                                             "mode": self.config["ciess_mode"],
+                                             "search_scale": float(self.config["ciess_search_scale"])})
 
     def build(self, spec, table, plan):
         plan.meta.setdefault("projection", False)  # plans saved before the option had none

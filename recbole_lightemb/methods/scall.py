@@ -8,7 +8,8 @@ SCALL's first-segment plan: the budget spread uniformly over the entities of the
 import numpy as np
 
 from recbole_lightemb.registry import EmbeddingMethod, register_method
-from recbole_lightemb.scall.planner import ScallPlanner, check_scall_config, pair_budget, uniform_widths
+from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, uniform_widths
+from recbole_lightemb.scall.settings import check_scall_config
 from recbole_lightemb.stream.planners import build_variable, widths_plan
 
 
@@ -25,7 +26,7 @@ class Scall(EmbeddingMethod):
         budget = pair_budget(self.config, int(seen_users.sum() + seen_items.sum()), dim)
         s_max = self.config["scall_max_width"] or dim
         users, items = uniform_widths(seen_users, seen_items, budget, self.config["scall_min_width"], s_max)
-        return widths_plan(self.name, users, items, budget_floats=budget * per_side)
+        return widths_plan(self.name, users, items, budget_floats=budget * per_side, mode=self.config["scall_mode"])
 
     def build(self, spec, table, plan):
         return build_variable(spec, table, plan)

@@ -42,6 +42,7 @@ class LightEmbedding(nn.Module):
         return self.full_table()[ids]
 
     def stored_floats(self):
+        """Stored values, whatever their precision (their bytes are :meth:`stored_bytes`)."""
         raise NotImplementedError
 
     def index_bytes(self):
@@ -49,7 +50,11 @@ class LightEmbedding(nn.Module):
         return 0
 
     def stored_bytes(self):
-        return self.stored_floats() * FLOAT_BYTES + self.index_bytes()
+        """The values at float32, less what low-bit rows save (packed values, per-row scales and bit classes
+        counted instead, see :mod:`~recbole_lightemb.modules.precision`), plus the index."""
+        from recbole_lightemb.modules.precision import precision_saving  # it builds on this class
+
+        return self.stored_floats() * FLOAT_BYTES + self.index_bytes() - precision_saving(self)
 
     def _zero_padding_row(self, table):
         """Return ``table`` with the padding row zeroed (without breaking autograd)."""

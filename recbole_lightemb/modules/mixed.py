@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding, index_bytes
+from recbole_lightemb.modules.precision import rows_bytes
 
 
 def power_of_two_widths(dim, min_width):
@@ -25,11 +26,17 @@ def power_of_two_widths(dim, min_width):
     return np.array(sorted(w for w in widths if w >= min_width))
 
 
-def mixed_bytes(widths, dim, projection):
-    """What a :class:`MixedDimEmbedding` with these widths stores: rows, projections, index."""
+def mixed_bytes(widths, dim, projection, bits=None, per_row=False):
+    """What a :class:`MixedDimEmbedding` with these widths stores: rows, projections, index. ``bits`` (one per
+    row) stores the rows in low-bit form, each group a parameter of its own (``per_row``: with its rows' bit
+    classes); the projections stay float32."""
     groups, sizes = np.unique(widths[widths > 0], return_counts=True)
-    floats = int(widths.sum()) + (int(sum(w * dim for w in groups if w < dim)) if projection else 0)
-    return floats * FLOAT_BYTES + len(widths) * (1 + index_bytes(int(sizes.max(initial=1))))
+    projections = int(sum(w * dim for w in groups if w < dim)) if projection else 0
+    if bits is None:
+        rows = int(widths.sum()) * FLOAT_BYTES
+    else:
+        rows = sum(rows_bytes(w, bits[widths == w], per_row) for w in groups)
+    return rows + projections * FLOAT_BYTES + len(widths) * (1 + index_bytes(int(sizes.max(initial=1))))
 
 
 class MixedDimEmbedding(LightEmbedding):
@@ -81,6 +88,10 @@ class MixedDimEmbedding(LightEmbedding):
         """A group id (1 byte) and a slot inside the group per row."""
         largest = max((p.shape[0] for p in self.values), default=1)
         return self.num_embeddings * (1 + index_bytes(largest))
+
+    def group_members(self, g):
+        """The rows of group ``g``, in the order of its parameter's rows."""
+        return (self.group == g).nonzero().squeeze(1)
 
     def widths(self):
         """Each row's width (0 for the padding row)."""

@@ -16,7 +16,7 @@ class QuotientRemainderEmbedding(LightEmbedding):
         super().__init__(num_embeddings, embedding_dim, padding_idx)
         self.n_remainders = math.ceil(num_embeddings / n_quotient_rows)
         n_quotient = math.ceil(num_embeddings / self.n_remainders)
-        scale = init_from.detach().std().item() if init_from is not None else 0.1
+        scale = init_from.detach().std().item() if init_from is not None and not init_from.is_meta else 0.1
         quotient = torch.randn(n_quotient, embedding_dim, generator=generator) * scale
         # Remainder rows near 1: the product starts at the model's own init scale.
         remainder = 1 + torch.randn(self.n_remainders, embedding_dim, generator=generator) * scale

@@ -1,12 +1,16 @@
 """SCALL's planner for a stream: per segment, search the action with SAC, then plan the widths.
 
-Segment 0 gets uniform widths. At a later segment the agent proposes actions; each is turned
-into widths, tried by the runner's ``search`` callable (a short warm-started training, returns
-validation fitness), rewarded against a baseline (``scall_reward_baseline``: the previous segment's converged
-fitness, or uniform widths trained the same way on this segment), and learnt from,
-until the policy's ρ settles. The policy's mean action (or, with ``scall_choice: best``, the best try) then
-gives the segment's widths. With ``scall_action`` set, every later segment takes that one action's widths
-and nothing is searched: the width shape without the agent.
+Segment 0 gets uniform widths. Paper mode follows the authors' ``Engine.py``: before segment ``t``
+trains, the agent searches on segment ``t-1``, the one just trained. A step draws an action, gives
+its widths (unrescaled, ``Action.py``) to a fresh model trained ``scall_search_batches`` batches at
+lr 0.03, and rewards its validation fitness over segment ``t-1``'s fitness after the first
+``scall_search_batches`` of its own training (``conv_fitness``), rescaled linearly; the agent
+learns 3× per step until the policy's ρ settles. The policy's mean action on segment ``t``'s state
+then gives ``t``'s widths, clipped and rescaled to the budget, and ``t``'s own first block is
+measured for the next search. Fast mode (the plugin's earlier variant) searches on segment ``t``
+itself with warm-started tries, against the previous segment's converged fitness, through a tanh.
+Each element is a key of its own (:mod:`recbole_lightemb.scall.settings`). With ``scall_action``
+set, every later segment takes that one action's widths and nothing is searched.
 """
 
 import time
@@ -15,105 +19,16 @@ from logging import getLogger
 import numpy as np
 from recbole.utils import set_color
 
-from recbole_lightemb.config import model_width, plugin_defaults
+from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import LightEmbedding
 from recbole_lightemb.scall.agent import SACAgent
-from recbole_lightemb.scall.state import build_state, state_size
-from recbole_lightemb.scall.widths import DISTRIBUTIONS, alpha_from_action, plan_widths
+from recbole_lightemb.scall.settings import scall_settings
+from recbole_lightemb.scall.state import AuthorsState, build_state, state_size
+from recbole_lightemb.scall.widths import action_widths, alpha_from_action
 from recbole_lightemb.stream.planners import StreamPlanner, widths_plan
 
 MB_FLOATS = 2 ** 20 // 4
 """float32 values in one MB (2^20 bytes)."""
-
-CHOICES = ("policy", "best")
-"""A segment's widths after the search: the policy's mean action (the paper), or the try that scored best in the
-search (with ``scall_reward_baseline: uniform``, uniform widths are one of the tries: a segment keeps them unless
-a searched shape beat them)."""
-
-REWARD_BASELINES = ("previous", "uniform")
-"""What a search step's fitness is measured against: the previous segment's converged fitness (the paper), or
-uniform widths of the same budget after the same short training on this segment (the same validation data, so a
-step's reward says whether its widths beat one width for all, not how hard this segment's validation is)."""
-
-SEARCH_KEYS = ("scall_search_batches", "scall_search_epochs", "scall_min_search_steps", "scall_max_search_steps",
-               "scall_settle_window", "scall_settle_tol", "scall_updates_per_step", "scall_reward_scale",
-               "scall_reward_baseline", "scall_choice", "scall_hidden", "scall_entropy", "scall_tau", "scall_gamma",
-               "scall_lr", "scall_batch_size", "scall_pool_groups")
-"""The keys that only steer the search, which ``scall_action`` skips: set beside it, they would be ignored."""
-
-
-def _number(config, key, low, high=None, integer=False, open_low=False):
-    value = config[key]
-    ok = isinstance(value, (int, np.integer) if integer else (int, float, np.integer, np.floating))
-    ok = ok and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if open_low else value >= low) and (high is None or value <= high)
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-        raise ValueError(f"{key}={value!r}: expected {kind} {bound}")
-    return value
-
-
-def check_scall_config(config):
-    """Every ``scall_*`` key, checked before any data is loaded."""
-    dim = model_width(config)
-    if dim is None and config["stream"]:
-        raise ValueError(f"emb=scall with stream=True reads the tables' width from embedding_size or hidden_size; "
-                         f"model={config['model']} sets neither")
-    budgets = {k: config[k] for k in ("scall_mean_width", "scall_budget_mb", "emb_budget") if config[k] is not None}
-    if not budgets:
-        raise ValueError("emb=scall needs a budget: scall_mean_width (floats per seen entity, e.g. 8), "
-                         "scall_budget_mb (MB of float32) or emb_budget (fraction of d per seen entity)")
-    if len(budgets) > 1:
-        raise ValueError(f"emb=scall: give only one of scall_mean_width, scall_budget_mb, emb_budget; got {budgets}")
-    if config["scall_mean_width"] is not None:
-        _number(config, "scall_mean_width", 0, dim, open_low=True)
-    elif config["scall_budget_mb"] is not None:
-        _number(config, "scall_budget_mb", 0, open_low=True)
-    else:
-        _number(config, "emb_budget", 0, 1, open_low=True)
-    if config["scall_distribution"] not in DISTRIBUTIONS:
-        raise ValueError(f"scall_distribution={config['scall_distribution']!r}: allowed {', '.join(DISTRIBUTIONS)}")
-    alpha_range = config["scall_alpha_range"]
-    if (not isinstance(alpha_range, (list, tuple)) or len(alpha_range) != 2
-            or not all(isinstance(a, (int, float)) and a > 0 for a in alpha_range) or alpha_range[0] >= alpha_range[1]):
-        raise ValueError(f"scall_alpha_range={alpha_range!r}: expected [low, high] with 0 < low < high, e.g. [0.1, 30]")
-    s_min = _number(config, "scall_min_width", 1, dim, integer=True)
-    if config["scall_max_width"] is not None:
-        _number(config, "scall_max_width", s_min, dim, integer=True)
-    for key in ("scall_search_batches", "scall_min_search_steps", "scall_max_search_steps", "scall_settle_window",
-                "scall_updates_per_step", "scall_hidden", "scall_pool_groups", "scall_batch_size"):
-        _number(config, key, 1, integer=True)
-    if config["scall_max_search_steps"] < config["scall_min_search_steps"]:
-        raise ValueError(f"scall_max_search_steps={config['scall_max_search_steps']} must be >= "
-                         f"scall_min_search_steps={config['scall_min_search_steps']}")
-    _number(config, "scall_search_epochs", 0, open_low=True)
-    _number(config, "scall_settle_tol", 0)
-    _number(config, "scall_entropy", 0)
-    _number(config, "scall_tau", 0, 1, open_low=True)
-    _number(config, "scall_gamma", 0, 1)
-    _number(config, "scall_lr", 0, open_low=True)
-    _number(config, "scall_reward_scale", 0, open_low=True)
-    if config["scall_choice"] not in CHOICES:
-        raise ValueError(f"scall_choice={config['scall_choice']!r}: allowed {', '.join(CHOICES)}")
-    if config["scall_reward_baseline"] not in REWARD_BASELINES:
-        raise ValueError(f"scall_reward_baseline={config['scall_reward_baseline']!r}: allowed "
-                         f"{', '.join(REWARD_BASELINES)}")
-    action = config["scall_action"]
-    if action is not None:
-        if (not isinstance(action, (list, tuple)) or len(action) != 3
-                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 <= a <= 1 for a in action)):
-            raise ValueError(f"scall_action={action!r}: expected ~ (search) or three action coordinates [ρ, α_U, α_I] "
-                             "in [0, 1] (the α ones map onto scall_alpha_range), e.g. [0.5, 0.5, 0.5]")
-        if not config["stream"]:
-            raise ValueError(f"scall_action={action!r} needs stream: True (without a stream SCALL plans uniform "
-                             "widths); unset it")
-        defaults = plugin_defaults()
-        for key in SEARCH_KEYS:
-            if config[key] != defaults[key]:
-                raise ValueError(f"{key}={config[key]!r} has no search to act on with scall_action={action!r}: "
-                                 f"leave it at {defaults[key]!r} or unset scall_action")
 
 
 def pair_budget(config, n_seen, dim=None):
@@ -150,121 +65,227 @@ def model_summary(model):
     return summary
 
 
+def reward_of(ratio, settings):
+    """A step's reward from ``ratio`` = its fitness / the baseline's: ``scale · (ratio - lo) / (hi - lo)``
+    (``linear``, ``Engine.step``, unbounded) or ``tanh(scale · (ratio - 1))`` (``tanh``); 0 without a ratio."""
+    if ratio is None:
+        return 0.0
+    scale = settings["scall_reward_scale"]
+    if settings["scall_reward"] == "linear":
+        low, high = settings["scall_reward_range"]
+        return float(scale * (ratio - low) / (high - low))
+    return float(np.tanh(scale * (ratio - 1.0)))
+
+
+def settled(rhos, settings):
+    """Whether the search stops: at least ``scall_min_search_steps`` and the last ``scall_settle_window``
+    ρ within ``scall_settle_tol``, step to step (``consecutive``) or over the window (``span``)."""
+    window, tol = settings["scall_settle_window"], settings["scall_settle_tol"]
+    recent = rhos[-window:]
+    if len(rhos) < settings["scall_min_search_steps"] or len(recent) < window:
+        return False
+    if settings["scall_settle"] == "consecutive":
+        return bool(np.all(np.abs(np.diff(recent)) <= tol))
+    return max(recent) - min(recent) <= tol
+
+
 class ScallPlanner(StreamPlanner):
     widths_based = True
 
     def __init__(self, method, config):
         super().__init__(method, config)
+        self.settings = s = scall_settings(config)
+        self.mode = s["mode"]
         self.logger = getLogger()
         self.agent = None
-        self.prev_fitness = None
-        self.last_reward = 0.0
-        self.summary = None
+        self.rng = np.random.default_rng(config["seed"]) if s["scall_shape"] == "sampled" else None
+        self.prev_fitness = None  # the last segment's converged validation fitness
+        self.first_block = None   # the last segment's fitness after its first block of training
+        self.previous = None      # the last segment planned
+        self.last_reward = 0.0    # the plugin state's reward
+        self.summary = None       # the last trained model's (mean embedding, widths) per side
+        self.state = None
+        if s["scall_state"] == "authors":
+            dim = model_width(config)
+            self.state = AuthorsState(dim, s["scall_pool_groups"], s["scall_min_width"], s["scall_max_width"] or dim)
+
+    @property
+    def search_options(self):
+        """How the runner's search handle trains a try."""
+        s = self.settings
+        return {"batches": s["scall_search_batches"], "epochs": s["scall_search_epochs"], "lr": s["scall_search_lr"]}
 
     @property
     def bounds(self):
-        return self.config["scall_min_width"], self.config["scall_max_width"] or model_width(self.config)
+        return self.settings["scall_min_width"], self.settings["scall_max_width"] or model_width(self.config)
 
     def budget_floats(self, segment, tables_per_side):
         return pair_budget(self.config, segment.users_seen + segment.items_seen) * tables_per_side
 
-    def _widths(self, action, segment, budget):
-        split = segment.split
-        return plan_widths(action, split.user_freq, split.item_freq, split.seen_users, split.seen_items, budget,
-                           self.config["scall_distribution"], self.config["scall_alpha_range"], *self.bounds)
+    def frequencies(self, split):
+        """What ranks entities and fills the state: this segment's training interactions or the whole history."""
+        if self.settings["scall_frequency"] == "segment":
+            return split.user_segment_freq, split.item_segment_freq
+        return split.user_freq, split.item_freq
 
-    def _summary(self, role):
+    def _widths(self, action, segment, correct=True):
+        split, s = segment.split, self.settings
+        budget = pair_budget(self.config, segment.users_seen + segment.items_seen)
+        return action_widths(action, *self.frequencies(split), split.seen_users, split.seen_items, budget,
+                             s["scall_distribution"], s["scall_alpha_range"], *self.bounds, s["scall_alpha_map"],
+                             self.rng, correct, s["scall_rescale"])
+
+    def _uniform(self, segment):
+        split = segment.split
+        budget = pair_budget(self.config, segment.users_seen + segment.items_seen)
+        return uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
+
+    def _new_segment(self, segment):
+        if self.state is not None:
+            split = segment.split
+            self.state.new_segment(*self.frequencies(split), split.seen_users, split.seen_items,
+                                   pair_budget(self.config, segment.users_seen + segment.items_seen))
+
+    def _summary(self, role, summary=None):
         """(mean embedding, widths) of a side; zeros for a model without a table on that side."""
         dim = model_width(self.config)
-        return self.summary.get(role, (np.zeros(dim), np.zeros(1, dtype=np.int64)))
+        return (summary or self.summary).get(role, (np.zeros(dim), np.zeros(1, dtype=np.int64)))
 
-    def _state(self, segment, user_widths, item_widths):
+    def _plugin_state(self, segment, user_widths, item_widths):
         split = segment.split
         user_mean, item_mean = (self._summary(role)[0] for role in ("user", "item"))
-        return build_state(split.user_freq, split.item_freq, split.seen_users, split.seen_items, self.last_reward,
-                           user_mean, item_mean, user_widths, item_widths, self.config["scall_pool_groups"])
+        return build_state(*self.frequencies(split), split.seen_users, split.seen_items, self.last_reward,
+                           user_mean, item_mean, user_widths, item_widths, self.settings["scall_pool_groups"])
 
-    def _agent(self, state_dim):
+    def _agent(self):
         if self.agent is None:
-            c = self.config
-            self.agent = SACAgent(state_dim, seed=c["seed"], hidden=c["scall_hidden"], entropy=c["scall_entropy"],
-                                  tau=c["scall_tau"], gamma=c["scall_gamma"], lr=c["scall_lr"],
-                                  batch_size=c["scall_batch_size"])
+            s = self.settings
+            self.agent = SACAgent(
+                state_size(s["scall_pool_groups"], model_width(self.config)), seed=self.config["seed"],
+                hidden=s["scall_hidden"], entropy=s["scall_entropy"], tau=s["scall_tau"], gamma=s["scall_gamma"],
+                actor_lr=s["scall_actor_lr"], critic_lr=s["scall_critic_lr"], weight_decay=s["scall_weight_decay"],
+                actor_clip=s["scall_actor_clip"], nets=s["scall_nets"],
+                batch_size=None if s["scall_batch_size"] == "authors" else s["scall_batch_size"])
         return self.agent
 
-    def reward(self, fitness, baseline=None):
-        """Fitness relative to ``baseline`` (default: the previous segment's converged fitness), squashed
-        into (-1, 1): ``tanh(scale · (fitness / baseline - 1))``."""
-        baseline = self.prev_fitness if baseline is None else baseline
-        if not baseline:
-            return 0.0
-        return float(np.tanh(self.config["scall_reward_scale"] * (fitness / baseline - 1.0)))
-
     def plan(self, segment, specs, search=None):
-        tables = max(sum(spec.role == "user" for spec in specs), 1)
-        budget = self.budget_floats(segment, tables) // tables
-        split = segment.split
+        meta = {"segment": segment.index, "mode": self.mode,
+                "budget_floats": pair_budget(self.config, segment.users_seen + segment.items_seen)}
         if self.prev_fitness is None or self.summary is None:
-            users, items = uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
-            return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, search_steps=0,
-                               search_s=0.0, action=None)
-        if self.config["scall_action"] is not None:  # the shape alone, without the agent: no search
-            action = [float(a) for a in self.config["scall_action"]]
-            users, items = self._widths(action, segment, budget)
+            self._new_segment(segment)
+            users, items = self._uniform(segment)
+            return self._finish(segment, search, users, items, meta, search_steps=0, search_s=0.0, action=None)
+        if self.settings["scall_action"] is not None:  # the shape alone, without the agent: no search
+            action = [float(a) for a in self.settings["scall_action"]]
+            self._new_segment(segment)
+            planned = self._widths(action, segment)
             self.logger.info(set_color("scall", "pink") + f" segment {segment.index}: the fixed action "
                              f"{np.round(action, 3).tolist()}, no search")
-            return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, chosen="fixed",
-                               search_steps=0, search_s=0.0, action=action, previous_fitness=self.prev_fitness)
-        start = time.perf_counter()
-        state = self._state(segment, self._summary("user")[1], self._summary("item")[1])
-        agent = self._agent(state_size(self.config["scall_pool_groups"], model_width(self.config)))
-        baseline, candidates = None, []  # (fitness, name, action, user widths, item widths) of every try
-        if self.config["scall_reward_baseline"] == "uniform":
-            users, items = uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
-            baseline = search(users, items)
-            candidates.append((baseline, "uniform", None, users, items))
-        rhos, rewards, fitnesses = [], [], []
-        window, tol = self.config["scall_settle_window"], self.config["scall_settle_tol"]
-        for step in range(self.config["scall_max_search_steps"]):
+            return self._finish(segment, search, planned.user_widths, planned.item_widths, meta, chosen="fixed",
+                                search_steps=0, search_s=0.0, action=action, previous_fitness=self.prev_fitness)
+        return self._search(segment, search, meta)
+
+    def _search(self, segment, search, meta):
+        s, start = self.settings, time.perf_counter()
+        on = self.previous if s["scall_search_segment"] == "previous" else segment
+        fresh = s["scall_search_init"] == "fresh"
+
+        def attempt(users, items):
+            return search.fresh(users, items, on) if fresh else search(users, items)
+
+        if on is segment:
+            self._new_segment(segment)
+        agent = self._agent()
+        if self.state is not None:
+            state = self.state.vector()
+        else:
+            state = self._plugin_state(segment, self._summary("user")[1], self._summary("item")[1])
+        candidates = []  # (fitness, name, action, user widths, item widths) of every try
+        uniform_fitness = None
+        if s["scall_reward_baseline"] == "uniform":
+            users, items = self._uniform(on)
+            uniform_fitness = attempt(users, items)
+            candidates.append((uniform_fitness, "uniform", None, users, items))
+        denominator = {"first_block": self.first_block, "previous": self.prev_fitness,
+                       "uniform": uniform_fitness}[s["scall_reward_baseline"]]
+        rhos, rewards, ratios, fitnesses = [], [], [], []
+        step = 0
+        while s["scall_max_search_steps"] is None or step < s["scall_max_search_steps"]:
             action = agent.act(state)
-            users, items = self._widths(action, segment, budget)
-            fitness = search(users, items)
-            fitnesses.append(fitness)
-            candidates.append((fitness, f"step {step}", action, users, items))
-            self.last_reward = self.reward(fitness, baseline)
-            next_state = self._state(segment, users, items)
-            agent.replay.add(state, action, self.last_reward, next_state)
-            for _ in range(self.config["scall_updates_per_step"]):
+            if s["scall_settle"] == "consecutive":  # the policy's mean where this step is drawn
+                rhos.append(float(agent.act(state, deterministic=True)[0]))
+            tried = self._widths(action, on, correct=s["scall_search_correct"])
+            fitness = attempt(tried.user_widths, tried.item_widths)
+            ratio = fitness / denominator if denominator else None
+            reward = reward_of(ratio, s)
+            if self.state is not None:
+                summary = model_summary(search.tried)
+                self.state.after_step(np.clip(action[0], 1e-5, 1 - 1e-5), tried.user_p_range, tried.item_p_range,
+                                      self.state.reward if ratio is None else ratio,
+                                      tuple(self._summary(role, summary)[0] for role in ("user", "item")))
+                next_state = self.state.vector()
+            else:
+                self.last_reward = reward
+                next_state = self._plugin_state(on, tried.user_widths, tried.item_widths)
+            agent.replay.add(state, action, reward, next_state)
+            for _ in range(s["scall_updates_per_step"]):
                 agent.learn()
             state = next_state
-            rhos.append(float(agent.act(state, deterministic=True)[0]))
-            rewards.append(self.last_reward)
+            if s["scall_settle"] == "span":  # the policy's mean after this step's updates
+                rhos.append(float(agent.act(state, deterministic=True)[0]))
+            fitnesses.append(fitness)
+            ratios.append(ratio)
+            rewards.append(reward)
+            candidates.append((fitness, f"step {step}", action, tried.user_widths, tried.item_widths))
             self.logger.debug(f"scall search step {step}: action={np.round(action, 3)} fitness={fitness:.4f} "
-                              f"reward={self.last_reward:.3f}")
-            recent = rhos[-window:]
-            if len(rhos) >= self.config["scall_min_search_steps"] and len(recent) == window \
-                    and max(recent) - min(recent) <= tol:
+                              f"reward={reward:.3f}")
+            step += 1
+            if step % 50 == 0:
+                self.logger.warning(f"scall search, segment {segment.index}: {step} steps and ρ has not settled")
+            if settled(rhos, s):
                 break
-        if self.config["scall_choice"] == "best":  # the first of the best: uniform wins a tie
+        if on is not segment:
+            self._new_segment(segment)
+        if self.state is not None:
+            state = self.state.vector()
+        if s["scall_choice"] == "best":  # the first of the best: uniform wins a tie
             best = max(range(len(candidates)), key=lambda k: (candidates[k][0], -k))
             _, chosen, action, users, items = candidates[best]
+            if on is not segment:  # the best try's shape, on this segment's entities
+                users, items = self._uniform(segment) if action is None else self._planned(action, segment)
         else:
             chosen, action = "policy", agent.act(state, deterministic=True)
-            users, items = self._widths(action, segment, budget)
+            users, items = self._planned(action, segment)
         search_s = time.perf_counter() - start
-        alpha_range = self.config["scall_alpha_range"]
         shape = "uniform widths" if action is None else (
-            f"ρ={action[0]:.3f} α_U={alpha_from_action(action[1], alpha_range):.2f} "
-            f"α_I={alpha_from_action(action[2], alpha_range):.2f}")
+            f"ρ={action[0]:.3f} α_U={alpha_from_action(action[1], s['scall_alpha_range'], s['scall_alpha_map']):.2f} "
+            f"α_I={alpha_from_action(action[2], s['scall_alpha_range'], s['scall_alpha_map']):.2f}")
         self.logger.info(
-            set_color("scall search", "pink") + f" segment {segment.index}: {len(rhos)} steps in {search_s:.1f}s "
-            f"({search_s / len(rhos):.2f}s/step), chose {chosen}: {shape}")
-        return widths_plan("scall", users, items, segment=segment.index, budget_floats=budget, chosen=chosen,
-                           search_steps=len(rhos), search_s=search_s,
-                           action=None if action is None else [float(a) for a in action],
-                           rho_history=rhos, rewards=rewards, fitness=fitnesses, baseline_fitness=baseline,
-                           previous_fitness=self.prev_fitness)
+            set_color("scall search", "pink") + f" segment {segment.index} (on segment {on.index}, {self.mode} "
+            f"mode): {step} steps in {search_s:.1f}s ({search_s / max(step, 1):.2f}s/step), chose {chosen}: {shape}")
+        return self._finish(segment, search, users, items, meta, chosen=chosen, search_steps=step, search_s=search_s,
+                            action=None if action is None else [float(a) for a in action], search_segment=on.index,
+                            rho_history=rhos, rewards=rewards, ratios=ratios, fitness=fitnesses,
+                            denominator=denominator, baseline_fitness=uniform_fitness,
+                            previous_fitness=self.prev_fitness)
+
+    def _planned(self, action, segment):
+        planned = self._widths(action, segment)
+        return planned.user_widths, planned.item_widths
+
+    def _finish(self, segment, search, users, items, meta, **more):
+        """The plan; in ``first_block`` mode, first the segment's fitness after the first block of its own
+        training with these widths (warm start, ``scall_search_lr``), the next search's denominator."""
+        if (self.settings["scall_reward_baseline"] == "first_block" and self.settings["scall_action"] is None
+                and search is not None):
+            self.first_block = more["first_block"] = search(users, items)
+        self.previous = segment
+        user_floats, item_floats = int(users.sum()), int(items.sum())
+        return widths_plan("scall", users, items, **meta, **more, user_share=user_floats / max(user_floats + item_floats, 1),
+                           widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
 
     def observe(self, fitness, model):
         self.prev_fitness = float(fitness)
         self.summary = model_summary(model)
+        if self.state is not None:
+            self.state.after_training(tuple(self._summary(role)[0] for role in ("user", "item")))

@@ -72,44 +72,73 @@ def warm_start(model, previous):
             param.copy_(old)
 
 
-SEARCH_RECORD = ("chosen", "action", "rewards", "fitness", "baseline_fitness", "previous_fitness")
+SEARCH_RECORD = ("mode", "chosen", "action", "search_segment", "rewards", "ratios", "fitness", "denominator",
+                 "baseline_fitness", "previous_fitness", "first_block", "user_share", "widest")
 """What a segment's row keeps of a widths planner's search (its plan file has it too, but stays in the run's
 checkpoint folder, which a benchmark may remove): enough to see whether the rewards told the widths apart."""
 
 
+def mask_unseen(trainer, split):
+    """Rank only items seen by ``split``'s segment (the padding item RecBole masks already)."""
+    trainer.unseen_items = torch.from_numpy(~split.seen_items)
+    trainer.unseen_items[0] = False
+
+
+def set_widths(model, user_widths, item_widths):
+    widths = {"user": user_widths, "item": item_widths}
+    for table in model.modules():
+        if isinstance(table, VariableWidthEmbedding):
+            table.set_widths(np.minimum(widths[table.role], table.embedding_dim))
+
+
 class WidthSearch:
-    """The search handle a widths planner calls: try widths with a short warm-started training,
-    return the validation fitness; the model is restored to its warm start before every try."""
+    """The search handle a widths planner calls; each try returns its validation fitness.
 
-    def __init__(self, model, trainer, segment, config):
+    Called, it tries widths on this segment's model from its warm start (restored before every try);
+    :meth:`fresh` tries them on a model built from scratch on a given segment (this one or an earlier
+    one), as SCALL's authors do. A try trains ``batches`` batches (at most ``epochs`` epochs of the
+    segment's training data when set) with the trainer's optimiser at ``lr`` (default: ``learning_rate``).
+    ``tried`` is the last try's model.
+    """
+
+    def __init__(self, model, trainer, segment, config, batches=200, epochs=None, lr=None, build=None):
         self.model, self.trainer, self.segment, self.config = model, trainer, segment, config
+        self.batches, self.epochs, self.lr, self.build = batches, epochs, lr, build
         self.start = {name: p.detach().clone() for name, p in model.named_parameters()}
-        self.tables = [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]
+        self.tried = None
+        mask_unseen(trainer, segment.split)
 
-    @property
-    def batches(self):
-        """``scall_search_batches``, but never more than ``scall_search_epochs`` epochs of the
-        segment: on a small segment 200 batches would be a whole training."""
-        per_epoch = len(self.segment.train_data)
-        return min(self.config["scall_search_batches"], max(1, int(self.config["scall_search_epochs"] * per_epoch)))
+    def steps(self, segment):
+        """``batches``, but never more than ``epochs`` epochs of ``segment``'s training data when set."""
+        if self.epochs is None:
+            return self.batches
+        return min(self.batches, max(1, int(self.epochs * len(segment.train_data))))
 
     @torch.no_grad()
     def apply(self, user_widths, item_widths):
         """Back to the warm start, with these widths."""
         for name, p in self.model.named_parameters():
             p.copy_(self.start[name])
-        widths = {"user": user_widths, "item": item_widths}
-        for table in self.tables:
-            table.set_widths(np.minimum(widths[table.role], table.embedding_dim))
+        set_widths(self.model, user_widths, item_widths)
 
     def __call__(self, user_widths, item_widths):
         self.apply(user_widths, item_widths)
-        model, device = self.model, self.config["device"]
+        return self._try(self.model, self.segment)
+
+    def fresh(self, user_widths, item_widths, segment):
+        """A model built from scratch on ``segment`` (its history's graph), with these widths."""
+        model = self.build(segment)
+        set_widths(model, user_widths, item_widths)
+        return self._try(model, segment)
+
+    def _try(self, model, segment):
+        device = self.config["device"]
         model.train()
-        optimizer = self.trainer._build_optimizer(params=model.parameters())
-        done, batches = 0, self.batches
+        lr = {} if self.lr is None else {"learning_rate": self.lr}
+        optimizer = self.trainer._build_optimizer(params=model.parameters(), **lr)
+        done, batches = 0, self.steps(segment)
         while done < batches:
-            for interaction in self.segment.train_data:
+            for interaction in segment.train_data:
                 optimizer.zero_grad()
                 losses = model.calculate_loss(interaction.to(device))
                 loss = sum(losses) if isinstance(losses, tuple) else losses
@@ -118,8 +147,15 @@ class WidthSearch:
                 done += 1
                 if done >= batches:
                     break
-        result = self.trainer.evaluate(self.segment.valid_data, load_best_model=False, show_progress=False)
-        return float(calculate_valid_score(result, self.trainer.valid_metric))
+        self.tried = model
+        trainer, own = self.trainer, (self.trainer.model, self.trainer.unseen_items)
+        trainer.model = model  # this segment's trainer evaluates the try (a new one would open a log folder)
+        mask_unseen(trainer, segment.split)
+        try:
+            result = trainer.evaluate(segment.valid_data, load_best_model=False, show_progress=False)
+        finally:
+            trainer.model, trainer.unseen_items = own
+        return float(calculate_valid_score(result, trainer.valid_metric))
 
 
 def _metric_keys(result):
@@ -193,6 +229,10 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     trainer_class = stream_trainer_class(method.trainer or get_trainer(config["MODEL_TYPE"], config["model"]))
     run_id = get_local_time()
     rows, previous, plan_file = [], None, None
+
+    def fresh_model(segment):  # a search try from scratch: the segment's model at placeholder widths
+        return _build(model_class, config, segment, method, planner)[0]
+
     totals = {"plan_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
     for segment in stream_segments(config, dataset):
         seg_start = time.perf_counter()
@@ -202,7 +242,8 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         if planner.widths_based:
             warm_start(model, previous)
             trainer = trainer_class(config, model)
-            search = WidthSearch(model, trainer, segment, config)
+            search = WidthSearch(model, trainer, segment, config, build=fresh_model,
+                                 **getattr(planner, "search_options", {}))
             plan = planner.plan(segment, specs, search)
             search.apply(plan["user_widths"], plan["item_widths"])
             if stream_value(config, "stream_packed_training") and config["single_spec"]:
@@ -214,8 +255,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             warm_start(model, previous)
             trainer = trainer_class(config, model)
         plan_s = time.perf_counter() - seg_start
-        trainer.unseen_items = torch.from_numpy(~segment.split.seen_items)
-        trainer.unseen_items[0] = False  # the padding item is masked by RecBole already
+        mask_unseen(trainer, segment.split)
         trainer.saved_model_file = os.path.join(config["checkpoint_dir"],
                                                 f"{config['model']}-{run_id}-stream-seg{segment.index}.pth")
         if saved and config["local_rank"] == 0:
@@ -264,6 +304,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     logger.info(set_color("mean test result", "yellow") + f": {mean_result}")
     result = {
         "model": config["model"], "dataset": config["dataset"], "emb": config["emb"],
+        **({"mode": plan.meta["mode"]} if "mode" in plan.meta else {}),
         "stream": {"cut": {cut_key: cut_value}, "segments": len(rows)},
         "best_valid_score": best_valid_score, "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result, "test_result": test_result,

@@ -136,6 +136,8 @@ class SegmentSplit:
     seen_items: np.ndarray  # bool (n_items,)
     user_freq: np.ndarray   # int64 (n_users,): interactions in the history
     item_freq: np.ndarray
+    user_segment_freq: np.ndarray  # int64 (n_users,): interactions in ``train`` only (this segment's own
+    item_segment_freq: np.ndarray  # training part + its reservoir): SCALL's frequency (the authors' ImplicitCF.py)
 
 
 def _only_seen(rows, users, items, seen_users, seen_items):
@@ -206,6 +208,8 @@ def split_segments(users, items, order, bounds, n_users, n_items, train_ratio=0.
             history=np.concatenate([order[:start], own_train]), reservoir=picked,
             seen_users=seen_users, seen_items=seen_items,
             user_freq=user_freq.copy(), item_freq=item_freq.copy(),
+            user_segment_freq=np.bincount(users[train], minlength=n_users),
+            item_segment_freq=np.bincount(items[train], minlength=n_items),
         )
         # the rest of the segment joins the history of later segments
         user_freq += np.bincount(users[rest], minlength=n_users)

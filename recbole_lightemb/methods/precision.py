@@ -1,0 +1,64 @@
+"""The precision axis as the methods see it: ``emb_bits`` and ``emb_bits_policy`` checked, planned and applied.
+
+A method that stores rows joins in four steps: set ``precision = True`` on its class (other methods refuse
+``emb_bits``), check the keys in ``check_config`` (:func:`precision_of`), spend the bytes low-bit rows save
+on width or rows in ``plan`` (costing rows with :mod:`recbole_lightemb.modules.precision`; per-row bits
+from :func:`training_counts` under the ``frequency`` policy), and call
+:func:`~recbole_lightemb.modules.precision.apply_precision` on the built table's row parameters in ``build``.
+With ``emb_bits: 32`` and the ``fixed`` policy none of this changes a thing: the plan and table are today's.
+"""
+
+import numpy as np
+
+from recbole_lightemb.modules.precision import FLOAT_BITS, check_precision
+
+DEFAULT = (FLOAT_BITS, "fixed")
+
+
+def precision_of(config):
+    """``(emb_bits, emb_bits_policy)``, checked; a one-line error naming the allowed values."""
+    return check_precision(config["emb_bits"], config["emb_bits_policy"])
+
+
+def refuse_unsupported(method, config):
+    """``emb_bits`` / ``emb_bits_policy`` other than the default, for a method that does not store low-bit rows."""
+    asked = tuple(_setting(config, key, default) for key, default in zip(("emb_bits", "emb_bits_policy"), DEFAULT))
+    if asked != DEFAULT and not getattr(method, "precision", False):
+        raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: "
+                         f"emb={method.name!r} stores no low-bit rows; allowed: emb_bits=32 and emb_bits_policy=fixed, "
+                         "or emb in freq, hash, qr, uniform")
+
+
+def _setting(config, key, default):
+    try:
+        value = config[key]
+    except KeyError:
+        return default
+    return default if value is None else value
+
+
+def precision_meta(bits, policy):
+    """What a plan records of its precision: nothing for float32 rows (today's plans, unchanged)."""
+    return {} if (bits, policy) == DEFAULT else {"bits": bits, "bits_policy": policy}
+
+
+def planned_precision(method, plan):
+    """A plan's ``(bits, policy)``; an ``emb_bits`` / ``emb_bits_policy`` the user set that differs is an error."""
+    planned = {"emb_bits": plan.meta.get("bits", FLOAT_BITS), "emb_bits_policy": plan.meta.get("bits_policy", "fixed")}
+    given = getattr(method.config, "external_config_dict", {})
+    for key, value in planned.items():
+        if given.get(key) is not None and given[key] != value:
+            raise ValueError(f"{key}={given[key]!r}: the reused plan was made with {key}={value!r}; "
+                             f"drop {key} or make a new plan")
+    return planned["emb_bits"], planned["emb_bits_policy"]
+
+
+def training_counts(dataset):
+    """Training interactions of every user and item: the frequency the ``frequency`` policy ranks rows by."""
+    return {"user": np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num),
+            "item": np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num)}
+
+
+def shared_row_frequency(rows_read, counts, n_rows):
+    """Frequency of shared rows: the training interactions of every entity reading each (``rows_read[e]``)."""
+    return np.bincount(rows_read, weights=counts.astype(np.float64), minlength=n_rows)

@@ -1,0 +1,230 @@
+"""Precision as an axis: the rows of any table stored in a few bits per value, beside its shape.
+
+A method decides a table's shape (widths, rows, codes); this module decides how many bits each of
+its stored row values takes. Any :class:`~recbole_lightemb.modules.base.LightEmbedding` that keeps
+its rows in ``(rows, width)`` parameters joins by :func:`apply_precision` on those parameters: every
+read of them is rounded to the stored grid (as a ``torch.nn.utils.parametrize`` parametrization would,
+but the parameter keeps its name), so the module's own code and its checkpoint keys are unchanged. The grid is symmetric with one float32 scale per row (per-row, not
+per-block): ``scale = max |x| / (2^(b−1) − 1)``, as ``emb: quant`` has always stored its rows. Rows of
+32 bits are plain float32 and carry no scale.
+
+Training keeps float32 masters and passes gradients straight through the rounding (Li et al.,
+"ALPT", AAAI 2023); what a deployment stores, what :meth:`LightEmbedding.stored_bytes` counts and what
+:mod:`recbole_lightemb.modules.packed_file` writes, is the packed values, the scales and, with
+per-row bits, a 2-bit bit class per row.
+
+Mixed precision (policy ``frequency``): the rows of a table are ranked by the training interactions
+that read them and split as the frequency buckets of the report are (head 20 %, torso 30 %, tail
+50 % of the rows); the head gets the next precision above ``emb_bits``, the torso ``emb_bits``, the
+tail the next below (``emb_bits: 4`` → 8 / 4 / 2 bits).
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbole_lightemb.modules.base import LightEmbedding
+from recbole_lightemb.modules.quantized import fake_quantize
+
+BITS = (2, 4, 8, 32)
+"""Bits per stored value a config may ask for (32: float32, today's tables)."""
+FLOAT_BITS = 32
+POLICIES = ("fixed", "frequency")
+SHARES = (0.2, 0.3, 0.5)
+"""Head, torso and tail shares of a table's rows under the ``frequency`` policy."""
+CLASS_BITS = 2
+"""Bits of one row's bit class under per-row bits: four classes, the four values of :data:`BITS`."""
+SCALE_BYTES = 4
+
+
+def check_precision(bits, policy):
+    """``emb_bits`` and ``emb_bits_policy`` as given; a one-line ``ValueError`` naming the allowed values."""
+    if isinstance(bits, bool) or bits not in BITS:
+        raise ValueError(f"emb_bits={bits!r}: allowed {', '.join(map(str, BITS))} (bits per stored value)")
+    if policy not in POLICIES:
+        raise ValueError(f"emb_bits_policy={policy!r}: allowed {', '.join(POLICIES)}")
+    return int(bits), policy
+
+
+def ladder(bits):
+    """(head, torso, tail) bits of the ``frequency`` policy around ``bits``."""
+    k = BITS.index(bits)
+    return BITS[min(k + 1, len(BITS) - 1)], bits, BITS[max(k - 1, 0)]
+
+
+def class_counts(n_rows):
+    """How many of ``n_rows`` rows fall in the head, torso and tail (the tail takes the rounding)."""
+    head = int(round(SHARES[0] * n_rows))
+    torso = int(round(SHARES[1] * n_rows))
+    return head, torso, n_rows - head - torso
+
+
+def row_bits(frequency, bits, policy):
+    """Bits of each row: ``bits`` for all (``fixed``), else the ``frequency`` ladder by descending
+    ``frequency`` (ties by row order)."""
+    frequency = np.asarray(frequency, dtype=np.float64)
+    out = np.full(len(frequency), bits, dtype=np.int64)
+    if policy == "fixed":
+        return out
+    order = np.lexsort((np.arange(len(frequency)), -frequency))
+    head, torso, _ = class_counts(len(frequency))
+    up, mid, down = ladder(bits)
+    out[order[:head]], out[order[head:head + torso]], out[order[head + torso:]] = up, mid, down
+    return out
+
+
+def row_bytes(width, bits):
+    """Bytes of one stored row: float32 values, or ``bits``-bit values packed into whole bytes plus a float32 scale."""
+    width = np.asarray(width)
+    bits = np.asarray(bits)
+    low = -(-width * bits // 8) + SCALE_BYTES * (width > 0)
+    return np.where(bits == FLOAT_BITS, width * 4, low)
+
+
+def class_bytes(n_rows, per_row):
+    """Bytes of the per-row bit classes of a parameter of ``n_rows`` rows (none when every row has the same bits)."""
+    return math.ceil(n_rows * CLASS_BITS / 8) if per_row else 0
+
+
+def rows_bytes(width, bits, per_row):
+    """Bytes of a parameter's rows: ``width`` and ``bits`` one for all or one per row (at least one is per row)."""
+    each = row_bytes(width, bits)
+    return int(each.sum()) + class_bytes(each.size, per_row)
+
+
+def table_bytes(n_rows, width, bits, policy):
+    """Bytes of ``n_rows`` rows of ``width`` at ``bits`` under ``policy``; the ``frequency`` policy's cost
+    depends only on how many rows fall in each class, not on which."""
+    if policy == "fixed":
+        return n_rows * int(row_bytes(width, bits))
+    counts = class_counts(n_rows)
+    return (sum(c * int(row_bytes(width, b)) for c, b in zip(counts, ladder(bits)))
+            + class_bytes(n_rows, True))
+
+
+def most_rows(max_bytes, width, bits, policy):
+    """The most rows of ``width`` at ``bits`` under ``policy`` within ``max_bytes`` (bisection: the bytes grow
+    with the rows)."""
+    low, high = 0, int(max_bytes // table_bytes(1, width, min(ladder(bits) + (bits,)), "fixed")) + 1
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if table_bytes(mid, width, bits, policy) <= max_bytes else (low, mid)
+    return low
+
+
+def widest(max_bytes, n_rows, dim, bits, policy):
+    """The widest rows (``≤ dim``) of which ``n_rows`` fit ``max_bytes`` at ``bits`` under ``policy`` (0: none)."""
+    width = dim
+    while width > 0 and table_bytes(n_rows, width, bits, policy) > max_bytes:
+        width -= 1
+    return width
+
+
+def quantize_rows(rows, bits):
+    """Per-row rounding to each row's grid (``bits``: an int, or one per row; 32 leaves a row as it is);
+    gradients pass straight through."""
+    if not torch.is_tensor(bits):
+        return rows if bits == FLOAT_BITS else fake_quantize(rows, bits)
+    levels = (2.0 ** (bits.to(rows.dtype) - 1) - 1).unsqueeze(-1)
+    scale = rows.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / levels
+    rounded = torch.round(rows.detach() / scale).clamp(-levels, levels) * scale
+    rounded = torch.where((bits == FLOAT_BITS).unsqueeze(-1), rows.detach(), rounded)
+    return rows + (rounded - rows).detach()
+
+
+class LowBitRows(nn.Module):
+    """The rounding of one parameter's rows: ``bits`` per value, one for all or one per row (a buffer that the
+    plan rebuilds, so not in the checkpoint)."""
+
+    def __init__(self, bits, n_rows):
+        super().__init__()
+        if np.ndim(bits) == 0:
+            self.fixed_bits = int(bits)
+        else:
+            self.fixed_bits = None
+            bits = torch.as_tensor(np.asarray(bits), dtype=torch.uint8)
+            if bits.shape != (n_rows,) or not set(bits.unique().tolist()) <= set(BITS):
+                raise ValueError(f"per-row bits must be {n_rows} values from {BITS}")
+            self.register_buffer("row_bits", bits, persistent=False)
+
+    def forward(self, rows):
+        if self.fixed_bits is not None:
+            return quantize_rows(rows, self.fixed_bits)
+        return quantize_rows(rows, self.row_bits.long())
+
+    def bits_per_row(self, n_rows):
+        """Every row's bits as a NumPy array."""
+        if self.fixed_bits is not None:
+            return np.full(n_rows, self.fixed_bits, dtype=np.int64)
+        return self.row_bits.cpu().numpy().astype(np.int64)
+
+    def stored_bytes(self, rows):
+        """Bytes of ``rows`` (the master parameter) as stored."""
+        n, width = rows.shape
+        return rows_bytes(width, self.bits_per_row(n), self.fixed_bits is None)
+
+
+def _owner(module, name):
+    """The submodule holding parameter ``name`` (dotted, e.g. ``values.0``) and its own name there."""
+    *path, leaf = name.split(".")
+    for part in path:
+        module = getattr(module, part)
+    return module, leaf
+
+
+def _rounded(leaf):
+    """The attribute ``leaf`` of a table part read through its rounding (the parameter itself keeps its name)."""
+    return property(lambda self: self._low_bit_rows[leaf](self._parameters[leaf]))
+
+
+def apply_precision(module, bits):
+    """Store ``module``'s row parameters at ``bits`` (``{parameter name: int or per-row array}``); 32 for
+    every row leaves a parameter untouched, so ``emb_bits: 32`` is exactly the float32 table. Returns ``module``.
+
+    Every read of a low-bit parameter (``self.table`` in the module's own code) returns its rounded rows, as
+    ``torch.nn.utils.parametrize`` would, but the parameter keeps its name and place: the checkpoint, the
+    optimiser and the code that reads the parameter are the float32 table's."""
+    roundings = module.get_submodule("low_bit_rows") if hasattr(module, "low_bit_rows") else nn.ModuleDict()
+    for name, value in bits.items():
+        owner, leaf = _owner(module, name)
+        param = owner._parameters.get(leaf)
+        if param is None or param.dim() != 2:
+            raise ValueError(f"{name}: low-bit rows need a (rows, width) parameter")
+        if np.ndim(value) == 0 and int(value) == FLOAT_BITS:
+            continue
+        rounding = LowBitRows(value, param.shape[0]).to(param.device)
+        if "_low_bit_rows" not in owner.__dict__:
+            owner.__dict__["_low_bit_rows"] = {}
+            owner.__class__ = type(f"LowBit{type(owner).__name__}", (type(owner),), {})
+        owner.__dict__["_low_bit_rows"][leaf] = rounding
+        setattr(type(owner), leaf, _rounded(leaf))
+        roundings[name.replace(".", "_")] = rounding  # moved with the table, its buffer counted while training
+    if len(roundings) and not hasattr(module, "low_bit_rows"):
+        module.low_bit_rows = roundings
+    return module
+
+
+def low_bit_parameters(module, inner=False):
+    """``[(state-dict key, master parameter, LowBitRows)]`` of ``module``'s low-bit rows: its own, and with
+    ``inner`` those of the tables inside it too (a residual's shared rows)."""
+    found, nested = [], []
+    for owner_name, owner in module.named_modules():
+        if any(owner_name.startswith(f"{name}.") for name in nested):
+            continue
+        if owner is not module and isinstance(owner, LightEmbedding) and not inner:
+            nested.append(owner_name)
+            continue
+        for leaf, rounding in owner.__dict__.get("_low_bit_rows", {}).items():
+            found.append((f"{owner_name}.{leaf}" if owner_name else leaf, owner._parameters[leaf], rounding))
+    return found
+
+
+def precision_saving(module):
+    """Bytes ``module``'s low-bit rows save against the float32 rows its ``stored_floats`` counts."""
+    return sum(param.numel() * 4 - rows.stored_bytes(param) for _, param, rows in low_bit_parameters(module))
+
+
+def has_low_bit_rows(module):
+    return any(isinstance(m, LowBitRows) for m in module.modules())

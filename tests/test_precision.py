@@ -1,0 +1,147 @@
+"""Precision as an axis (emb_bits, emb_bits_policy): low-bit rows for uniform, freq, hash and qr, counted as
+written, written as counted, and read back to the same metrics."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from recbole.utils import get_trainer
+
+from recbole_lightemb import load_data_and_model, run_recbole_lightemb
+from recbole_lightemb.modules import UniformEmbedding
+from recbole_lightemb.modules.packed_file import OVERHEAD_PER_ARRAY, packed_path, read_packed, write_packed
+from recbole_lightemb.modules.precision import (apply_precision, has_low_bit_rows, ladder, most_rows, row_bits,
+                                                table_bytes)
+
+
+def checkpoint_of(config):
+    files = [f for f in os.listdir(config["checkpoint_dir"]) if f.endswith(".pth")]
+    return os.path.join(config["checkpoint_dir"], sorted(files)[-1])
+
+
+def test_the_frequency_policy_gives_the_head_more_bits_and_the_tail_fewer():
+    frequency = np.arange(100)[::-1].astype(float)  # row 0 the most read
+    bits = row_bits(frequency, 4, "frequency")
+    assert ladder(4) == (8, 4, 2) and ladder(2) == (4, 2, 2) and ladder(32) == (32, 32, 8)
+    assert (bits[:20] == 8).all() and (bits[20:50] == 4).all() and (bits[50:] == 2).all()
+    assert (row_bits(frequency, 4, "fixed") == 4).all()
+
+
+def test_per_row_bits_round_each_row_to_its_own_grid_and_pass_gradients_through():
+    table = UniformEmbedding(6, 16, 16)
+    bits = np.array([2, 4, 8, 32, 4, 2])
+    apply_precision(table, {"table": bits})
+    master = table._parameters["table"]
+    rows = table.full_table()
+    for row, b in enumerate(bits):
+        if b == 32:
+            assert torch.equal(rows[row], master[row])
+            continue
+        levels = 2 ** (b - 1) - 1
+        steps = rows[row].detach() / (master[row].detach().abs().max() / levels)
+        assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= levels + 1e-4
+    rows.sum().backward()
+    assert torch.equal(master.grad, torch.ones_like(master))
+    assert list(table.state_dict()) == ["table"]  # the parameter keeps its name: checkpoints are the float table's
+
+
+def test_32_bits_leave_a_table_exactly_as_it_was():
+    table = UniformEmbedding(6, 16, 8)
+    assert apply_precision(table, {"table": 32}) is table and type(table) is UniformEmbedding
+    assert not has_low_bit_rows(table) and table.stored_bytes() == 6 * 8 * 4
+
+
+def test_row_counts_and_widths_fit_the_bytes_they_are_given():
+    for bits, policy in [(2, "fixed"), (4, "frequency"), (8, "frequency"), (32, "fixed")]:
+        rows = most_rows(10_000, 64, bits, policy)
+        assert table_bytes(rows, 64, bits, policy) <= 10_000 < table_bytes(rows + 1, 64, bits, policy)
+
+
+@pytest.mark.parametrize("emb, budget, extra", [
+    ("uniform", 0.25, {"emb_bits": 4}),
+    ("uniform", 0.1, {"emb_bits": 4, "emb_bits_policy": "frequency"}),
+    ("freq", 0.5, {"emb_bits": 4}),
+    ("freq", 0.5, {"emb_bits": 8, "emb_bits_policy": "frequency", "freq_projection": True}),
+    ("hash", 0.25, {"emb_bits": 2, "emb_bits_policy": "frequency"}),
+    ("qr", 0.5, {"emb_bits": 4, "emb_bits_policy": "frequency"}),
+])
+def test_a_low_bit_run_writes_what_it_counts_and_reloads_to_the_same_metrics(tiny_config, emb, budget, extra):
+    config = {**tiny_config, "emb": emb, "emb_budget": budget, **extra}
+    result = run_recbole_lightemb(model="BPR", config_dict=config)
+    report = result["compression"]
+    assert report["ratio"] <= budget and report["training_ratio"] == report["training"]["ratio"]
+    packed = report["packed_file"]
+    assert packed["file"] == packed_path(checkpoint_of(tiny_config)) and os.path.isfile(packed["file"])
+    assert packed["array_bytes"] == report["stored_bytes"]  # what is counted is what is written
+    assert report["stored_bytes"] < packed["bytes"] <= report["stored_bytes"] + OVERHEAD_PER_ARRAY * packed["arrays"]
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
+                                                             data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
+
+
+def test_the_bytes_saved_buy_width_or_rows(tiny_config):
+    """At 0.1 of a 64-wide float row (25.6 bytes) 4-bit values fill 42 coordinates beside their scale, against 6
+    floats; a 4-bit hash row takes 36 bytes instead of 256, so the same bytes hold about 7 times the rows."""
+    base = {**tiny_config, "epochs": 1}
+    wide = run_recbole_lightemb(model="BPR", config_dict={**base, "emb": "uniform", "emb_budget": 0.1, "emb_bits": 4})
+    assert wide["plan"]["widths"] == {"user_embedding": 42, "item_embedding": 42}
+    runs = {bits: run_recbole_lightemb(model="BPR", config_dict={**base, "emb": "hash", "emb_budget": 0.25,
+                                                                 "emb_bits": bits}) for bits in (32, 4)}
+    users = runs[32]["compression"]["tables"][0]["entities"]
+    assert runs[32]["plan"]["user"]["n_codes"] == int(0.25 * users)
+    assert runs[4]["plan"]["user"]["n_codes"] == int(0.25 * users * 64 * 4 // (64 * 4 // 8 + 4))
+    assert all(r["compression"]["ratio"] <= 0.25 for r in runs.values())
+
+
+def test_quant_is_uniform_with_its_bits(tiny_config):
+    quant = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "quant", "emb_budget": 0.1})
+    uniform = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "uniform", "emb_budget": 0.1,
+                                                             "emb_bits": 4})
+    assert dict(quant["test_result"]) == dict(uniform["test_result"])
+    assert quant["compression"]["stored_bytes"] == uniform["compression"]["stored_bytes"]
+
+
+@pytest.mark.parametrize("emb, budget", [("uniform", 0.25), ("freq", 0.5), ("hash", 0.25), ("qr", 0.5)])
+def test_32_bits_are_the_float_methods_and_write_no_packed_file(tiny_config, emb, budget):
+    result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": emb, "emb_budget": budget,
+                                                            "emb_bits": 32, "epochs": 1})
+    assert "bits" not in result["plan"] and result["compression"]["packed_file"] is None
+    assert result["compression"]["training"]["param_bytes"] == result["compression"]["stored_floats"] * 4
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"emb": "uniform", "emb_bits": 3}, "emb_bits=3: allowed 2, 4, 8, 32"),
+    ({"emb": "hash", "emb_bits_policy": "head"}, "emb_bits_policy='head': allowed fixed, frequency"),
+    ({"emb": "uniform", "emb_bits": 4, "emb_budget": 0.01}, r"allowed: emb_budget >= 0.01953"),
+    ({"emb": "hash", "emb_bits": 8, "emb_budget": 0.001}, "leaves less than one hash row .* allowed: emb_budget >= "),
+    ({"emb": "full", "emb_bits": 4, "emb_budget": None}, "emb='full' stores no low-bit rows"),
+    ({"emb": "quant", "emb_bits": 4}, "emb=quant takes its bits from quant_bits"),
+])
+def test_bad_precision_settings_are_named_before_training(tiny_config, extra, match):
+    with pytest.raises(ValueError, match=match):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb_budget": 0.25, **extra})
+
+
+def test_the_packed_file_is_data_checked_against_what_the_model_stores(tmp_path):
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user_embedding = apply_precision(UniformEmbedding(20, 16, 12), {"table": 4})
+
+    model, path = Model(), tmp_path / "run.packed.npz"
+    write_packed(model, path)
+    stored = model.user_embedding.full_table().detach().clone()
+    with torch.no_grad():
+        model.user_embedding._parameters["table"].normal_()
+    assert torch.equal(read_packed(model, path).user_embedding.full_table(), stored)
+    with np.load(path) as data:
+        arrays = dict(data)
+    for name, bad in [("pickled", {**arrays, "user_embedding/table.scale4": np.array([object()] * 20)}),
+                      ("shape", {**arrays, "user_embedding/table.scale4": np.zeros(19, np.float32)}),
+                      ("extra", {**arrays, "user_embedding/evil": np.zeros(1)})]:
+        crafted = tmp_path / f"{name}.packed.npz"
+        np.savez(crafted, **bad)
+        with pytest.raises(ValueError, match=f"packed tables '{crafted}'"):
+            read_packed(model, crafted)
