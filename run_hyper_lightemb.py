@@ -32,12 +32,9 @@ if __name__ == "__main__":
         if args.tool != "Hyperopt":
             raise ValueError(f"--tool={args.tool}: recbole-lightemb tunes with hyperopt only (--tool=Hyperopt)")
         if not args.params_file:
-            raise ValueError("--params_file is missing: a file of 'key type values' lines, as RecBole's run_hyper.py reads")
-        from recbole_lightemb.hyper import require_hyperopt
-
-        require_hyperopt()
+            raise ValueError("--params_file is missing: one 'key type values' line per key, as in RecBole's run_hyper")
         from recbole_lightemb.compare import hidden_cmd_args
-        from recbole_lightemb.hyper import HyperTuning, format_trials
+        from recbole_lightemb.hyper import HyperTuning, format_trials  # HyperTuning names a missing hyperopt
 
         config_file_list = args.config_files.strip().split(" ") if args.config_files else None
         with hidden_cmd_args(TUNER_FLAGS):

@@ -37,7 +37,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import socket
 import sys
@@ -67,6 +66,20 @@ PROTOCOL = {
 }
 """Shared by every arm of every setting; a setting adds its own cap, evaluation step and model keys."""
 
+PRECISION_ARMS = [
+    ("quant-0.05", "quant", 0.05, {}),
+    ("quant-0.05[2 bits]", "quant", 0.05, {"quant_bits": 2}),
+    ("uniform-0.05[8-4-2 bits by frequency]", "uniform", 0.05, {"emb_bits": 4, "emb_bits_policy": "frequency"}),
+    ("uniform-0.1[8-4-2 bits by frequency]", "uniform", 0.1, {"emb_bits": 4, "emb_bits_policy": "frequency"}),
+    ("freq-0.1[4 bits]", "freq", 0.1, {"emb_bits": 4})]
+"""Issue 33's precision axis: fewer bits at 5 %, mixed precision by frequency, frequency widths in 4 bits."""
+
+CIESS_SEARCH_ARMS = [(f"ciess-{b:g}[paper x{scale:g}]", "ciess", b, {"ciess_search_scale": scale})
+                     for scale in (0.0625, 0.25, 1.0) for b in METHOD_BUDGETS]
+CIESS_SEARCH_ARMS += [(f"ciess-{b:g}[fast]", "ciess", b, {"ciess_mode": "fast"}) for b in METHOD_BUDGETS]
+"""Issue 32's search-budget question: CIESS as published at 1/16, 1/4 and 1 of the authors' per-step training,
+and the plugin's fast mode (the earlier ``ciess-*`` runs of this setting are fast mode, with other lambdas)."""
+
 BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
           "load_col": {"inter": ["user_id", "item_id"]}}
 
@@ -76,7 +89,12 @@ validation every 10 epochs, 50 epochs of patience, cap 1000), from its preset.""
 
 BACO_AUTHORS_SIZE = ("baco-authors", "baco", None,
                      {"baco_budget_rule": "authors", "baco_rows": 9000, "baco_resolution": 0.1308})
-"""BACO at the authors' Beauty size: their γ and budget (9000 rows: K = 8650 codebook rows, codes not charged)."""
+"""BACO at the authors' Beauty size: their budget (9000 rows: K = 8650 codebook rows, codes not charged), γ searched
+from theirs for it."""
+
+BACO_AUTHORS_GAMMA = ("baco-authors[fixed γ]", "baco", None, {**BACO_AUTHORS_SIZE[3], "baco_search": False})
+"""Their procedure itself: γ = 0.1308 as is, K only stopping the 5 passes early; the rows it ends with depend on
+the visiting order (the seed), 5.5–12.6 k on Beauty, and may exceed K (recorded in the plan)."""
 
 CURVE_EPOCHS = (50, 100, 200)
 """Where the curve table reads each run (as if capped there), besides its own stop."""
@@ -116,15 +134,16 @@ SETTINGS = {
         "arms": _arms((), variants=[("ciess-0.1[lambda=0.01]", "ciess", 0.1, {"ciess_lambda": 0.01}),
             ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01}),
             ("ciess-0.25", "ciess", 0.25, {}), ("freq-0.25", "freq", 0.25, {}), ("quant-0.1", "quant", 0.1, {}),
-            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})]),
+            ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
+            *PRECISION_ARMS, *CIESS_SEARCH_ARMS]),
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # at 600, uniform-0.1 hit the cap
     "lightgcn-ml100k-patient": {  # lightgcn-ml100k evaluated every 10 epochs: 100 epochs of patience, because
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # its narrow tables stop on a plateau after 50
-        "arms": _arms(("quant", "ciess", "baco"), budgets=(0.1,)),
+        "arms": _arms(("quant", "ciess", "baco"), budgets=(0.1,), variants=PRECISION_ARMS),
         "config": {"epochs": 2000, "eval_step": 10, "n_layers": 2}},
-    "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS,
+    "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS + PRECISION_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {
         "model": "LightGCN", "dataset": "beauty", "seeds": 1,
@@ -133,11 +152,12 @@ SETTINGS = {
             ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {}),
             ("quant-0.1", "quant", 0.1, {}),
             ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
-            BACO_AUTHORS_SIZE]),
+            BACO_AUTHORS_SIZE, *PRECISION_ARMS]),
         "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2}},
     "lightgcn-beauty-authors": {  # lightgcn-beauty under the BACO authors' protocol, trained to its own stop; the
         "model": "LightGCN", "dataset": "beauty", "seeds": 1,  # test curve gives the arms' ratio at 50/100/200 epochs
-        "arms": [("full", "full", None, {}), ("uniform-0.25", "uniform", 0.25, {}), BACO_AUTHORS_SIZE],
+        "arms": [("full", "full", None, {}), ("uniform-0.25", "uniform", 0.25, {}), BACO_AUTHORS_SIZE,
+                 BACO_AUTHORS_GAMMA],
         "config": {**BEAUTY, **AUTHORS_PROTOCOL, "emb_test_curve": True}},
     "stream-ml100k": {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,
@@ -248,11 +268,20 @@ def work_dir(setting, label, seed):
     return WORK / setting / f"{label}-seed{seed}"
 
 
+def method_mode(run):
+    """Which procedure of a paper's method a run used (``mode``: ``paper``, ``fast``, ``stated``; CIESS also its
+    ``search_scale``), from the plan the run wrote; empty for methods without modes. Run files written before
+    the modes existed have none: their CIESS and SCALL are today's ``fast``, their BACO ``stated``."""
+    facts = run.get("plan") or {}
+    return {key: facts[key] for key in ("mode", "search_scale", "departures") if key in facts}
+
+
 def _write_run(setting, label, extra, threads, run):
     """Write one run's JSON at once (atomically), so a stopped benchmark keeps it; a finished run drops the
     ``--snapshot`` of it taken while it trained."""
     seed = run["seed"]
     run.update(label=label, setting=setting, extra=extra, threads=threads, host=socket.gethostname())
+    run.update(method_mode(run))
     path = run_path(setting, label, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -387,7 +416,7 @@ def report(setting):
     (OUT / f"{setting}.md").write_text(table + "\n")
     plot_frontier(rows, METRIC, str(OUT / f"{setting}.png"),
                   title=f"{spec['model']} on {spec['dataset']} ({setting}; {len({r['seed'] for r in runs})} seed(s))")
-    BENCHMARKS_DOC.write_text(benchmarks_doc())
+    write_benchmarks_doc()
     print(table)
     if summary["missing"]:
         print(f"missing runs ({len(summary['missing'])}): {', '.join(summary['missing'])}")
@@ -404,11 +433,18 @@ BENCHMARKS_DOC = ROOT / "docs" / "benchmarks.md"
 GENERATED = "<!-- generated by `python bench/frontier.py --report` from bench/results/frontier/: do not edit -->"
 
 
+def write_benchmarks_doc():
+    """Regenerate docs/benchmarks.md, from the repository's own results only: a report or summary of another
+    folder (``--out``, a test's) must not overwrite the page."""
+    if OUT.resolve() == (RESULTS / "frontier").resolve():
+        BENCHMARKS_DOC.write_text(benchmarks_doc())
+
+
 def benchmarks_doc():
     """docs/benchmarks.md: every setting's tables, built from its run files, and the budget table."""
     parts = [GENERATED, "", "# Benchmarks: every frontier setting", "",
              "Each table is built from the run files under `bench/results/frontier/<setting>/` "
-             "(one JSON per arm and seed); `tests/test_frontier.py` checks this page against them. "
+             "(one JSON per arm and seed); `tests/test_docs.py` checks this page against them. "
              "The analysis is in [findings.md](findings.md); how to read a table: mean ± std over seeds, "
              "bytes / full, Δ vs the uniform curve at the same bytes with the sign per seed, and whether "
              "early stopping (not the cap) ended every run.", ""]
@@ -466,22 +502,27 @@ def setting_report(setting):
 
 
 def summary():
-    """The budget table over every setting reported so far: per budget, the arm to use and the papers' best;
-    written to ``which-method.md`` and ``.json`` beside the settings' own files. Returns the table."""
-    from recbole_lightemb.frontier import AXES, budget_winners, format_summary
+    """The budget table over every setting reported so far, by stored bytes and by bytes held while training: per
+    budget, the arm to use and the papers' best; written to ``which-method.md`` and ``.json`` beside the settings'
+    own files. Returns the tables."""
+    from recbole_lightemb.frontier import budget_winners, format_summary, frontier_rows
 
-    # rows afresh from the run files: training figures derived where older files allow, the files untouched
-    reported = {name: setting_report(name)[2] for name in SETTINGS if (OUT / f"{name}.json").is_file()}
+    reported = {name: json.loads((OUT / f"{name}.json").read_text())
+                for name in SETTINGS if (OUT / f"{name}.json").is_file()}
     if not reported:
         raise SystemExit(f"error: --summary: no setting reported under {OUT} (run --report first)")
+    # rows afresh from the runs: training figures derived where older run files allow, the files untouched
+    reported = {name: frontier_rows(data["runs"], METRIC) if data.get("runs") else data["rows"]
+                for name, data in reported.items()}
     table = format_summary(reported, METRIC)
     picks = {axis: {name: [{"budget": w["budget"], "best": w["best"]["arm"], "uniform": w["uniform"]["arm"],
                             "best_paper": w["best_paper"] and w["best_paper"]["arm"]}
                            for w in budget_winners(rows, METRIC, axis)] for name, rows in reported.items()}
-             for axis in AXES}
-    (OUT / "which-method.json").write_text(json.dumps({"metric": METRIC, "by": picks}, indent=1) + "\n")
+             for axis in ("stored", "training")}
+    (OUT / "which-method.json").write_text(json.dumps({"metric": METRIC, "settings": picks["stored"],
+                                                       "settings_by_training_bytes": picks["training"]}, indent=1) + "\n")
     (OUT / "which-method.md").write_text(table + "\n")
-    BENCHMARKS_DOC.write_text(benchmarks_doc())
+    write_benchmarks_doc()
     print(table)
     return table
 

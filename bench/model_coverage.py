@@ -34,9 +34,9 @@ BUDGET = 0.25
 OUT_JSON, OUT_MD = RESULTS / "model_coverage.json", RESULTS / "model_coverage.md"
 FEATURE_MODELS = {"FDSA", "GRU4RecF", "SASRecF"}
 """Sequential models that read item features (``selected_features``)."""
-SHORT_SEARCH = {"ciess": {"ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
+SHORT_SEARCH = {"ciess": {"ciess_mode": "fast", "ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
                           "ciess_updates_per_step": 2, "ciess_batch_size": 64, "ciess_hidden": 16}}
-"""CIESS's search cut to a few steps: the table asks whether a method runs on a model, not how well."""
+"""CIESS's search cut to a few fast-mode steps: the table asks whether a method runs on a model, not how well."""
 KG_SEQUENTIAL = {"KSR", "GRU4RecKG"}
 """Sequential models that read pretrained entity and relation vectors (``.ent``, ``.rel``)."""
 SEQUENTIAL_CONTEXT = {"DIN", "DIEN"}

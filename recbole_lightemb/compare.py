@@ -25,6 +25,7 @@ from recbole_lightemb.frontier import frontier_rows
 from recbole_lightemb.plot import plot_frontier
 from recbole_lightemb.quick_start import run_recbole_lightemb
 from recbole_lightemb.registry import get_method
+from recbole_lightemb.runs import json_default
 
 COMPARE_KEYS = ("compare", "compare_dir", "seeds", "emb", "emb_budget")
 """Command-line keys that belong to the comparison, not to one arm: RecBole's Config must not see them."""
@@ -184,12 +185,6 @@ def format_table(rows, metrics, valid_metric):
     return "\n".join(lines)
 
 
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
 def write_csv(rows, metrics, path):
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns(metrics), extrasaction="ignore")
@@ -306,7 +301,7 @@ def compare(model, dataset, methods, budgets, config_file_list=None, config_dict
         "config": dict(reference.final_config_dict), "rows": rows, "runs": runs,
     }
     with open(os.path.join(compare_dir, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=_json_default)
+        json.dump(summary, f, indent=2, default=json_default)
     plot_frontier(frontier_rows(runs, valid_metric), valid_metric, os.path.join(compare_dir, "frontier.png"),
                   title=f"{model} on {dataset}" + (" (stream: means over segments)" if stream else ""))
     logger.info(set_color("comparison", "yellow") + f" ({model} on {dataset}, {seeds} seed(s); "

@@ -257,6 +257,8 @@ KNOWN_WARNINGS = (
     (r"A value is trying to be set on a copy of a DataFrame", FutureWarning, r"recbole\."),  # fillna(inplace)
     (r"using <built-in function len> in Series\.agg", FutureWarning, r"recbole\."),  # token_seq fields
     (r"A value is being set on a copy of a DataFrame or Series through chained", Warning, r"recbole\."),  # pandas 3
+    (r"The inplace keyword in DataFrame", Warning, r"recbole\."),  # pandas 3.1: drop/reset_index(inplace=True)
+    (r"The given NumPy array is not writable", UserWarning, r"recbole\."),  # pandas 3's read-only columns as tensors
     (r"torch\.sparse\.SparseTensor\(indices, values,", UserWarning, r"recbole\."),  # LightGCN, NGCF, …
     (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning, r"recbole\."),
     (r"distutils Version classes are deprecated", DeprecationWarning, r"thop\."),  # RecBole's FLOPs counter
@@ -371,7 +373,7 @@ def _exhaustive_search(new_ids, domain, trials, seed, nbMaxSucessiveFailures=100
     from hyperopt.base import miscs_update_idxs_vals
 
     def point(vals):
-        return frozenset((name, value[0] if value else None) for name, value in vals.items())
+        return frozenset((name, value[0] if len(value) else None) for name, value in vals.items())
 
     tried = {point(trial["misc"]["vals"]) for trial in trials.trials}
     rng = np.random.default_rng(seed)

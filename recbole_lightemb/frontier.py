@@ -63,15 +63,19 @@ AXES = {"stored": "ratio", "training": "training_ratio"}
 
 def training_ratio(run):
     """Bytes held while training ÷ those of full tables trained the same way: the run's
-    ``compression.training_ratio``, else its ``training`` figures; for a run file written before either, derived
-    where it can be: a plain ``full``, ``uniform``, ``hash`` or ``qr`` table trains its stored floats and nothing
-    else, so its parameters, gradients and optimiser state stand to full's as its floats do (any optimiser).
-    ``None`` otherwise."""
+    ``compression.training_ratio``, else its ``training`` figures (a stream's: the most any segment held); for a
+    run file written before either, derived where it can be: a plain ``full``, ``uniform``, ``hash`` or ``qr``
+    table trains its stored floats and nothing else, so its parameters, gradients and optimiser state stand to
+    full's as its floats do (any optimiser). ``None`` otherwise."""
     compression = run.get("compression") or {}
     if compression.get("training_ratio") is not None:
         return compression["training_ratio"]
     if (compression.get("training") or {}).get("ratio") is not None:
         return compression["training"]["ratio"]
+    segments = [s["training_memory"]["ratio"] for s in run.get("segments") or []
+                if (s.get("training_memory") or {}).get("ratio") is not None]
+    if segments:  # a stream: the most any segment held
+        return max(segments)
     plain = run.get("method") in FLOAT_TABLES and not any(k.endswith("_bits") for k in run.get("extra") or {})
     if plain and compression.get("full_floats"):
         return compression["stored_floats"] / compression["full_floats"]

@@ -104,12 +104,12 @@ def fixed_seed(config_file_list=None, argv=()):
     return int(seed)
 
 
-def _cell(value, digits=4):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if digits else f"{value:.4g}"
-    return str(value)
+def _number(value):
+    return "" if value is None else f"{value:.4f}"
+
+
+def _param(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def format_trials(rows):
@@ -121,9 +121,10 @@ def format_trials(rows):
     for i, row in enumerate(rows, 1):
         result = row["result"] or {"test_result": {}}
         ratio = (result.get("compression") or {}).get("ratio")
-        table.append([str(i), *[_cell(row["params"].get(n), digits=0) for n in names],
-                      _cell(result.get("best_valid_score")), *[_cell(result["test_result"].get(m)) for m in metrics],
-                      _cell(ratio)] + [row["error"] or ""] * errors)
+        table.append([str(i), *[_param(row["params"].get(n, "")) for n in names],
+                      _number(result.get("best_valid_score")),
+                      *[_number(result["test_result"].get(m)) for m in metrics], _number(ratio)]
+                     + [(row["error"] or "").split("\n")[0]] * errors)
     widths = [max(len(line[j]) for line in table) for j in range(len(table[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
 
@@ -196,4 +197,4 @@ class HyperTuning(RecBoleHyperTuning):
                 ratio = (result.get("compression") or {}).get("ratio")
                 f.write(f"Valid result:\n{dict2str(result['best_valid_result'])}\n"
                         f"Test result:\n{dict2str(result['test_result'])}\n"
-                        f"Bytes ratio: {_cell(ratio)}\n\n")
+                        f"Bytes ratio: {_number(ratio)}\n\n")

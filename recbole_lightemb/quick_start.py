@@ -1,16 +1,14 @@
 """``run_recbole_lightemb``: RecBole's ``run_recbole`` with the embeddings swapped and measured."""
 
-import json
 import os
-import sys
 import tempfile
 import time
 from functools import partial
 from logging import getLogger
 
 import torch.distributed as dist
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_environment, get_model, get_trainer, init_logger, init_seed, set_color
+from recbole.data import data_preparation
+from recbole.utils import get_environment, get_model, get_trainer, init_seed, set_color
 
 from recbole_lightemb.buckets import bucket_recall, format_buckets
 from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
@@ -20,10 +18,11 @@ from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
 from recbole_lightemb.plan import Plan, plan_path, reused_plan
 from recbole_lightemb.protocol import use_negative_sampling
 from recbole_lightemb.rebuild import check_model_size, config_from_checkpoint, restore_other_parameter
-from recbole_lightemb.registry import get_method
 from recbole_lightemb.modules.packed_file import load_packed_beside, save_packed_beside
+from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report
 from recbole_lightemb.resume import check_resume
+from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
 
@@ -39,29 +38,6 @@ def check_same_plan_on_every_rank(plan):
     if len(set(digests)) != 1:
         raise RuntimeError(f"emb={plan.method}: ranks computed different plans ({digests}); "
                            "planning must depend only on the data and config['seed']")
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def write_result(result, path):
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2, default=_json_default)
-
-
-def start_run(config):
-    """RecBole's start of a run: seed, logger, the command and config in the log, the dataset."""
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    return dataset
 
 
 def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):

@@ -91,6 +91,10 @@ def format_report(report, emb):
         f"  bytes: {report['stored_bytes']} / {report['full_bytes']}"
         + set_color("  ratio", "blue") + f": {report['ratio']:.4f}"
     )
+    if report.get("packed_file"):
+        packed = report["packed_file"]
+        lines.append(f"    written packed: {packed['file']} ({packed['bytes']} bytes on disk: {packed['array_bytes']} of "
+                     f"arrays, as counted, and the .npz framing of {packed['arrays']} arrays)")
     if report.get("training"):
         t = report["training"]
         lines.append(f"    held while training (parameters, gradients, buffers, optimiser state): {t['training_bytes']} bytes, "

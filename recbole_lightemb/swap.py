@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from logging import getLogger
 
+import torch
 from torch import nn
 
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding, VariableWidthEmbedding
@@ -253,6 +254,7 @@ def swap_embeddings(model, dataset, config, method=None, plan=None):
         plan = method.load_plan(saved) if saved else method.plan(dataset, specs)
     if saved:
         check_plan_fits(plan, specs, saved)
+        check_plan_size(_built_on_meta(method, specs, plan), specs, saved)
     built, parts_of = [], {}
     for spec, table in zip(specs, tables):
         whole = spec.num_embeddings == table.num_embeddings
@@ -295,6 +297,24 @@ def pack_variable_widths(model, projection=False):
     return packed
 
 
+def _built_on_meta(method, specs, plan):
+    """The tables a reused plan asks for, built on PyTorch's ``meta`` device (nothing allocated), so its sizes
+    are checked against the budget before real tables exist; ``[]`` where a table reads values while built."""
+    try:
+        with torch.device("meta"):
+            return [method.build(spec, _MetaRows(spec), plan) for spec in specs]
+    except Exception:  # noqa: BLE001  (then the budget is checked on the real tables, after they are built)
+        return []
+
+
+class _MetaRows:
+    """What a method's ``build`` reads of the table it replaces, as shapes only."""
+
+    def __init__(self, spec):
+        self.weight = torch.empty(spec.num_embeddings, spec.embedding_dim, device="meta")
+        self.padding_idx = spec.padding_idx
+
+
 class _EntityRows:
     """What a method's ``build`` reads of the table it replaces (``weight`` for its init): the entity rows only."""
 
@@ -323,6 +343,20 @@ def check_plan_fits(plan, specs, path):
         if owner is not None and len(array) != sizes[owner]:
             raise ValueError(f"emb_plan={path!r}: {key} holds {len(array)} rows but this dataset's {owner} table "
                              f"has {sizes[owner]}; the plan was made on other data")
+
+
+PLAN_SIZE_LIMIT = 4
+"""A reused plan's tables may hold at most this many times the full tables' bytes (quant's float32 masters and
+CIESS's masked search table hold more than they store, never this much)."""
+
+
+def check_plan_size(built, specs, path):
+    """Refuse a reused plan whose tables (built on ``meta``) would hold more than :data:`PLAN_SIZE_LIMIT` × full."""
+    held = sum(t.numel() * t.element_size() for m in built for t in [*m.parameters(), *m.buffers()])
+    full = sum(s.num_embeddings * s.embedding_dim for s in specs) * FLOAT_BYTES
+    if held > PLAN_SIZE_LIMIT * full:
+        raise ValueError(f"emb_plan={path!r}: its tables would hold {held / full:.1f}× the full tables' bytes (at most "
+                         f"{PLAN_SIZE_LIMIT}×); the plan was not made for these tables")
 
 
 def check_plan_budget(built, specs, budget, path):

@@ -154,7 +154,7 @@ def test_the_authors_beauty_setting_and_its_curve_table(tmp_path, monkeypatch):
     import frontier
 
     spec = frontier.SETTINGS["lightgcn-beauty-authors"]
-    assert [a[0] for a in spec["arms"]] == ["full", "uniform-0.25", "baco-authors"]
+    assert [a[0] for a in spec["arms"]] == ["full", "uniform-0.25", "baco-authors", "baco-authors[fixed γ]"]
     assert spec["config"]["emb_test_curve"] and spec["config"]["emb_init"] == "normal"
     assert spec["config"]["epochs"] == 1000 and spec["arms"][2][3]["baco_rows"] == 9000
 

@@ -83,6 +83,8 @@ def test_same_seed_same_plan_and_users_average_two_rows(tiny_config):
      "baco_budget_rule='authors' needs a budget"),
     ({"baco_budget_rule": "authors", "baco_residual": 2}, "baco_residual=2 needs baco_budget_rule: bytes"),
     ({"baco_budget_rule": "authors", "stream": True}, "not supported with stream=True"),
+    ({"baco_search": "maybe"}, "baco_search='maybe': expected True or False"),
+    ({"baco_search": False}, "baco_search=False uses γ as given: it needs baco_resolution"),
 ])
 def test_bad_baco_config(bad, match, tiny_config, monkeypatch):
     import recbole_lightemb.quick_start as quick_start
@@ -104,6 +106,7 @@ def test_the_authors_budget_rule_allows_their_row_count_and_reports_the_honest_b
     for rule, result in plans.items():
         plan = result["plan"]
         assert plan["budget_rule"] == rule and plan["mode"] == "paper" and plan["row_budget"] == 30
+        assert plan["within_rows"] is True
         assert plan["max_rows"] == {"authors": authors, "bytes": honest}  # both figures, whichever rule
         assert plan["rows"] == plan["n_user_codes"] + plan["n_item_codes"] <= plan["max_rows"][rule]
         assert plan["stored_bytes"] == result["compression"]["stored_bytes"]  # codes counted either way
@@ -111,17 +114,19 @@ def test_the_authors_budget_rule_allows_their_row_count_and_reports_the_honest_b
     assert authors > honest  # the authors charge n_users floats; the codes cost 2·n_users + n_items int32
 
 
-def test_with_a_resolution_the_authors_rule_keeps_it_and_only_stops_the_passes_early(tiny_config, monkeypatch):
+def test_without_the_search_gamma_is_kept_and_the_rows_only_stop_the_passes_early(tiny_config, monkeypatch, caplog):
     import recbole_lightemb.methods.baco as baco
 
     monkeypatch.setattr(baco, "fit_codebook_budget", lambda *a, **k: pytest.fail("searched γ"))
     config = {**tiny_config, "emb": "baco", "epochs": 1, "baco_rows": 30, "baco_budget_rule": "authors",
-              "baco_resolution": 0.05}
+              "baco_resolution": 0.05, "baco_search": False}
     plan = run_recbole_lightemb(model="BPR", config_dict=config)["plan"]
-    assert plan["resolution"] == 0.05 and plan["probes"] == [] and plan["rows"] <= plan["max_rows"]["authors"]
-    with pytest.raises(ValueError, match="baco_resolution=1000.0: after 1 passes the clustering holds .* rows, "
-                                         "over the .* baco_budget_rule='authors' allows"):
-        run_recbole_lightemb(model="BPR", config_dict={**config, "baco_resolution": 1000.0, "baco_n_iter": 1})
+    assert plan["resolution"] == 0.05 and plan["probes"] == [] and plan["within_rows"] is True
+    assert plan["rows"] <= plan["max_rows"]["authors"]
+    with caplog.at_level(logging.WARNING):  # the authors' procedure may end above its rows: said and recorded
+        over = run_recbole_lightemb(model="BPR", config_dict={**config, "baco_resolution": 1000.0, "baco_n_iter": 1})
+    assert over["plan"]["within_rows"] is False and over["plan"]["rows"] > over["plan"]["max_rows"]["authors"]
+    assert any("over the" in r.getMessage() and "within_rows: False" in r.getMessage() for r in caplog.records)
 
 
 def test_a_reused_plan_fixes_the_weight_mode(tiny_config):

@@ -162,8 +162,8 @@ def test_reward_is_quality_minus_lambda_times_the_squared_width_share(paper):
 
 
 def test_state_is_minmax_frequency_width_and_quality_zero_at_episode_start(paper):
-    """RecSysEnv.get_state: (f − f_min)/(f_max − f_min)·2 − 1 over the training counts, (s − s_min)/(s_max − s_min)·2 − 1,
-    and quality 2·q/max(q_peak, 1e-5) − 1 clipped; a new episode's environment starts with quality 0."""
+    """RecSysEnv.get_state: (f − f_min)/(f_max − f_min)·2 − 1 over the training counts, (s − s_min)/(s_max − s_min)·2
+    − 1, and quality 2·q/max(q_peak, 1e-5) − 1 clipped; a new episode's environment starts with quality 0."""
     matrix = paper.counts
     counts = {"user": np.asarray(matrix.sum(1)).ravel(), "item": np.asarray(matrix.sum(0)).ravel()}
     peak = paper.qualities[0]
@@ -267,7 +267,8 @@ def test_td3_update_clips_gradients_and_smooths_targets_with_one_scalar(authors,
     to every target action; the actor (and its target) every 2nd update, the critics' target after each."""
     clips, shapes = [], []
     clip, randn = torch.nn.utils.clip_grad_norm_, torch.randn
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, max_norm: clips.append(max_norm) or clip(p, max_norm))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda p, max_norm: clips.append(max_norm) or clip(p, max_norm))
     monkeypatch.setattr(torch, "randn", lambda shape, **kw: shapes.append(tuple(shape)) or randn(shape, **kw))
     agent = TD3Agent(seed=0, hidden=8, batch_size=32, grad_clip=0.01 if authors else None,
                      scalar_target_noise=authors, authors=authors)
@@ -347,9 +348,9 @@ def test_fast_mode_sets_the_plugins_values_for_unset_keys_only(tiny_config):
     ({"ciess_noise_per_entity": "often"}, "ciess_noise_per_entity"),
 ])
 def test_bad_mode_keys_are_refused_before_the_data_loads(bad, match, tiny_config, monkeypatch):
-    import recbole_lightemb.quick_start as quick_start
+    import recbole_lightemb.runs as runs
 
-    monkeypatch.setattr(quick_start, "create_dataset", lambda config: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(runs, "create_dataset", lambda config: pytest.fail("the data was loaded"))
     with pytest.raises(ValueError, match=match.replace("[", r"\[")) as error:
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **SEARCH, **bad})
     assert "\n" not in str(error.value)

@@ -1,5 +1,7 @@
-"""The fixes for today's libraries: plain-number results under NumPy 2, RecBole's datasets under pandas 3."""
+"""The fixes to RecBole 1.2.1: plain-number results under NumPy 2, its datasets under pandas 3, its exhaustive
+search under today's hyperopt, and command-line values that hold ``=``."""
 
+import sys
 from collections import OrderedDict
 from types import SimpleNamespace
 
@@ -8,12 +10,13 @@ import pandas as pd
 import pytest
 from recbole.utils import FeatureType
 
-from recbole_lightemb import compat, run_recbole_lightemb
+from recbole_lightemb import Config, compat, run_recbole_lightemb
 
 
 def test_results_are_plain_python_numbers(tiny_config):
     """NumPy 2 would log ``np.float64(0.19)`` in every result line; RecBole 1.2.1 logged ``0.19``."""
-    wrapped = compat._plain_numbers(lambda self, data: OrderedDict([("recall@10", np.float64(0.25)), ("n", np.int64(3))]))
+    numpy_result = OrderedDict([("recall@10", np.float64(0.25)), ("n", np.int64(3))])
+    wrapped = compat._plain_numbers(lambda self, data: numpy_result)
     result = wrapped(None, None)
     assert isinstance(result, OrderedDict) and [type(v) for v in result.values()] == [float, int]
     assert "np." not in repr(result)
@@ -74,3 +77,31 @@ def test_pandas_3_gets_the_fixes():
 
     assert Dataset._fill_nan is compat._fill_nan and Dataset._remap is compat._remap
     assert isinstance(dataset_module.pd, compat._PandasReadingEmptySequences)
+
+
+def test_exhaustive_search_tries_every_point_once_with_today_s_hyperopt():
+    pytest.importorskip("hyperopt")
+    from recbole.trainer import HyperTuning
+
+    seen = []
+
+    def objective(config_dict, config_file_list):
+        seen.append((config_dict["a"], config_dict["b"]))
+        return {"model": "x", "best_valid_score": float(config_dict["a"]), "valid_score_bigger": True,
+                "best_valid_result": {}, "test_result": {}}
+
+    tuner = HyperTuning(objective, params_dict={"choice": {"a": [1, 2, 3], "b": ["x", "y"]}}, algo="exhaustive")
+    tuner.run()
+    assert sorted(seen) == [(a, b) for a in (1, 2, 3) for b in ("x", "y")]
+
+
+def test_a_command_line_value_holding_equals_is_read_not_dropped(tiny_config, monkeypatch):
+    """RecBole drops ``--key=a=b`` with only a log line; the plugin's Config reads everything after the first '='."""
+    monkeypatch.setattr(sys, "argv", ["run", "--result_file=runs/baco[residual=48].json", "--epochs=2",
+                                      "--emb_tables={'user': ['a=b']}"])
+    config = Config(model="BPR", config_dict=tiny_config)
+    assert config["result_file"] == "runs/baco[residual=48].json" and config["epochs"] == 2
+    assert config["emb_tables"] == {"user": ["a=b"]}  # evaluated as RecBole evaluates every value
+    monkeypatch.setattr(sys, "argv", ["run", "--result_file=a=1.json", "--result_file=a=2.json"])
+    with pytest.raises(ValueError, match=r"--result_file: given twice with different values \('a=1.json' and 'a=2"):
+        Config(model="BPR", config_dict=tiny_config)

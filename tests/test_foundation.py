@@ -91,9 +91,9 @@ def test_custom_method_registers_without_editing_the_package(tiny_config):
     ({"emb": "uniform", "emb_budget": 0.25, "emb_width": 4}, "exactly one of"),
 ])
 def test_bad_config_fails_before_loading_data(bad, match, tiny_config, monkeypatch):
-    import recbole_lightemb.quick_start as qs
+    import recbole_lightemb.runs as runs
 
-    monkeypatch.setattr(qs, "create_dataset", lambda config: pytest.fail("data loaded before config check"))
+    monkeypatch.setattr(runs, "create_dataset", lambda config: pytest.fail("data loaded before config check"))
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **bad})
 

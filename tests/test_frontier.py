@@ -9,7 +9,8 @@ import pytest
 from recbole_lightemb.convergence import ConvergenceLog
 from recbole_lightemb.frontier import (PAPER_METHODS, budget_winners, format_budget_table, format_bucket_table,
                                        format_frontier_table, format_segment_epochs, format_segment_search,
-                                       format_segment_table, frontier_rows, interpolate_log)
+                                       format_segment_table, format_summary, frontier_rows, interpolate_log,
+                                       training_ratio)
 from recbole_lightemb.plot import plot_frontier
 
 
@@ -183,3 +184,70 @@ def test_a_stream_search_is_tabled_by_its_mean_reward_and_spread_per_segment():
     assert format_segment_search(runs[:1]) is None
     runs[1]["plan"] = {"segment": 0, "rewards": [1.0, 1.0]}  # an older run: its plan record, the last segment's
     assert format_segment_search(runs).splitlines()[4] == "| 0 | +1.000 / 0.000 |"
+
+
+def trained_run(method, budget, seed, ratio, recall, training):
+    """A run file with its bytes held while training, as runs record them since the frontier has two rulers."""
+    return {**run(method, budget, seed, ratio, recall),
+            "compression": {"ratio": ratio, "stored_bytes": int(ratio * 1000), "training_ratio": training}}
+
+
+TWO_RULERS = [trained_run("full", None, 1, 1.0, 0.40, 1.0), trained_run("full", None, 2, 1.0, 0.42, 1.0),
+              trained_run("uniform", 0.1, 1, 0.1, 0.20, 0.1), trained_run("uniform", 0.1, 2, 0.1, 0.22, 0.1),
+              trained_run("uniform", 0.25, 1, 0.25, 0.30, 0.25), trained_run("uniform", 0.25, 2, 0.25, 0.30, 0.25),
+              trained_run("quant", 0.1, 1, 0.1, 0.305, 0.25), trained_run("quant", 0.1, 2, 0.1, 0.32, 0.25),
+              run("baco", 0.1, 1, 0.1, 0.5)]  # an older run file: no training figures, none derivable
+
+
+def test_the_training_ratio_is_read_from_a_run_or_derived_only_where_it_can_be():
+    assert training_ratio(TWO_RULERS[6]) == 0.25
+    assert training_ratio({"method": "baco", "compression": {"ratio": 0.2, "training": {"ratio": 0.7}}}) == 0.7
+    stream = {"method": "scall", "compression": {"ratio": 0.1},
+              "segments": [{"training_memory": {"ratio": 0.12}}, {"training_memory": {"ratio": 0.15}}, {}]}
+    assert training_ratio(stream) == 0.15  # the most any segment held
+    old = {"compression": {"ratio": 0.25, "stored_floats": 250, "full_floats": 1000}}
+    assert training_ratio({**old, "method": "hash"}) == 0.25  # a float table trains what it stores
+    assert training_ratio({**old, "method": "ciess"}) is None  # trains a masked n x d table: not derivable
+    assert training_ratio({**old, "method": "uniform", "extra": {"emb_bits": 4}}) is None  # float32 masters
+
+
+def test_every_arm_is_compared_with_uniform_at_its_stored_and_at_its_training_bytes():
+    rows = {r["arm"]: r for r in frontier_rows(TWO_RULERS)}
+    quant = rows["quant-0.1"]
+    assert quant["training_ratio"] == 0.25 and rows["uniform-0.1"]["training_ratio"] == 0.1
+    assert quant["vs_uniform"] == pytest.approx(0.1025) and quant["vs_uniform_signs"] == "++"
+    assert quant["vs_uniform_training"] == pytest.approx(0.0125) and quant["vs_uniform_training_signs"] == "++"
+    assert rows["baco-0.1"]["training_ratio"] is None and rows["baco-0.1"]["vs_uniform_training"] is None
+    line = next(l for l in format_frontier_table(list(rows.values())).splitlines() if l.startswith("| quant-0.1 |"))
+    assert line.startswith("| quant-0.1 | 0.1000 | 0.2500 |") and "| +0.0125 (+4.2 %) ++ |" in line
+
+
+def test_the_summary_says_which_method_at_which_budget_by_stored_and_by_training_bytes():
+    rows = frontier_rows(TWO_RULERS)
+    stored = {w["budget"]: w["best"]["arm"] for w in budget_winners(rows)}
+    training = {w["budget"]: w["best"]["arm"] for w in budget_winners(rows, axis="training")}
+    assert stored == {0.1: "baco-0.1", 0.25: "baco-0.1"}
+    assert training == {0.1: "uniform-0.1", 0.25: "quant-0.1"}  # quant holds 0.25 while training; baco unknown
+    summary = format_summary({"toy": rows}).splitlines()
+    second = summary.index("### By bytes held while training (parameters, gradients, buffers, optimiser state)")
+    assert summary[0] == "### By stored bytes" and summary[2].startswith("| setting | bytes / full ≤ |")
+    assert summary[second + 2].startswith("| setting | training bytes / full ≤ |")
+    assert summary[second + 4].startswith("| toy | 0.1 | `uniform-0.1` 0.2100")
+    assert summary[second + 5].startswith("| toy | 0.25 | `quant-0.1` 0.3125 ± 0.0106, +4.2 % vs uniform ++")
+    assert summary[-1].endswith("not in the second table: toy: baco-0.1")
+
+
+def test_the_plot_has_a_panel_per_ruler(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: saved.append(fig))
+    plot_frontier(frontier_rows(TWO_RULERS), "recall@20", str(tmp_path / "f.png"))
+    left, right = saved[0].axes
+    assert left.get_xlabel().startswith("stored bytes") and right.get_xlabel().startswith("bytes held while training")
+    drawn = {ax: ax.get_legend_handles_labels()[1] for ax in (left, right)}
+    assert drawn[left] == ["full", "uniform", "quant-0.1", "baco-0.1"]
+    assert drawn[right] == ["full", "uniform", "quant-0.1"]  # baco has no training figures
+    quant = next(bars for bars in right.containers if bars.get_label() == "quant-0.1")
+    assert list(quant.lines[0].get_xdata()) == [0.25]  # 0.1 of the bytes stored, 0.25 held while training

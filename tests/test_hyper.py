@@ -65,7 +65,8 @@ def test_recbole_s_own_hypertuning_runs_the_plugin_objective(hyperopt, fixed_fil
 
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(hyperopt, tmp_path):
-    tuner = hyper.HyperTuning(fake_objective(failing={0.1}), params_dict={"choice": {"learning_rate": [0.1, 0.01, 0.2]}})
+    space = {"choice": {"learning_rate": [0.1, 0.01, 0.2]}}
+    tuner = hyper.HyperTuning(fake_objective(failing={0.1}), params_dict=space)
     tuner.run()
     assert len(tuner.rows) == 3 and [row["error"] is None for row in tuner.rows].count(False) == 1
     assert tuner.best_params == {"learning_rate": 0.2}

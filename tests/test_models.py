@@ -1,6 +1,8 @@
-"""Every supported RecBole model trains one epoch and evaluates with swapped tables."""
+"""Every supported RecBole model and every method train one epoch and evaluate with swapped tables, on every
+device torch can see (the ``device`` fixture)."""
 
 import pytest
+from recbole.trainer.trainer import AbstractTrainer
 
 from recbole_lightemb import run_recbole_lightemb
 
@@ -14,9 +16,28 @@ def model_config(model, config):
     return {**config, **SEQUENTIAL} if model in ("SASRec", "GRU4Rec") else config
 
 
+@pytest.fixture
+def trained_models(monkeypatch):
+    """Every model a trainer is built for during the test, to check where its tensors ended up."""
+    models, init = [], AbstractTrainer.__init__
+
+    def recording_init(self, config, model):
+        models.append(model)
+        init(self, config, model)
+
+    monkeypatch.setattr(AbstractTrainer, "__init__", recording_init)
+    return models
+
+
+def assert_on(models, device):
+    tensors = [t for model in models for t in (*model.parameters(), *model.buffers())]
+    assert tensors and {t.device.type for t in tensors} == {device.type}
+
+
 @pytest.mark.parametrize("model", MODELS)
-def test_uniform_trains_and_evaluates(model, tiny_config):
-    config = {**model_config(model, tiny_config), "emb": "uniform", "emb_budget": 0.25}
+def test_uniform_trains_and_evaluates(model, tiny_config, device, trained_models):
+    keys, where = device
+    config = {**model_config(model, tiny_config), **keys, "emb": "uniform", "emb_budget": 0.25}
     result = run_recbole_lightemb(model=model, config_dict=config)
     report = result["compression"]
     assert report["ratio"] <= 0.25
@@ -25,6 +46,37 @@ def test_uniform_trains_and_evaluates(model, tiny_config):
     assert all(t["stored_floats"] == t["entities"] * (t["dim"] // 4) for t in report["tables"])
     assert set(result["test_result"]) == set(result["best_valid_result"])
     assert all(0 <= v <= 1 for v in result["test_result"].values())
+    assert_on(trained_models, where)
+
+
+METHOD_SETTINGS = {
+    "uniform": {"emb_budget": 0.25}, "freq": {"emb_budget": 0.5}, "quant": {"emb_budget": 0.1},
+    "hash": {"emb_budget": 0.25}, "qr": {"emb_budget": 0.5}, "baco": {"emb_budget": 0.25},
+    "ciess": {"emb_budget": 0.5},  # with test_ciess.TINY_SEARCH
+    "scall": {"scall_mean_width": 4, "scall_action": [0.7, 0.6, 0.4]},  # a stream method: test_stream's tiny stream
+}
+
+
+@pytest.mark.parametrize("emb", sorted(METHOD_SETTINGS))
+def test_every_method_builds_and_trains_its_tables_on_the_device(emb, tiny_config, tmp_path, device, trained_models):
+    """Plan, tables, training and the reloaded best model all on the device: the tables move with the model."""
+    keys, where = device
+    config = {**tiny_config, **keys, "emb": emb, **METHOD_SETTINGS[emb]}
+    if emb == "ciess":
+        from test_ciess import TINY_SEARCH
+
+        config.update(TINY_SEARCH)
+    if emb == "scall":
+        from test_stream import tiny_config as stream_config
+        from test_stream import write_tiny
+
+        (tmp_path / "stream").mkdir()
+        config = stream_config(write_tiny(tmp_path / "stream"), tmp_path, **keys, emb=emb, **METHOD_SETTINGS[emb])
+    result = run_recbole_lightemb(model="BPR", dataset="tiny", config_dict=config)
+    assert result["compression"]["tables"] and result["compression"]["ratio"] < 1
+    if "emb_budget" in config:
+        assert result["compression"]["ratio"] <= config["emb_budget"]
+    assert_on(trained_models, where)
 
 
 def test_neumf_swaps_its_four_tables(tiny_config):
@@ -44,8 +96,10 @@ def test_sequential_item_table_keeps_padding_row(tiny_config):
 
 
 @pytest.mark.parametrize("model, emb", [("FM", "baco"), ("DeepFM", "hash"), ("FFM", "uniform"), ("DIN", "qr")])
-def test_context_aware_models_compress_the_id_rows_of_their_shared_token_table(model, emb, tiny_ctr_config):
-    config = {**tiny_ctr_config, "emb": emb, "emb_budget": 0.5 if emb == "qr" else 0.25}
+def test_context_aware_models_compress_the_id_rows_of_their_shared_token_table(model, emb, tiny_ctr_config, device,
+                                                                               trained_models):
+    keys, where = device
+    config = {**tiny_ctr_config, **keys, "emb": emb, "emb_budget": 0.5 if emb == "qr" else 0.25}
     if model == "DIN":  # a sequential context model: histories in time order
         config["eval_args"] = {**config["eval_args"], "order": "TO"}
     result = run_recbole_lightemb(model=model, config_dict=config)
@@ -70,6 +124,7 @@ def test_context_aware_models_compress_the_id_rows_of_their_shared_token_table(m
             run_recbole_lightemb(model=model, config_dict={**config, "emb_tables": {
                 "user": ["ffm.token_embeddings.0[user_id]"]}})
     assert 0 <= result["test_result"]["auc"] <= 1
+    assert_on(trained_models, where)
 
 
 def test_ffm_reads_a_field_s_own_rows_only_when_another_feature_shares_the_field():

@@ -75,6 +75,10 @@ def test_a_low_bit_run_writes_what_it_counts_and_reloads_to_the_same_metrics(tin
     assert packed["file"] == packed_path(checkpoint_of(tiny_config)) and os.path.isfile(packed["file"])
     assert packed["array_bytes"] == report["stored_bytes"]  # what is counted is what is written
     assert report["stored_bytes"] < packed["bytes"] <= report["stored_bytes"] + OVERHEAD_PER_ARRAY * packed["arrays"]
+    checkpoint = torch.load(checkpoint_of(tiny_config), weights_only=True)  # the float32 masters: scrambled, so
+    checkpoint["state_dict"] = {k: torch.randn_like(v) if v.is_floating_point() else v  # the rows can only come
+                                for k, v in checkpoint["state_dict"].items()}  # from the packed file
+    torch.save(checkpoint, checkpoint_of(tiny_config))
     loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
                                                              data_path=tiny_config["data_path"])
     trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
@@ -145,3 +149,14 @@ def test_the_packed_file_is_data_checked_against_what_the_model_stores(tmp_path)
         np.savez(crafted, **bad)
         with pytest.raises(ValueError, match=f"packed tables '{crafted}'"):
             read_packed(model, crafted)
+
+
+def test_a_reused_plan_keeps_its_precision_and_refuses_another(tiny_config):
+    first = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
+                                                           "emb_bits": 4, "emb_bits_policy": "frequency"})
+    again = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
+                                                           "emb_plan": first["plan"]["file"]})
+    assert again["compression"]["stored_bytes"] == first["compression"]["stored_bytes"]  # 4 bits, per row, as planned
+    with pytest.raises(ValueError, match="emb_bits=8: the reused plan was made with emb_bits=4"):
+        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
+                                                       "emb_bits": 8, "emb_plan": first["plan"]["file"]})

@@ -47,6 +47,14 @@ def test_reward_is_the_linear_rescale_of_the_ratio_unbounded(fitness, first_bloc
     assert reward_of(ratio, fast) == pytest.approx(np.tanh(10 * (ratio - 1)))
 
 
+def test_fitness_is_the_mean_of_recall_and_ndcg_at_20():
+    result = {"recall@20": 0.2, "ndcg@20": 0.1, "mrr@20": 0.9}
+    assert ScallPlanner(None, config()).fitness(result) == pytest.approx(0.15)  # Evaluator.process_ranking_metrics
+    assert ScallPlanner(None, config(scall_mode="fast", valid_metric="MRR@20")).fitness(result) == 0.9
+    with pytest.raises(ValueError, match="scall_fitness='recall_ndcg'.*metrics=\\['Recall', 'MRR'\\]"):
+        check_scall_config(config(metrics=["Recall", "MRR"]))
+
+
 # --- α: linear 0.1 + 29.9·a (Action.get_sizes with Config's MIN/MAX_ALPHA) ---
 
 @pytest.mark.parametrize("a", [0.0, 0.25, 0.5, 1.0])

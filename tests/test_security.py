@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from recbole_lightemb import Config, run_recbole_lightemb
-from recbole_lightemb.checkpoint import config_to_data, load_checkpoint
+from recbole_lightemb.checkpoint import load_checkpoint
 from recbole_lightemb.rebuild import BUILD_READS
 
 PEAK_MIB = 1500
@@ -270,3 +270,34 @@ def test_fuzzed_checkpoints_and_plans_load_or_fail_with_one_named_line(tiny_conf
     assert refused and all(" | " not in line for line in refused), refused  # one line each
     assert all(line.split()[1].rstrip(":") in ("CheckpointError", "ValueError", "FileNotFoundError")
                for line in refused), refused
+
+
+def test_a_reused_plan_is_sized_before_its_tables_are_built(tiny_config, tmp_path):
+    """``emb_plan`` on a run: a plan whose facts ask for a billion codebook rows is refused from its sizes
+    (tables built on ``meta`` first), in a child whose memory stays far below the 256 GB it asks for."""
+    path, state, result = _genuine(tiny_config, emb="baco", emb_budget=0.25)
+    with np.load(result["plan"]["file"]) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["n_user_codes"] = 10**9
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    crafted = tmp_path / "huge.plan.npz"
+    with open(crafted, "wb") as f:
+        np.savez(f, **arrays)
+    config = {**tiny_config, "emb": "baco", "emb_budget": 0.25, "emb_plan": str(crafted)}
+    script = textwrap.dedent(f"""
+        import resource, torch
+        torch.set_num_threads(1)
+        from recbole_lightemb import run_recbole_lightemb
+        try:
+            run_recbole_lightemb(model="BPR", config_dict={config!r})
+            print("RAN")
+        except ValueError as error:
+            print("REFUSED", str(error).splitlines()[0])
+        print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert lines[0].startswith("REFUSED") and "full tables' bytes" in lines[0], lines
+    assert int(lines[-1].split()[1]) < PEAK_MIB

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 AUTHORS_BATCH = 10_000
 AUTHORS_TRAIN_ROWS = 500_104  # half of ML-1M's ratings: the authors' training split
-AUTHORS_LR, AUTHORS_LR_DECAY = 0.03, 0.9
 AUTHORS_STEP = {"LightGCN": (2000, 200, 1e-3), "NGCF": (3000, 100, 1e-3), "NeuMF": (1500, 50, 1e-4)}
 """Model: (batches per step, decay every k batches, lr floor); the authors' ``ncf`` is RecBole's NeuMF."""
 OTHER_MODELS = "LightGCN"  # a model the authors did not run takes LightGCN's step (the issue's figures)

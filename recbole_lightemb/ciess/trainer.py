@@ -33,7 +33,7 @@ from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, departures, resolve_mode, saved_plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.schedule import (
-    AUTHORS_BUFFER_STEPS, AUTHORS_LR_DECAY, AUTHORS_TARGET_NOISE, LrSchedule, authors_batch_size, authors_step,
+    AUTHORS_BUFFER_STEPS, AUTHORS_TARGET_NOISE, LrSchedule, authors_batch_size, authors_step,
     scaled_count)
 from recbole_lightemb.ciess.widths import (
     fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths,

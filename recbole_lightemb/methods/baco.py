@@ -145,10 +145,11 @@ def _with_cold_code(codes, active, n_codes):
 @register_method("baco")
 class BACO(EmbeddingMethod):
     """Balanced co-clustering of the training graph. The budget (``emb_budget``, or ``baco_rows`` full rows)
-    becomes codebook rows by ``baco_budget_rule``: ``bytes`` (default) holds the stored bytes, codes counted,
-    and searches γ for them (from ``baco_resolution`` when given); ``authors`` allows the authors' row count
-    and, with ``baco_resolution``, runs their procedure: that γ as is, the row count only stopping the passes
-    early. Both counts, and the honest bytes, are in the plan's meta whichever rule picked the rows."""
+    becomes codebook rows by ``baco_budget_rule``: ``bytes`` (default) holds the stored bytes, codes counted;
+    ``authors`` allows the authors' row count, codes not charged. Both counts, and the honest bytes, are in the
+    plan's meta whichever rule picked the rows. γ is searched for the rows (from ``baco_resolution`` when
+    given), or with ``baco_search: False`` used as given, the rows only stopping the passes early (the
+    authors' procedure, which may end above them: said and recorded, ``within_rows``)."""
 
     def check_config(self):
         budget = check_fraction(self.config, "emb_budget")
@@ -176,6 +177,11 @@ class BACO(EmbeddingMethod):
         if self.config["stream"] and (rule != "bytes" or rows is not None):
             raise ValueError(f"baco_budget_rule={rule!r}, baco_rows={rows!r}: not supported with stream=True (a "
                              "stream budgets the seen entities' floats); use emb_budget and baco_budget_rule: bytes")
+        if not isinstance(self.config["baco_search"], bool):
+            raise ValueError(f"baco_search={self.config['baco_search']!r}: expected True or False")
+        if not self.config["baco_search"] and resolution is None:
+            raise ValueError("baco_search=False uses γ as given: it needs baco_resolution (e.g. 0.1308, the authors' "
+                             "γ on Beauty)")
         if rule == "authors" and self.config["baco_residual"]:
             raise ValueError(f"baco_residual={self.config['baco_residual']!r} needs baco_budget_rule: bytes (the "
                              "private rows are paid from the bytes the codebook leaves; the authors' rule has none)")
@@ -212,8 +218,8 @@ class BACO(EmbeddingMethod):
         secondary, rule = bool(self.config["baco_secondary"]), self.config["baco_budget_rule"]
         budget_bytes, allowed = self.budget_bytes(tables), None
         if budget_bytes is not None:  # rows in all, the cold rows included, under each rule
-            row_bytes = row_width(tables) * FLOAT_BYTES
-            allowed = {"bytes": max(int((budget_bytes - spent_bytes(tables, secondary, residual, bits)) // row_bytes), 0),
+            unspent = budget_bytes - spent_bytes(tables, secondary, residual, bits)
+            allowed = {"bytes": max(int(unspent // (row_width(tables) * FLOAT_BYTES)), 0),
                        "authors": max(authors_rows(tables, self.row_budget(tables)), 0)}
             if allowed[rule] - COLD_ROWS < 2:
                 key = "emb_budget" if self.config["baco_rows"] is None else "baco_rows"
@@ -221,13 +227,13 @@ class BACO(EmbeddingMethod):
                                  f"baco_budget_rule={rule!r} (after one cold row per side"
                                  + (" and the codes' own bytes" if rule == "bytes" else "") + "): raise it")
         max_codes = None if allowed is None else allowed[rule] - COLD_ROWS
-        fixed = rule == "authors" and self.config["baco_resolution"] is not None
-        plan = self.plan_rows(dataset, tables, max_codes, search=not fixed)
-        if fixed and plan.meta["rows"] > allowed["authors"]:
-            raise ValueError(f"baco_resolution={self.config['baco_resolution']!r}: after {plan.meta['passes']} "
-                             f"passes the clustering holds {plan.meta['rows']} rows, over the {allowed['authors']} "
-                             "baco_budget_rule='authors' allows; raise baco_n_iter or drop baco_resolution to "
-                             "search γ")
+        plan = self.plan_rows(dataset, tables, max_codes)
+        within_rows = None if allowed is None else plan.meta["rows"] <= allowed[rule]
+        if within_rows is False:  # only γ used as given (baco_search: False) can end above the rows
+            getLogger().warning(f"baco_resolution={self.config['baco_resolution']!r}, baco_search=False: after "
+                                f"{plan.meta['passes']} passes the clustering holds {plan.meta['rows']} rows, over the "
+                                f"{allowed[rule]} baco_budget_rule={rule!r} allows (the authors' code goes on with "
+                                "them, and so does this run; the plan records within_rows: False)")
         if residual and budget_bytes is not None:  # the clustering may leave bytes unused: widen the residual
             spare = budget_bytes - plan.meta["stored_bytes"]
             dim = min(s.embedding_dim for s in tables)
@@ -235,9 +241,9 @@ class BACO(EmbeddingMethod):
         plan.meta["residual"], plan.meta["residual_bits"] = residual, bits
         plan.meta["stored_bytes"] += residual_bytes(tables, residual, bits)
         plan.meta.update(mode=self.config["baco_mode"], budget_rule=rule, row_budget=self.row_budget(tables),
-                         max_rows=allowed, within_bytes=None if budget_bytes is None
+                         max_rows=allowed, within_rows=within_rows, within_bytes=None if budget_bytes is None
                          else plan.meta["stored_bytes"] <= budget_bytes)
-        if rule == "bytes" and budget_bytes is not None and not plan.meta["within_bytes"]:
+        if rule == "bytes" and within_rows and not plan.meta["within_bytes"]:
             raise AssertionError(f"BACO plan of {plan.meta['stored_bytes']} bytes is over the budget")  # rows_within
         if rule == "authors":
             getLogger().info(f"BACO under baco_budget_rule='authors': {plan.meta['rows']} rows of the "
@@ -265,9 +271,9 @@ class BACO(EmbeddingMethod):
         budget = self.config["emb_budget"]
         return None if budget is None else budget * full_bytes(tables)
 
-    def plan_rows(self, dataset, tables, max_codes, search=True):
+    def plan_rows(self, dataset, tables, max_codes):
         """Co-cluster ``dataset``'s interaction graph into at most ``max_codes`` rows plus one cold row
-        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None or ``search`` is False
+        per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None or ``baco_search`` is False
         (``max_codes`` then only stops the passes early, as in the authors' code). A model with one
         side's table only (item-only sequential models) still clusters the whole user–item graph and
         keeps that side's codes, splitting its most crowded codes into the rows the other side would use."""
@@ -289,7 +295,7 @@ class BACO(EmbeddingMethod):
         options = dict(n_iter=self.config["baco_n_iter"], user_weight=self.config["baco_user_weight"],
                        item_weight=self.config["baco_item_weight"], mode=self.config["baco_mode"],
                        seed=self.config["seed"], secondary=secondary)
-        if max_codes is None or not search:
+        if max_codes is None or not self.config["baco_search"]:
             result = co_cluster(graph, self.config["baco_resolution"], max_codes=max_codes, **options)
             probes = ()
         else:

@@ -105,6 +105,6 @@ class FrequencyWidths(EmbeddingMethod):
                                    projection=plan.meta["projection"])
         if policy == "fixed":
             return apply_precision(module, {f"values.{g}": bits for g in range(len(module.group_widths))})
-        each_row = plan[f"{spec.name}_bits"]
-        return apply_precision(module, {f"values.{g}": each_row[module.group_members(g).cpu().numpy()]
+        widths, each_row = plan[f"{spec.name}_widths"], plan[f"{spec.name}_bits"]
+        return apply_precision(module, {f"values.{g}": each_row[module.group_members(widths, g)]
                                         for g in range(len(module.group_widths))})

@@ -24,9 +24,10 @@ def refuse_unsupported(method, config):
     """``emb_bits`` / ``emb_bits_policy`` other than the default, for a method that does not store low-bit rows."""
     asked = tuple(_setting(config, key, default) for key, default in zip(("emb_bits", "emb_bits_policy"), DEFAULT))
     if asked != DEFAULT and not getattr(method, "precision", False):
-        raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: "
-                         f"emb={method.name!r} stores no low-bit rows; allowed: emb_bits=32 and emb_bits_policy=fixed, "
-                         "or emb in freq, hash, qr, uniform")
+        where = "a stream (stream=True)" if _setting(config, "stream", False) else f"emb={method.name!r}"
+        raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: {where} stores no low-bit rows yet; "
+                         "allowed: emb_bits=32 and emb_bits_policy=fixed, or emb in freq, hash, qr, uniform outside "
+                         "a stream")
 
 
 def _setting(config, key, default):

@@ -89,9 +89,12 @@ class MixedDimEmbedding(LightEmbedding):
         largest = max((p.shape[0] for p in self.values), default=1)
         return self.num_embeddings * (1 + index_bytes(largest))
 
-    def group_members(self, g):
-        """The rows of group ``g``, in the order of its parameter's rows."""
-        return (self.group == g).nonzero().squeeze(1)
+    def group_members(self, widths, g):
+        """The rows of group ``g`` among the ``widths`` the table was built with, in the order of its parameter's rows."""
+        widths = np.asarray(widths).copy()
+        if self.padding_idx is not None:
+            widths[self.padding_idx] = 0
+        return np.flatnonzero(widths == self.group_widths[g])
 
     def widths(self):
         """Each row's width (0 for the padding row)."""

@@ -1,11 +1,13 @@
 """What is counted is what is written: a model's lightweight tables in their stored form, as a file.
 
 The checkpoint of a low-bit run holds the float32 masters it trained; a deployment needs only the
-packed values. :func:`write_packed` writes every lightweight table of a model to one ``.npz``
-(uncompressed, so its arrays are exactly the bytes ``compression.stored_bytes`` counts): low-bit rows as
-packed codes and float32 scales per bit class (and a 2-bit class per row where bits vary by row),
-float rows as float32, indices in the smallest integer type that holds them. The file adds only the
-``.npz`` framing: at most :data:`OVERHEAD_PER_ARRAY` bytes per array.
+packed values. :func:`write_packed` writes every lightweight table of a model to one uncompressed
+``.npz``: low-bit rows as packed codes and float32 scales per bit class (and a 2-bit class per row where
+bits vary by row), float rows as float32, indices in the smallest integer type that holds them. For
+the tables of ``uniform``, ``freq``, ``hash`` and ``qr`` (and ``quant``) the arrays are exactly the bytes
+``compression.stored_bytes`` counts (``tests/test_precision.py``); the file adds only the ``.npz``
+framing, at most :data:`OVERHEAD_PER_ARRAY` bytes per array. A run writes it when its tables have low-bit
+rows (:func:`save_packed_beside`), as ``<checkpoint stem>.packed.npz``.
 
 :func:`read_packed` loads such a file into a model built from the same plan: data only
 (``allow_pickle=False``), every array's name, size, shape and type checked against what the model
@@ -86,7 +88,7 @@ def table_arrays(table):
 
 def write_packed(model, path):
     """Write ``model``'s lightweight tables to ``path`` whole or not at all; returns ``{"file", "bytes",
-    "array_bytes"}`` (the file's size, and the arrays' bytes without the ``.npz`` framing)."""
+    "array_bytes", "arrays"}``: the file's size, the arrays' bytes without the ``.npz`` framing, and how many."""
     arrays = {f"{name}/{key}": value for name, table in tables(model) for key, value in table_arrays(table).items()}
     partial = f"{path}.partial"
     with open(partial, "wb") as f:

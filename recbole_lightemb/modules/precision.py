@@ -4,9 +4,10 @@ A method decides a table's shape (widths, rows, codes); this module decides how 
 its stored row values takes. Any :class:`~recbole_lightemb.modules.base.LightEmbedding` that keeps
 its rows in ``(rows, width)`` parameters joins by :func:`apply_precision` on those parameters: every
 read of them is rounded to the stored grid (as a ``torch.nn.utils.parametrize`` parametrization would,
-but the parameter keeps its name), so the module's own code and its checkpoint keys are unchanged. The grid is symmetric with one float32 scale per row (per-row, not
-per-block): ``scale = max |x| / (2^(b−1) − 1)``, as ``emb: quant`` has always stored its rows. Rows of
-32 bits are plain float32 and carry no scale.
+but the parameter keeps its name), so the module's own code and its checkpoint keys are unchanged. The
+grid is symmetric with one float32 scale per row (per row, not per block): ``scale = max |x| /
+(2^(b−1) − 1)``, as ``emb: quant`` has always stored its rows. Rows of 32 bits are plain float32 and
+carry no scale.
 
 Training keeps float32 masters and passes gradients straight through the rounding (Li et al.,
 "ALPT", AAAI 2023); what a deployment stores, what :meth:`LightEmbedding.stored_bytes` counts and what
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recbole_lightemb.modules.base import LightEmbedding
+from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
 from recbole_lightemb.modules.quantized import fake_quantize
 
 BITS = (2, 4, 8, 32)
@@ -36,7 +37,6 @@ SHARES = (0.2, 0.3, 0.5)
 """Head, torso and tail shares of a table's rows under the ``frequency`` policy."""
 CLASS_BITS = 2
 """Bits of one row's bit class under per-row bits: four classes, the four values of :data:`BITS`."""
-SCALE_BYTES = 4
 
 
 def check_precision(bits, policy):
@@ -79,8 +79,8 @@ def row_bytes(width, bits):
     """Bytes of one stored row: float32 values, or ``bits``-bit values packed into whole bytes plus a float32 scale."""
     width = np.asarray(width)
     bits = np.asarray(bits)
-    low = -(-width * bits // 8) + SCALE_BYTES * (width > 0)
-    return np.where(bits == FLOAT_BITS, width * 4, low)
+    low = -(-width * bits // 8) + FLOAT_BYTES * (width > 0)  # the values, and the row's float32 scale
+    return np.where(bits == FLOAT_BITS, width * FLOAT_BYTES, low)
 
 
 def class_bytes(n_rows, per_row):
@@ -114,14 +114,6 @@ def most_rows(max_bytes, width, bits, policy):
     return low
 
 
-def widest(max_bytes, n_rows, dim, bits, policy):
-    """The widest rows (``≤ dim``) of which ``n_rows`` fit ``max_bytes`` at ``bits`` under ``policy`` (0: none)."""
-    width = dim
-    while width > 0 and table_bytes(n_rows, width, bits, policy) > max_bytes:
-        width -= 1
-    return width
-
-
 def quantize_rows(rows, bits):
     """Per-row rounding to each row's grid (``bits``: an int, or one per row; 32 leaves a row as it is);
     gradients pass straight through."""
@@ -144,10 +136,10 @@ class LowBitRows(nn.Module):
             self.fixed_bits = int(bits)
         else:
             self.fixed_bits = None
-            bits = torch.as_tensor(np.asarray(bits), dtype=torch.uint8)
-            if bits.shape != (n_rows,) or not set(bits.unique().tolist()) <= set(BITS):
+            bits = np.asarray(bits)
+            if bits.shape != (n_rows,) or not set(np.unique(bits).tolist()) <= set(BITS):
                 raise ValueError(f"per-row bits must be {n_rows} values from {BITS}")
-            self.register_buffer("row_bits", bits, persistent=False)
+            self.register_buffer("row_bits", torch.as_tensor(bits.astype(np.uint8)), persistent=False)
 
     def forward(self, rows):
         if self.fixed_bits is not None:
@@ -223,8 +215,9 @@ def low_bit_parameters(module, inner=False):
 
 def precision_saving(module):
     """Bytes ``module``'s low-bit rows save against the float32 rows its ``stored_floats`` counts."""
-    return sum(param.numel() * 4 - rows.stored_bytes(param) for _, param, rows in low_bit_parameters(module))
+    return sum(param.numel() * FLOAT_BYTES - rows.stored_bytes(param) for _, param, rows in low_bit_parameters(module))
 
 
 def has_low_bit_rows(module):
+    """Whether any table of ``module`` stores low-bit rows."""
     return any(isinstance(m, LowBitRows) for m in module.modules())

@@ -111,9 +111,17 @@ class ScallPlanner(StreamPlanner):
 
     @property
     def search_options(self):
-        """How the runner's search handle trains a try."""
+        """How the runner's search handle trains and scores a try."""
         s = self.settings
-        return {"batches": s["scall_search_batches"], "epochs": s["scall_search_epochs"], "lr": s["scall_search_lr"]}
+        return {"batches": s["scall_search_batches"], "epochs": s["scall_search_epochs"], "lr": s["scall_search_lr"],
+                "fitness": self.fitness}
+
+    def fitness(self, result):
+        """A validation result's fitness: the mean of Recall@20 and NDCG@20 (``Evaluator.process_ranking_metrics``)
+        or RecBole's ``valid_metric``."""
+        if self.settings["scall_fitness"] == "recall_ndcg":
+            return float((result["recall@20"] + result["ndcg@20"]) / 2)
+        return float(result[self.config["valid_metric"].lower()])
 
     @property
     def bounds(self):
@@ -284,8 +292,8 @@ class ScallPlanner(StreamPlanner):
         return widths_plan("scall", users, items, **meta, **more, user_share=user_floats / max(user_floats + item_floats, 1),
                            widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
 
-    def observe(self, fitness, model):
-        self.prev_fitness = float(fitness)
+    def observe(self, fitness, model, result=None):
+        self.prev_fitness = float(fitness if result is None else self.fitness(result))
         self.summary = model_summary(model)
         if self.state is not None:
             self.state.after_training(tuple(self._summary(role)[0] for role in ("user", "item")))

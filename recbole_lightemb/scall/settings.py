@@ -18,6 +18,7 @@ MODES = ("paper", "fast")
 MODE_VALUES = {  # key: (paper, fast); None: no cap / RecBole's learning_rate / the family's own range
     "scall_reward": ("linear", "tanh"),
     "scall_reward_baseline": ("first_block", "previous"),
+    "scall_fitness": ("recall_ndcg", "valid_metric"),
     "scall_alpha_map": ("linear", "geometric"),
     "scall_alpha_range": (None, [0.1, 30]),
     "scall_frequency": ("segment", "history"),
@@ -44,6 +45,7 @@ MODE_VALUES = {  # key: (paper, fast); None: no cap / RecBole's learning_rate / 
 CHOICES = {
     "scall_reward": ("linear", "tanh"),
     "scall_reward_baseline": ("first_block", "previous", "uniform"),
+    "scall_fitness": ("recall_ndcg", "valid_metric"),
     "scall_alpha_map": ALPHA_MAPS,
     "scall_frequency": ("segment", "history"),
     "scall_shape": SHAPES,
@@ -67,7 +69,8 @@ search segment. ``scall_choice``: ``policy`` (the authors) is the policy's mean 
 SEARCH_KEYS = ("scall_search_batches", "scall_search_epochs", "scall_search_lr", "scall_search_init",
                "scall_search_segment", "scall_search_correct", "scall_min_search_steps", "scall_max_search_steps",
                "scall_settle", "scall_settle_window", "scall_settle_tol", "scall_updates_per_step", "scall_reward",
-               "scall_reward_scale", "scall_reward_range", "scall_reward_baseline", "scall_choice", "scall_state",
+               "scall_reward_scale", "scall_reward_range", "scall_reward_baseline", "scall_fitness", "scall_choice",
+               "scall_state",
                "scall_hidden", "scall_entropy", "scall_tau", "scall_gamma", "scall_actor_lr", "scall_critic_lr",
                "scall_weight_decay", "scall_actor_clip", "scall_batch_size", "scall_nets", "scall_pool_groups")
 """The keys that only steer the search, which ``scall_action`` skips: set beside it, they would be ignored."""
@@ -158,6 +161,10 @@ def check_scall_config(config):
     _number(settings, "scall_gamma", 0, 1)
     if not isinstance(settings["scall_search_correct"], bool):
         raise ValueError(f"scall_search_correct={settings['scall_search_correct']!r}: expected True or False")
+    metrics = [m.lower() for m in config["metrics"]] if "metrics" in config and config["metrics"] else None
+    if settings["scall_fitness"] == "recall_ndcg" and metrics is not None and not {"recall", "ndcg"} <= set(metrics):
+        raise ValueError(f"scall_fitness='recall_ndcg' is the mean of Recall@20 and NDCG@20: metrics={config['metrics']!r} "
+                         "must hold Recall and NDCG (or set scall_fitness: valid_metric)")
     if settings["scall_search_segment"] == "previous" and settings["scall_search_init"] != "fresh":
         raise ValueError("scall_search_segment='previous' tries widths on the previous segment, which has no warm "
                          f"start of its own: it needs scall_search_init: fresh (got {settings['scall_search_init']!r})")

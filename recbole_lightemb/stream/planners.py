@@ -53,8 +53,8 @@ class StreamPlanner:
     def plan(self, segment, specs, search=None):
         raise NotImplementedError
 
-    def observe(self, fitness, model):
-        """Told the converged validation fitness and the trained model after each segment."""
+    def observe(self, fitness, model, result=None):
+        """Told the converged validation fitness, the trained model and its validation result after each segment."""
 
 
 class GenericStream(StreamPlanner):

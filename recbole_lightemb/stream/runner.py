@@ -26,6 +26,7 @@ from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, training_memory
 from recbole_lightemb.resume import check_resume
+from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream.loader import stream_segments
 from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan
 from recbole_lightemb.stream.segments import check_stream_config, stream_value
@@ -97,13 +98,14 @@ class WidthSearch:
     Called, it tries widths on this segment's model from its warm start (restored before every try);
     :meth:`fresh` tries them on a model built from scratch on a given segment (this one or an earlier
     one), as SCALL's authors do. A try trains ``batches`` batches (at most ``epochs`` epochs of the
-    segment's training data when set) with the trainer's optimiser at ``lr`` (default: ``learning_rate``).
-    ``tried`` is the last try's model.
+    segment's training data when set) with the trainer's optimiser at ``lr`` (default: ``learning_rate``),
+    and ``fitness`` scores its validation result (default: the ``valid_metric``). ``tried`` is the last try's model.
     """
 
-    def __init__(self, model, trainer, segment, config, batches=200, epochs=None, lr=None, build=None):
+    def __init__(self, model, trainer, segment, config, batches=200, epochs=None, lr=None, build=None, fitness=None):
         self.model, self.trainer, self.segment, self.config = model, trainer, segment, config
         self.batches, self.epochs, self.lr, self.build = batches, epochs, lr, build
+        self.fitness = fitness or (lambda result: calculate_valid_score(result, trainer.valid_metric))
         self.start = {name: p.detach().clone() for name, p in model.named_parameters()}
         self.tried = None
         mask_unseen(trainer, segment.split)
@@ -155,7 +157,7 @@ class WidthSearch:
             result = trainer.evaluate(segment.valid_data, load_best_model=False, show_progress=False)
         finally:
             trainer.model, trainer.unseen_items = own
-        return float(calculate_valid_score(result, trainer.valid_metric))
+        return float(self.fitness(result))
 
 
 def _metric_keys(result):
@@ -209,7 +211,6 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     and ``mean_test_result``; writes it to ``result_file`` when set. Pass ``config`` to reuse an
     already built :class:`~recbole_lightemb.Config`.
     """
-    from recbole_lightemb.quick_start import start_run, write_result  # quick_start routes here
 
     if config is None:
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
@@ -271,7 +272,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         test_result = trainer.evaluate(segment.test_data, load_best_model=saved,
                                        show_progress=config["show_progress"])
         eval_s = time.perf_counter() - start
-        planner.observe(best_valid_score, model)
+        planner.observe(best_valid_score, model, best_valid_result)
 
         report = compression_report(model)
         if budget is not None and report["stored_floats"] > budget:
