@@ -74,11 +74,21 @@ PRECISION_ARMS = [
     ("freq-0.1[4 bits]", "freq", 0.1, {"emb_bits": 4})]
 """Issue 33's precision axis: fewer bits at 5 %, mixed precision by frequency, frequency widths in 4 bits."""
 
-CIESS_SEARCH_ARMS = [(f"ciess-{b:g}[paper x{scale:g}]", "ciess", b, {"ciess_search_scale": scale})
+CIESS_SEARCH_ARMS = [(f"ciess-{b:g}[paper x{scale:g}]", "ciess", b, {"ciess_mode": "paper", "ciess_search_scale": scale})
                      for scale in (0.0625, 0.25, 1.0) for b in METHOD_BUDGETS]
 CIESS_SEARCH_ARMS += [(f"ciess-{b:g}[fast]", "ciess", b, {"ciess_mode": "fast"}) for b in METHOD_BUDGETS]
 """Issue 32's search-budget question: CIESS as published at 1/16, 1/4 and 1 of the authors' per-step training,
 and the plugin's fast mode (the earlier ``ciess-*`` runs of this setting are fast mode, with other lambdas)."""
+
+SCALL_PAPER_ARMS = [
+    ("scall-0.125[paper]", "scall", 0.125, {"scall_mode": "paper"}),
+    ("scall-0.125[paper,reward=tanh-converged]", "scall", 0.125,
+     {"scall_mode": "paper", "scall_reward": "tanh", "scall_reward_baseline": "previous"}),
+    ("scall-0.125[paper,fixed]", "scall", 0.125, {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5]}),
+    ("scall-0.125[flat,rho=0.5]", "scall", 0.125,
+     {"scall_mode": "paper", "scall_distribution": "flat", "scall_action": [0.5, 0.5, 0.5]})]
+"""Issue 32's SCALL questions: the published search, its reward against today's, the authors' starting action
+without search (a = 0.5, linear α), and uniform widths per side (is the gain the shape or the user/item split?)."""
 
 BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
           "load_col": {"inter": ["user_id", "item_id"]}}
@@ -88,7 +98,7 @@ AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_autho
 validation every 10 epochs, 50 epochs of patience, cap 1000), from its preset."""
 
 BACO_AUTHORS_SIZE = ("baco-authors", "baco", None,
-                     {"baco_budget_rule": "authors", "baco_rows": 9000, "baco_resolution": 0.1308})
+                     {"baco_mode": "paper", "baco_budget_rule": "authors", "baco_rows": 9000, "baco_resolution": 0.1308})
 """BACO at the authors' Beauty size: their budget (9000 rows: K = 8650 codebook rows, codes not charged), γ searched
 from theirs for it."""
 
@@ -100,12 +110,22 @@ CURVE_EPOCHS = (50, 100, 200)
 """Where the curve table reads each run (as if capped there), besides its own stop."""
 
 
+EARLIER_MODES = {"baco": {"baco_mode": "stated"}, "ciess": {"ciess_mode": "fast"}, "scall": {"scall_mode": "fast"}}
+"""The procedure the arms defined before the paper modes existed ran (and their run files hold): they keep it,
+so a missing seed run now is the same method as its siblings; the paper modes have arms of their own."""
+
+
+def _earlier(arms):
+    """``arms`` with each paper method's arm pinned to the mode of :data:`EARLIER_MODES`."""
+    return [(label, method, budget, {**EARLIER_MODES.get(method, {}), **extra}) for label, method, budget, extra in arms]
+
+
 def _arms(methods, budgets=METHOD_BUDGETS, variants=()):
-    """``full``, the uniform curve, every method at every budget, then named variants."""
+    """``full``, the uniform curve, every method at every budget, then named variants (pinned as :func:`_earlier`)."""
     arms = [("full", "full", None, {})]
     arms += [(f"uniform-{b:g}", "uniform", b, {}) for b in UNIFORM_BUDGETS]
     arms += [(f"{m}-{b:g}", m, b, {}) for m in methods for b in budgets]
-    return arms + list(variants)
+    return _earlier(arms + list(variants))
 
 
 ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
@@ -161,23 +181,24 @@ SETTINGS = {
         "config": {**BEAUTY, **AUTHORS_PROTOCOL, "emb_test_curve": True}},
     "stream-ml100k": {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,
-        "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
-                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})],
+        "arms": _earlier([("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
+                          ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {})]),
         "config": {"stream": True, "stream_segments": 8, "stream_stopping_step": 10, "epochs": 600, "eval_step": 2,
                    "n_layers": 2}},
     "stream-ml100k-user": {  # the same stream, each user's own rows of a segment cut 80/10/10: 138-222 test users
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # per segment where the time cut leaves 1-35
-        "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
-                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
-                 ("scall-0.125[baseline=uniform]", "scall", 0.125, {"scall_reward_baseline": "uniform"}),
-                 ("scall-0.125[best]", "scall", 0.125, {"scall_reward_baseline": "uniform", "scall_choice": "best"})],
+        "arms": _earlier([("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
+                          ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
+                          ("scall-0.125[baseline=uniform]", "scall", 0.125, {"scall_reward_baseline": "uniform"}),
+                          ("scall-0.125[best]", "scall", 0.125,
+                           {"scall_reward_baseline": "uniform", "scall_choice": "best"})]),
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
                    "epochs": 600, "eval_step": 2, "n_layers": 2, "graph_csr": True}},
     "stream-ml100k-user-patient": {  # evaluated every 5 epochs: 50 epochs of patience in every segment, to tell
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # SCALL's late segments from early stops
-        "arms": [("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
-                 ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
-                 ("scall-0.125[fixed]", "scall", 0.125, {"scall_action": [0.5, 0.5, 0.5]})],
+        "arms": _earlier([("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
+                          ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
+                          ("scall-0.125[fixed]", "scall", 0.125, {"scall_action": [0.5, 0.5, 0.5]})]) + SCALL_PAPER_ARMS,
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
                    "epochs": 1500, "eval_step": 5, "n_layers": 2, "graph_csr": True}},  # at 600, a segment hit the cap
 }

@@ -99,8 +99,10 @@ def test_a_run_capped_below_a_raised_cap_is_done_again_and_the_others_are_kept(t
 def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
     from frontier import arm_of
 
-    base = {"emb": "baco", "emb_budget": 0.25, "baco_item_weight": "CPM", "baco_residual": 0, "baco_residual_bits": 32}
+    base = {"emb": "baco", "emb_budget": 0.25, "baco_item_weight": "CPM", "baco_residual": 0, "baco_residual_bits": 32,
+            "baco_mode": "stated"}  # the arms defined before the paper modes keep the mode their runs used
     assert arm_of("lightgcn-beauty", base) == "baco-0.25"
+    assert arm_of("lightgcn-beauty", {**base, "baco_mode": "paper"}) is None
     assert arm_of("lightgcn-beauty", {**base, "baco_item_weight": "degree"}) == "baco-0.25[item=degree]"
     assert arm_of("lightgcn-beauty", {**base, "baco_residual": 48, "baco_residual_bits": 4}) == \
         "baco-0.25[residual=48@4bit]"

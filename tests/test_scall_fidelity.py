@@ -126,7 +126,8 @@ def test_frequency_counts_the_current_segments_training_rows_only():
     widths = planner._widths([0.5, 0.0, 0.5], segment).user_widths
     assert widths[2] > widths[1]  # the user active now is the widest, whoever was active before
     fast = ScallPlanner(None, config(scall_mode="fast"))
-    assert fast._widths([0.5, 0.0, 0.5], segment).user_widths[1] >= fast._widths([0.5, 0.0, 0.5], segment).user_widths[2]
+    history_widths = fast._widths([0.5, 0.0, 0.5], segment).user_widths
+    assert history_widths[1] >= history_widths[2]  # fast mode: the user active before stays the widest
 
 
 # --- state (State.py, STATE = 0) ---

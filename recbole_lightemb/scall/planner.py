@@ -289,7 +289,8 @@ class ScallPlanner(StreamPlanner):
             self.first_block = more["first_block"] = search(users, items)
         self.previous = segment
         user_floats, item_floats = int(users.sum()), int(items.sum())
-        return widths_plan("scall", users, items, **meta, **more, user_share=user_floats / max(user_floats + item_floats, 1),
+        return widths_plan("scall", users, items, **meta, **more,
+                           user_share=user_floats / max(user_floats + item_floats, 1),
                            widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
 
     def observe(self, fitness, model, result=None):

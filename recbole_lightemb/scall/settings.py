@@ -163,8 +163,8 @@ def check_scall_config(config):
         raise ValueError(f"scall_search_correct={settings['scall_search_correct']!r}: expected True or False")
     metrics = [m.lower() for m in config["metrics"]] if "metrics" in config and config["metrics"] else None
     if settings["scall_fitness"] == "recall_ndcg" and metrics is not None and not {"recall", "ndcg"} <= set(metrics):
-        raise ValueError(f"scall_fitness='recall_ndcg' is the mean of Recall@20 and NDCG@20: metrics={config['metrics']!r} "
-                         "must hold Recall and NDCG (or set scall_fitness: valid_metric)")
+        raise ValueError(f"scall_fitness='recall_ndcg' is the mean of Recall@20 and NDCG@20: "
+                         f"metrics={config['metrics']!r} must hold Recall and NDCG (or set scall_fitness: valid_metric)")
     if settings["scall_search_segment"] == "previous" and settings["scall_search_init"] != "fresh":
         raise ValueError("scall_search_segment='previous' tries widths on the previous segment, which has no warm "
                          f"start of its own: it needs scall_search_init: fresh (got {settings['scall_search_init']!r})")

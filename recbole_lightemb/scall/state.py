@@ -93,7 +93,8 @@ class AuthorsState:
 
     def after_step(self, rho, user_p_range, item_p_range, ratio, means):
         """``update_state`` after a search step: its action, its unscaled reward, the tried model's embeddings."""
-        self.ratio, self.p_range, self.reward, self.means = float(rho), (user_p_range, item_p_range), float(ratio), means
+        self.ratio, self.p_range, self.reward = float(rho), (user_p_range, item_p_range), float(ratio)
+        self.means = means
 
     def after_training(self, means):
         """``update_mean_embs``: the mean embeddings of the segment's trained model."""
