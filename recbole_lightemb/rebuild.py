@@ -50,7 +50,7 @@ BUILD_READS = {
     "S3Rec": (lambda c: c["train_stage"] == "finetune", "torch.load(pre_model_path) when train_stage is finetune"),
 }
 """RecBole 1.2.1's models that read a file while they are built (found by grepping ``recbole/model`` for
-``np.load``, ``torch.load``, ``eval(``, ``pickle`` and ``open(``; ``tests/test_rebuild.py`` greps again), with
+``np.load``, ``torch.load``, ``eval(``, ``pickle`` and ``open(``; ``tests/test_security.py`` greps again), with
 the setting that makes them read it. Rebuilt from a checkpoint, such a model is refused."""
 
 
