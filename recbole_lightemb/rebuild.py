@@ -191,17 +191,12 @@ def state_bytes(state_dict):
     return sum(t.numel() * t.element_size() for t in state_dict.values() if isinstance(t, torch.Tensor))
 
 
-def _held_bytes(model):
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def check_model_size(config, model_class, dataset, state_dict, plan, path, max_model_bytes=None):
     """Size the model the config describes on the ``meta`` device (nothing allocated) before building it:
     the model RecBole builds must hold at most ``max_model_bytes`` (default: ``max(1 GiB, 4 × the
     checkpoint's tensors)``), and, swapped, the same tensors of the same shapes as the checkpoint.
     A model that cannot be built on ``meta`` is held to a ceiling on its integer settings instead."""
-    from recbole_lightemb.swap import swap_embeddings
+    from recbole_lightemb.swap import held_bytes, swap_embeddings
 
     limit = max_model_bytes or max(MIN_MODEL_BYTES, 4 * state_bytes(state_dict))
     try:
@@ -210,7 +205,7 @@ def check_model_size(config, model_class, dataset, state_dict, plan, path, max_m
     except Exception:  # noqa: BLE001  (models that read tensor values while built: DIN, LDiffRec)
         _check_int_ceiling(config.final_config_dict, path)
         return
-    held = _held_bytes(meta)
+    held = held_bytes([meta])
     if held > limit:
         raise CheckpointError(f"checkpoint {path!r}: its config builds a model of {held / 2**20:.0f} MiB, over the "
                               f"{limit / 2**20:.0f} MiB allowed (pass max_model_bytes to allow more)")
@@ -221,8 +216,8 @@ def check_model_size(config, model_class, dataset, state_dict, plan, path, max_m
         except (RuntimeError, NotImplementedError):  # a table that reads values while built (shared token tables)
             _check_int_ceiling(plan.meta, path, ceiling=max(INT_CEILING, 8 * (dataset.user_num + dataset.item_num)))
             return
-        if _held_bytes(meta) > limit:
-            raise CheckpointError(f"checkpoint {path!r}: its plan builds tables of {_held_bytes(meta) / 2**20:.0f} "
+        if held_bytes([meta]) > limit:
+            raise CheckpointError(f"checkpoint {path!r}: its plan builds tables of {held_bytes([meta]) / 2**20:.0f} "
                                   f"MiB, over the {limit / 2**20:.0f} MiB allowed (pass max_model_bytes to allow more)")
     have = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
     saved = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}

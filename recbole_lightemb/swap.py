@@ -350,9 +350,14 @@ PLAN_SIZE_LIMIT = 4
 CIESS's masked search table hold more than they store, never this much)."""
 
 
+def held_bytes(modules):
+    """Bytes the parameters and buffers of ``modules`` hold (on ``meta``: would hold, nothing allocated)."""
+    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+
+
 def check_plan_size(built, specs, path):
     """Refuse a reused plan whose tables (built on ``meta``) would hold more than :data:`PLAN_SIZE_LIMIT` × full."""
-    held = sum(t.numel() * t.element_size() for m in built for t in [*m.parameters(), *m.buffers()])
+    held = held_bytes(built)
     full = sum(s.num_embeddings * s.embedding_dim for s in specs) * FLOAT_BYTES
     if held > PLAN_SIZE_LIMIT * full:
         raise ValueError(f"emb_plan={path!r}: its tables would hold {held / full:.1f}× the full tables' bytes (at most "
