@@ -74,6 +74,14 @@ PRECISION_ARMS = [
     ("freq-0.1[4 bits]", "freq", 0.1, {"emb_bits": 4})]
 """Issue 33's precision axis: fewer bits at 5 %, mixed precision by frequency, frequency widths in 4 bits."""
 
+MASTER_FREE_ARMS = [
+    ("quant-0.1[master-free]", "quant", 0.1, {"emb_master_free": True}),
+    ("quant-0.05[master-free]", "quant", 0.05, {"emb_master_free": True}),
+    ("freq-0.1[4 bits, master-free]", "freq", 0.1, {"emb_bits": 4, "emb_master_free": True}),
+    ("quant-0.25[8 bits, master-free]", "quant", 0.25, {"quant_bits": 8, "emb_master_free": True})]
+"""Issue 33's training without float32 masters: the best two low-bit arms, and 8-bit rows as wide as full ones
+(0.25 of the stored bytes, under a tenth of the bytes held while training)."""
+
 CIESS_SEARCH_ARMS = [(f"ciess-{b:g}[paper x{scale:g}]", "ciess", b, {"ciess_mode": "paper", "ciess_search_scale": scale})
                      for scale in (0.0625, 0.25, 1.0) for b in METHOD_BUDGETS]
 CIESS_SEARCH_ARMS += [(f"ciess-{b:g}[fast]", "ciess", b, {"ciess_mode": "fast"}) for b in METHOD_BUDGETS]
@@ -155,15 +163,15 @@ SETTINGS = {
             ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01}),
             ("ciess-0.25", "ciess", 0.25, {}), ("freq-0.25", "freq", 0.25, {}), ("quant-0.1", "quant", 0.1, {}),
             ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
-            *PRECISION_ARMS, *CIESS_SEARCH_ARMS]),
+            *PRECISION_ARMS, *MASTER_FREE_ARMS, *CIESS_SEARCH_ARMS]),
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # at 600, uniform-0.1 hit the cap
     "lightgcn-ml100k-patient": {  # lightgcn-ml100k evaluated every 10 epochs: 100 epochs of patience, because
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # its narrow tables stop on a plateau after 50
-        "arms": _arms(("quant", "ciess", "baco"), budgets=(0.1,), variants=PRECISION_ARMS),
+        "arms": _arms(("quant", "ciess", "baco"), budgets=(0.1,), variants=PRECISION_ARMS + MASTER_FREE_ARMS),
         "config": {"epochs": 2000, "eval_step": 10, "n_layers": 2}},
-    "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS + PRECISION_ARMS,
+    "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS + PRECISION_ARMS + MASTER_FREE_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {
         "model": "LightGCN", "dataset": "beauty", "seeds": 1,

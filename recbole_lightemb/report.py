@@ -4,6 +4,7 @@ import torch
 from recbole.utils import set_color
 
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.master_free import master_free_stores
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 
 
@@ -57,10 +58,13 @@ def _outer_tables(model):
 
 def training_memory(model, optimizer):
     """Bytes the swapped tables hold *while training*: parameters, their gradients, buffers (masks,
-    codes, widths) and the optimiser's state for those parameters. A variable-width table that trains as a masked n × d
+    codes, widths) and the optimiser's state for those parameters. Master-free rows keep codes and row-wise
+    state in buffers and no gradient between steps; ``row_grad_bytes`` is the largest gradient of the rows one read
+    handed their hook (measured), a transient of the batch like its activations, so, as for every method, not
+    in ``training_bytes`` (a model that reads the whole table, LightGCN, makes it table-sized). A variable-width table that trains as a masked n × d
     buffer is counted at that size, not at its packed size. ``ratio`` is against plain full tables
     under the same optimiser (parameters plus the same state per float)."""
-    params, grads, buffers, state = 0, 0, 0, 0
+    params, grads, buffers, state, row_grads = 0, 0, 0, 0, 0
     for _, module in _outer_tables(model):
         for p in module.parameters():
             params += p.numel() * p.element_size()
@@ -68,12 +72,13 @@ def training_memory(model, optimizer):
             state += sum(t.numel() * t.element_size() for t in optimizer.state.get(p, {}).values()
                          if torch.is_tensor(t) and t.dim() > 0)
         buffers += sum(b.numel() * b.element_size() for b in module.buffers())
+        row_grads += sum(store.peak_grad_bytes for store in master_free_stores(module))
     full = sum(m.num_embeddings * m.embedding_dim for _, m in _outer_tables(model)) * FLOAT_BYTES
     per_float = state / params if params else 0.0
     total = params + grads + buffers + state
     full_training = full * (2 + per_float)  # full tables: parameters, gradients, the same optimiser state
     return {"param_bytes": params, "grad_bytes": grads, "buffer_bytes": buffers, "optimizer_bytes": state,
-            "training_bytes": total, "full_training_bytes": int(full_training),
+            "training_bytes": total, "full_training_bytes": int(full_training), "row_grad_bytes": row_grads,
             "ratio": total / full_training if full else None}
 
 

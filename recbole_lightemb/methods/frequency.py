@@ -11,10 +11,11 @@ projections stay float32) and the bisection spends the bytes they save on width.
 import numpy as np
 
 from recbole_lightemb.budget import require_budget
-from recbole_lightemb.methods.precision import planned_precision, precision_meta, precision_of, training_counts
+from recbole_lightemb.methods.precision import (apply_bits, planned_precision, precision_meta, precision_of,
+                                                training_counts)
 from recbole_lightemb.modules import FLOAT_BYTES
 from recbole_lightemb.modules.mixed import MixedDimEmbedding, mixed_bytes, power_of_two_widths
-from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, row_bits
+from recbole_lightemb.modules.precision import FLOAT_BITS, row_bits
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 
@@ -104,7 +105,7 @@ class FrequencyWidths(EmbeddingMethod):
                                    padding_idx=spec.padding_idx, init_from=table.weight,
                                    projection=plan.meta["projection"])
         if policy == "fixed":
-            return apply_precision(module, {f"values.{g}": bits for g in range(len(module.group_widths))})
+            return apply_bits(self.config, spec, module, {f"values.{g}": bits for g in range(len(module.group_widths))})
         widths, each_row = plan[f"{spec.name}_widths"], plan[f"{spec.name}_bits"]
-        return apply_precision(module, {f"values.{g}": each_row[module.group_members(widths, g)]
-                                        for g in range(len(module.group_widths))})
+        return apply_bits(self.config, spec, module, {f"values.{g}": each_row[module.group_members(widths, g)]
+                                                      for g in range(len(module.group_widths))})

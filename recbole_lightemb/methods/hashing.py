@@ -5,12 +5,12 @@ import numpy as np
 import torch
 
 from recbole_lightemb.budget import entities_per_role, require_budget
-from recbole_lightemb.methods.precision import (planned_precision, precision_meta, precision_of,
+from recbole_lightemb.methods.precision import (apply_bits, planned_precision, precision_meta, precision_of,
                                                 shared_row_frequency, training_counts)
 from recbole_lightemb.modules import FLOAT_BYTES
 from recbole_lightemb.modules.codebook import HASH_PRIME as PRIME
 from recbole_lightemb.modules.codebook import HashedCodebookEmbedding
-from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, most_rows, row_bits, table_bytes
+from recbole_lightemb.modules.precision import FLOAT_BITS, most_rows, row_bits, table_bytes
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 
@@ -65,5 +65,5 @@ class Hashing(EmbeddingMethod):
         module = HashedCodebookEmbedding(spec.num_embeddings, role["n_codes"], spec.embedding_dim, role["a"],
                                          role["b"], padding_idx=spec.padding_idx, init_from=table.weight,
                                          generator=generator)
-        return apply_precision(module, {"codebook": plan[f"codebook_bits_{spec.role}"] if policy == "frequency"
-                                        else bits})
+        return apply_bits(self.config, spec, module,
+                          {"codebook": plan[f"codebook_bits_{spec.role}"] if policy == "frequency" else bits})

@@ -8,9 +8,13 @@ from :func:`training_counts` under the ``frequency`` policy), and call
 With ``emb_bits: 32`` and the ``fixed`` policy none of this changes a thing: the plan and table are today's.
 """
 
+import zlib
+
 import numpy as np
 
-from recbole_lightemb.modules.precision import FLOAT_BITS, check_precision
+from recbole_lightemb.modules.master_free import BITS as MASTER_FREE_BITS
+from recbole_lightemb.modules.master_free import OPTIMIZERS, MasterFree
+from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, check_precision
 
 DEFAULT = (FLOAT_BITS, "fixed")
 
@@ -21,13 +25,51 @@ def precision_of(config):
 
 
 def refuse_unsupported(method, config):
-    """``emb_bits`` / ``emb_bits_policy`` other than the default, for a method that does not store low-bit rows."""
+    """``emb_bits`` / ``emb_bits_policy`` other than the default, for a method that does not store low-bit rows;
+    then ``emb_master_free`` (:func:`refuse_master_free`)."""
     asked = tuple(_setting(config, key, default) for key, default in zip(("emb_bits", "emb_bits_policy"), DEFAULT))
     if asked != DEFAULT and not getattr(method, "precision", False):
         where = "a stream (stream=True)" if _setting(config, "stream", False) else f"emb={method.name!r}"
         raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: {where} stores no low-bit rows yet; "
                          "allowed: emb_bits=32 and emb_bits_policy=fixed, or emb in freq, hash, qr, uniform outside "
                          "a stream")
+    refuse_master_free(method, config)
+
+
+def refuse_master_free(method, config):
+    """``emb_master_free`` checked before any training: a bool, a row-wise optimiser it can size, a positive
+    learning rate, and a method whose rows are all stored in 2, 4 or 8 bits."""
+    master_free = _setting(config, "emb_master_free", False)
+    if not isinstance(master_free, bool):
+        raise ValueError(f"emb_master_free={master_free!r}: allowed True, False")
+    if not master_free:
+        return
+    optimizer = _setting(config, "emb_master_free_optimizer", "rowwise_rmsprop")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"emb_master_free_optimizer={optimizer!r}: allowed "
+                         + ", ".join(f"{name} (state: {state})" for name, state in OPTIMIZERS.items()))
+    lr = _setting(config, "emb_master_free_lr", 0.0)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"emb_master_free_lr={lr!r}: allowed a positive number")
+    key = getattr(method, "bits_key", "emb_bits")
+    bits = _setting(config, key, FLOAT_BITS)
+    policy = _setting(config, "emb_bits_policy", "fixed")
+    if not (getattr(method, "precision", False) or hasattr(type(method), "bits_key")) or _setting(config, "stream", False):
+        raise ValueError(f"emb_master_free=True: emb={method.name!r} stores no low-bit rows here; allowed: emb in "
+                         "freq, hash, qr, quant, uniform with emb_bits in 2, 4, 8, outside a stream")
+    if bits not in MASTER_FREE_BITS or policy != "fixed":
+        raise ValueError(f"emb_master_free=True with {key}={bits!r}, emb_bits_policy={policy!r}: rows trained without "
+                         f"masters need {key} in {', '.join(map(str, MASTER_FREE_BITS))} and emb_bits_policy=fixed")
+
+
+def apply_bits(config, spec, module, bits):
+    """:func:`~recbole_lightemb.modules.precision.apply_precision` on a built table, master-free when
+    ``emb_master_free`` asks (its stochastic rounding seeded from the run's ``seed`` and the table's name)."""
+    master_free = None
+    if _setting(config, "emb_master_free", False):
+        seed = (int(config["seed"]) * 1_000_003 + zlib.crc32(spec.name.encode())) % 2 ** 63
+        master_free = MasterFree(config["emb_master_free_optimizer"], config["emb_master_free_lr"], seed)
+    return apply_precision(module, bits, master_free)
 
 
 def _setting(config, key, default):

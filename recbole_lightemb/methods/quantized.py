@@ -7,9 +7,8 @@ Since precision became an axis of every method, ``emb: quant`` is ``emb: uniform
 
 from recbole_lightemb.budget import require_budget
 from recbole_lightemb.config import model_width
-from recbole_lightemb.methods.precision import DEFAULT
+from recbole_lightemb.methods.precision import DEFAULT, apply_bits
 from recbole_lightemb.modules import FLOAT_BYTES, UniformEmbedding
-from recbole_lightemb.modules.precision import apply_precision
 from recbole_lightemb.modules.quantized import quantized_width
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
@@ -20,6 +19,8 @@ BITS = (2, 4, 8, 16)
 @register_method("quant")
 class Quantized(EmbeddingMethod):
     """Spends the budget on more coordinates at lower precision instead of fewer float32 ones."""
+
+    bits_key = "quant_bits"  # what emb_master_free checks
 
     def check_config(self):
         budget = require_budget(self.config, self.name)
@@ -51,4 +52,4 @@ class Quantized(EmbeddingMethod):
         self.check_plan_setting(plan, "quant_bits", "bits")
         module = UniformEmbedding(spec.num_embeddings, spec.embedding_dim, plan.meta["widths"][spec.name],
                                   padding_idx=spec.padding_idx, init_from=table.weight)
-        return apply_precision(module, {"table": plan.meta["bits"]})
+        return apply_bits(self.config, spec, module, {"table": plan.meta["bits"]})

@@ -8,10 +8,10 @@ import torch
 
 from recbole_lightemb.budget import entities_per_role, require_budget
 from recbole_lightemb.methods.hashing import role_widths
-from recbole_lightemb.methods.precision import (planned_precision, precision_meta, precision_of,
+from recbole_lightemb.methods.precision import (apply_bits, planned_precision, precision_meta, precision_of,
                                                 shared_row_frequency, training_counts)
 from recbole_lightemb.modules import FLOAT_BYTES, QuotientRemainderEmbedding
-from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, most_rows, row_bits, table_bytes
+from recbole_lightemb.modules.precision import FLOAT_BITS, most_rows, row_bits, table_bytes
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 
@@ -99,4 +99,4 @@ class QuotientRemainder(EmbeddingMethod):
             bits = {name: plan[f"{name}_bits_{spec.role}"] for name in ("quotient", "remainder")}
         else:
             bits = {"quotient": bits, "remainder": bits}
-        return apply_precision(module, bits)
+        return apply_bits(self.config, spec, module, bits)

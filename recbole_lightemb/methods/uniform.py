@@ -3,10 +3,10 @@ same bytes buy a wider row of low-bit values (``emb: quant`` is this with ``quan
 
 from recbole_lightemb.budget import check_fraction, check_positive_int
 from recbole_lightemb.config import model_width
-from recbole_lightemb.methods.precision import (planned_precision, precision_meta, precision_of,
+from recbole_lightemb.methods.precision import (apply_bits, planned_precision, precision_meta, precision_of,
                                                 training_counts)
 from recbole_lightemb.modules import FLOAT_BYTES, UniformEmbedding
-from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, row_bits, rows_bytes, table_bytes
+from recbole_lightemb.modules.precision import FLOAT_BITS, row_bits, rows_bytes, table_bytes
 from recbole_lightemb.modules.quantized import quantized_width
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
@@ -91,4 +91,5 @@ class Uniform(EmbeddingMethod):
         bits, policy = planned_precision(self, plan)
         module = UniformEmbedding(spec.num_embeddings, spec.embedding_dim, plan.meta["widths"][spec.name],
                                   padding_idx=spec.padding_idx, init_from=table.weight)
-        return apply_precision(module, {"table": plan[f"{spec.name}_bits"] if policy == "frequency" else bits})
+        return apply_bits(self.config, spec, module,
+                          {"table": plan[f"{spec.name}_bits"] if policy == "frequency" else bits})

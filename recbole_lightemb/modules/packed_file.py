@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from recbole_lightemb.modules.base import LightEmbedding
-from recbole_lightemb.modules.precision import BITS, FLOAT_BITS, has_low_bit_rows, low_bit_parameters
+from recbole_lightemb.modules.master_free import MasterFreeRows
+from recbole_lightemb.modules.precision import (BITS, FLOAT_BITS, LOW_BIT_ROWS, has_low_bit_rows,
+                                                low_bit_parameters)
 from recbole_lightemb.modules.quantized import pack, quantize, unpack
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 
@@ -64,6 +66,10 @@ def table_arrays(table):
     """The arrays ``table`` stores, by name: what :func:`write_packed` writes and :func:`read_packed` expects."""
     arrays, low_bit = {}, low_bit_parameters(table, inner=True)
     for prefix, master, rows in low_bit:
+        if isinstance(rows, MasterFreeRows):  # its codes and step sizes are the stored form already
+            arrays[f"{prefix}.bits{rows.bits}"] = pack(rows.integer_codes().cpu(), rows.bits)
+            arrays[f"{prefix}.scale{rows.bits}"] = rows.step_sizes().cpu().numpy()
+            continue
         bits = rows.bits_per_row(master.shape[0])
         values = master.detach().cpu().float()
         for b in sorted(set(bits.tolist())):
@@ -78,8 +84,8 @@ def table_arrays(table):
             arrays[f"{prefix}.classes"] = _classes(bits)
     masters = {key for key, _, _ in low_bit}
     for key, value in table.state_dict().items():
-        if key in masters:
-            continue  # low-bit rows: stored above
+        if key in masters or key.startswith(f"{LOW_BIT_ROWS}."):
+            continue  # low-bit rows: stored above (master-free codes and their optimiser state too)
         value = value.detach().cpu()
         arrays[key] = value.float().numpy() if value.is_floating_point() else \
             value.numpy().astype(_int_type(value.numpy()))
@@ -143,6 +149,10 @@ def _load(table, arrays):
     state = table.state_dict()
     low_bit = low_bit_parameters(table, inner=True)
     for prefix, master, rows in low_bit:
+        if isinstance(rows, MasterFreeRows):
+            rows.load_stored(unpack(arrays[f"{prefix}.bits{rows.bits}"], rows.width, rows.bits),
+                             arrays[f"{prefix}.scale{rows.bits}"])
+            continue
         bits = rows.bits_per_row(master.shape[0])
         if rows.fixed_bits is None and not np.array_equal(arrays[f"{prefix}.classes"], _classes(bits)):
             raise ValueError(f"{prefix}: the bits per row differ from the plan's")
@@ -158,7 +168,7 @@ def _load(table, arrays):
     for key in state:
         if key in arrays:
             state[key] = torch.from_numpy(np.ascontiguousarray(arrays[key])).to(state[key].dtype)
-    table.load_state_dict(state)
+    table.load_state_dict(state)  # master-free rows: loaded above, and their own keys are the checkpoint's
 
 
 def save_packed_beside(model, checkpoint_file):

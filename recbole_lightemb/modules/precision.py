@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.master_free import MasterFreeRows
 from recbole_lightemb.modules.quantized import fake_quantize
 
 BITS = (2, 4, 8, 32)
@@ -35,6 +36,8 @@ FLOAT_BITS = 32
 POLICIES = ("fixed", "frequency")
 SHARES = (0.2, 0.3, 0.5)
 """Head, torso and tail shares of a table's rows under the ``frequency`` policy."""
+LOW_BIT_ROWS = "low_bit_rows"
+"""The submodule of a table holding its low-bit rows (state-dict prefix of master-free codes)."""
 CLASS_BITS = 2
 """Bits of one row's bit class under per-row bits: four classes, the four values of :data:`BITS`."""
 
@@ -141,6 +144,10 @@ class LowBitRows(nn.Module):
                 raise ValueError(f"per-row bits must be {n_rows} values from {BITS}")
             self.register_buffer("row_bits", torch.as_tensor(bits.astype(np.uint8)), persistent=False)
 
+    def read(self, owner, leaf):
+        """What ``owner.<leaf>`` reads as: the master parameter, rounded."""
+        return self(owner._parameters[leaf])
+
     def forward(self, rows):
         if self.fixed_bits is not None:
             return quantize_rows(rows, self.fixed_bits)
@@ -166,19 +173,21 @@ def _owner(module, name):
     return module, leaf
 
 
-def _rounded(leaf):
-    """The attribute ``leaf`` of a table part read through its rounding (the parameter itself keeps its name)."""
-    return property(lambda self: self._low_bit_rows[leaf](self._parameters[leaf]))
+def _low_bit_read(leaf):
+    """The attribute ``leaf`` of a table part read through its low-bit rows (rounded masters, or master-free)."""
+    return property(lambda self: self._low_bit_rows[leaf].read(self, leaf))
 
 
-def apply_precision(module, bits):
+def apply_precision(module, bits, master_free=None):
     """Store ``module``'s row parameters at ``bits`` (``{parameter name: int or per-row array}``); 32 for
     every row leaves a parameter untouched, so ``emb_bits: 32`` is exactly the float32 table. Returns ``module``.
 
     Every read of a low-bit parameter (``self.table`` in the module's own code) returns its rounded rows, as
     ``torch.nn.utils.parametrize`` would, but the parameter keeps its name and place: the checkpoint, the
-    optimiser and the code that reads the parameter are the float32 table's."""
-    roundings = module.get_submodule("low_bit_rows") if hasattr(module, "low_bit_rows") else nn.ModuleDict()
+    optimiser and the code that reads the parameter are the float32 table's. With ``master_free`` (a
+    :class:`~recbole_lightemb.modules.master_free.MasterFree`) the parameter is replaced by its codes instead,
+    trained in place (:mod:`~recbole_lightemb.modules.master_free`), under ``low_bit_rows`` in the checkpoint."""
+    roundings = module.get_submodule(LOW_BIT_ROWS) if hasattr(module, LOW_BIT_ROWS) else nn.ModuleDict()
     for name, value in bits.items():
         owner, leaf = _owner(module, name)
         param = owner._parameters.get(leaf)
@@ -186,20 +195,27 @@ def apply_precision(module, bits):
             raise ValueError(f"{name}: low-bit rows need a (rows, width) parameter")
         if np.ndim(value) == 0 and int(value) == FLOAT_BITS:
             continue
-        rounding = LowBitRows(value, param.shape[0]).to(param.device)
+        if master_free is None:
+            rounding = LowBitRows(value, param.shape[0]).to(param.device)
+        elif np.ndim(value) == 0:
+            rounding = MasterFreeRows(param, int(value), master_free)
+            del owner._parameters[leaf]
+        else:
+            raise ValueError("emb_master_free=True: rows trained without masters take one emb_bits for all; "
+                             "allowed: emb_bits_policy=fixed")
         if "_low_bit_rows" not in owner.__dict__:
             owner.__dict__["_low_bit_rows"] = {}
             owner.__class__ = type(f"LowBit{type(owner).__name__}", (type(owner),), {})
         owner.__dict__["_low_bit_rows"][leaf] = rounding
-        setattr(type(owner), leaf, _rounded(leaf))
+        setattr(type(owner), leaf, _low_bit_read(leaf))
         roundings[name.replace(".", "_")] = rounding  # moved with the table, its buffer counted while training
-    if len(roundings) and not hasattr(module, "low_bit_rows"):
-        module.low_bit_rows = roundings
+    if len(roundings) and not hasattr(module, LOW_BIT_ROWS):
+        setattr(module, LOW_BIT_ROWS, roundings)
     return module
 
 
 def low_bit_parameters(module, inner=False):
-    """``[(state-dict key, master parameter, LowBitRows)]`` of ``module``'s low-bit rows: its own, and with
+    """``[(state-dict key, master parameter, LowBitRows or MasterFreeRows)]`` of ``module``'s low-bit rows: its own, and with
     ``inner`` those of the tables inside it too (a residual's shared rows)."""
     found, nested = [], []
     for owner_name, owner in module.named_modules():
@@ -209,7 +225,8 @@ def low_bit_parameters(module, inner=False):
             nested.append(owner_name)
             continue
         for leaf, rounding in owner.__dict__.get("_low_bit_rows", {}).items():
-            found.append((f"{owner_name}.{leaf}" if owner_name else leaf, owner._parameters[leaf], rounding))
+            master = owner._parameters[leaf] if leaf in owner._parameters else getattr(owner, leaf)  # master-free: its codes
+            found.append((f"{owner_name}.{leaf}" if owner_name else leaf, master, rounding))
     return found
 
 
@@ -220,4 +237,4 @@ def precision_saving(module):
 
 def has_low_bit_rows(module):
     """Whether any table of ``module`` stores low-bit rows."""
-    return any(isinstance(m, LowBitRows) for m in module.modules())
+    return any(isinstance(m, (LowBitRows, MasterFreeRows)) for m in module.modules())
