@@ -33,8 +33,8 @@ if __name__ == "__main__":
             raise ValueError(f"--tool={args.tool}: recbole-lightemb tunes with hyperopt only (--tool=Hyperopt)")
         if not args.params_file:
             raise ValueError("--params_file is missing: one 'key type values' line per key, as in RecBole's run_hyper")
-        from recbole_lightemb.compare import hidden_cmd_args
-        from recbole_lightemb.hyper import HyperTuning, format_trials  # HyperTuning names a missing hyperopt
+        from recbole_lightemb.analysis.compare import hidden_cmd_args
+        from recbole_lightemb.analysis.hyper import HyperTuning, format_trials  # HyperTuning names a missing hyperopt
 
         config_file_list = args.config_files.strip().split(" ") if args.config_files else None
         with hidden_cmd_args(TUNER_FLAGS):

@@ -59,7 +59,7 @@ if __name__ == "__main__":
     sys.argv = [a for a in sys.argv if not a.startswith("--debug")]
 
     from recbole_lightemb import run  # imported after parsing, so that --help answers at once
-    from recbole_lightemb.compare import compare
+    from recbole_lightemb.analysis.compare import compare
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     try:

@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recbole_lightemb.coclustering import fit_codebook_budget  # noqa: E402
+from recbole_lightemb.baco.coclustering import fit_codebook_budget  # noqa: E402
 from recbole_lightemb.methods.baco import rows_for_budget  # noqa: E402
 from recbole_lightemb.swap import TableSpec  # noqa: E402
 from baco_speed import load_atomic  # noqa: E402

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recbole_lightemb.coclustering import co_cluster, fit_codebook_budget  # noqa: E402
+from recbole_lightemb.baco.coclustering import co_cluster, fit_codebook_budget  # noqa: E402
 from synthetic import powerlaw_bipartite  # noqa: E402
 
 BEAUTY_GAMMA = 0.1308  # authors' resolution for Beauty

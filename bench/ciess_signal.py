@@ -58,7 +58,7 @@ def search(tag, budget, seed, step_batches):
     torch.set_num_threads(1)
     sys.argv[1:] = []
     from recbole_lightemb.ciess.trainer import CIESSTrainer
-    from recbole_lightemb.compare import run_arm
+    from recbole_lightemb.analysis.compare import run_arm
     from recbole_lightemb.plan import Plan
 
     steps, searching = [], [False]
@@ -111,7 +111,7 @@ def _converge(task):
 
     torch.set_num_threads(1)
     sys.argv[1:] = []
-    from recbole_lightemb.compare import run_arm
+    from recbole_lightemb.analysis.compare import run_arm
 
     model, dataset, config = _config()
     folder = OUT / tag
@@ -141,7 +141,7 @@ def spearman(a, b):
 
 def summarise(tag, seed):
     """Pair each step's signal with its converged figures; the correlations the README quotes."""
-    from recbole_lightemb.frontier import interpolate_log, uniform_curves
+    from recbole_lightemb.analysis.frontier import interpolate_log, uniform_curves
 
     folder = OUT / tag
     history = json.loads((folder / "search.json").read_text())["plan"]["history"]

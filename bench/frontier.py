@@ -248,7 +248,7 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads, epoch
 
     torch.set_num_threads(threads)
     sys.argv[1:] = []  # RecBole's Config reads the command line: the bench's own flags are not its keys
-    from recbole_lightemb.compare import run_arm
+    from recbole_lightemb.analysis.compare import run_arm
 
     spec = SETTINGS[setting]
     config = {**PROTOCOL, **spec["config"], **extra, **({"epochs": epochs} if epochs else {})}
@@ -341,7 +341,7 @@ def snapshot(setting, data):
     from recbole.utils import get_trainer
 
     from recbole_lightemb import load_data_and_model
-    from recbole_lightemb.buckets import bucket_recall
+    from recbole_lightemb.analysis.buckets import bucket_recall
     from recbole_lightemb.report import compression_report
 
     torch.set_num_threads(1)
@@ -383,7 +383,7 @@ def time_to_do(runs, labels):
     """Minutes of runs the ``labels`` still to do would take, each at the mean wall time of its arm's finished runs,
     or else of its method's in this setting (a resumed run counts only its last invocation, so this is a lower
     bound), and the labels with neither."""
-    from recbole_lightemb.frontier import arm_label
+    from recbole_lightemb.analysis.frontier import arm_label
 
     walls = {}
     for run in runs:
@@ -410,7 +410,7 @@ def capped_at(run, epochs, metric=METRIC):
 def format_curve_table(runs, metric=METRIC, epochs=CURVE_EPOCHS):
     """Per run with a test curve: where it ends, the test ``metric`` had it been capped at each of ``epochs``
     and at its own stop, and each over the ``full`` run of the same seed; "" when no run has a test curve."""
-    from recbole_lightemb.frontier import arm_label
+    from recbole_lightemb.analysis.frontier import arm_label
 
     curved = [r for r in runs if not r.get("error") and any("test" in p for p in r["convergence"].get("curve") or [])]
     if not curved:
@@ -439,7 +439,7 @@ def report(setting):
     docs/benchmarks.md."""
     table, summary, rows, runs = setting_report(setting)
     spec = SETTINGS[setting]
-    from recbole_lightemb.plot import plot_frontier
+    from recbole_lightemb.analysis.plot import plot_frontier
 
     (OUT / f"{setting}.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     (OUT / f"{setting}.md").write_text(table + "\n")
@@ -495,7 +495,7 @@ def benchmarks_doc():
 
 def setting_report(setting):
     """``(table, summary, rows, runs)`` of a setting, from its run files, writing nothing."""
-    from recbole_lightemb.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
+    from recbole_lightemb.analysis.frontier import (format_bucket_table, format_frontier_table, format_segment_epochs,
                                            format_segment_search, format_segment_table, frontier_rows)
     spec = SETTINGS[setting]
     order = {a[0]: k for k, a in enumerate(spec["arms"])}
@@ -534,7 +534,7 @@ def summary():
     """The budget table over every setting reported so far, by stored bytes and by bytes held while training: per
     budget, the arm to use and the papers' best; written to ``which-method.md`` and ``.json`` beside the settings'
     own files. Returns the tables."""
-    from recbole_lightemb.frontier import budget_winners, format_summary, frontier_rows
+    from recbole_lightemb.analysis.frontier import budget_winners, format_summary, frontier_rows
 
     reported = {name: json.loads((OUT / f"{name}.json").read_text())
                 for name in SETTINGS if (OUT / f"{name}.json").is_file()}

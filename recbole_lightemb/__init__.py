@@ -9,7 +9,7 @@ from recbole_lightemb import compat
 compat.apply()
 
 from recbole_lightemb import methods  # noqa: E402,F401  (registers the built-in methods)
-from recbole_lightemb.compare import compare  # noqa: E402
+from recbole_lightemb.analysis.compare import compare  # noqa: E402
 from recbole_lightemb.config import Config  # noqa: E402
 from recbole_lightemb.modules import LightEmbedding  # noqa: E402
 from recbole_lightemb.plan import Plan  # noqa: E402

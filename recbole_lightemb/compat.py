@@ -97,11 +97,11 @@ def _other_parameter_as_data(model):
 
 
 def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-    """RecBole's checkpoint with its config written as plain values (:mod:`recbole_lightemb.checkpoint`):
+    """RecBole's checkpoint with its config written as plain values (:mod:`recbole_lightemb.storage.checkpoint`):
     the file holds tensors, numbers, strings, lists and dicts only, and loads with no allow-list."""
     from recbole.utils import set_color
 
-    from recbole_lightemb.checkpoint import config_to_data
+    from recbole_lightemb.storage.checkpoint import config_to_data
 
     if not self.config["single_spec"] and self.config["local_rank"] != 0:
         return
@@ -124,8 +124,8 @@ def _save_checkpoint(self, epoch, verbose=True, **kwargs):
 
 def _load_into_model(trainer, checkpoint_file):
     """Read ``checkpoint_file`` as data only and put its weights into the trainer's model."""
-    from recbole_lightemb.checkpoint import load_checkpoint
-    from recbole_lightemb.rebuild import restore_other_parameter
+    from recbole_lightemb.storage.checkpoint import load_checkpoint
+    from recbole_lightemb.storage.rebuild import restore_other_parameter
 
     checkpoint = load_checkpoint(checkpoint_file, map_location=trainer.device,
                                  trust=bool(trainer.config["trust_checkpoint"]))

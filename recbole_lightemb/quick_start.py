@@ -10,18 +10,18 @@ import torch.distributed as dist
 from recbole.data import data_preparation
 from recbole.utils import get_environment, get_model, get_trainer, init_seed, set_color
 
-from recbole_lightemb.buckets import bucket_recall, format_buckets
-from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
+from recbole_lightemb.analysis.buckets import bucket_recall, format_buckets
+from recbole_lightemb.storage.checkpoint import CheckpointError, load_checkpoint
 from recbole_lightemb.config import Config
-from recbole_lightemb.convergence import ConvergenceLog
+from recbole_lightemb.analysis.convergence import ConvergenceLog
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
 from recbole_lightemb.plan import Plan, plan_path, reused_plan
 from recbole_lightemb.protocol import use_negative_sampling
-from recbole_lightemb.rebuild import check_model_size, config_from_checkpoint, restore_other_parameter
+from recbole_lightemb.storage.rebuild import check_model_size, config_from_checkpoint, restore_other_parameter
 from recbole_lightemb.modules.packed_file import load_packed_beside, save_packed_beside
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report
-from recbole_lightemb.resume import check_resume
+from recbole_lightemb.storage.resume import check_resume
 from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
@@ -162,9 +162,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
 def load_data_and_model(model_file, trust_checkpoint=False, max_model_bytes=None, **where):
     """RecBole's ``load_data_and_model`` for any checkpoint a run wrote, compressed ones included.
 
-    The checkpoint is read as data only (:func:`~recbole_lightemb.checkpoint.load_checkpoint`) and decides
+    The checkpoint is read as data only (:func:`~recbole_lightemb.storage.checkpoint.load_checkpoint`) and decides
     only what the model is: its config is rebuilt from an allow-list of values
-    (:func:`~recbole_lightemb.rebuild.config_from_checkpoint`); where and how to run — ``data_path``,
+    (:func:`~recbole_lightemb.storage.rebuild.config_from_checkpoint`); where and how to run — ``data_path``,
     ``gpu_id``, ``worker``, … — are the caller's keyword arguments (RecBole's defaults otherwise). The model
     is sized before it is built (``max_model_bytes``), and for ``emb`` other than ``full`` the plan saved
     beside the checkpoint swaps in the same tables before the weights are loaded. Returns ``(config, model,

@@ -157,7 +157,7 @@ def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_
 
 def test_the_summary_tables_every_reported_setting_and_refuses_when_none_is(tmp_path, monkeypatch):
     import frontier
-    from recbole_lightemb.frontier import frontier_rows
+    from recbole_lightemb.analysis.frontier import frontier_rows
 
     monkeypatch.setattr(frontier, "OUT", tmp_path)
     with pytest.raises(SystemExit, match="--summary: no setting reported"):

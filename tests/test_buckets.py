@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from recbole_lightemb import run_recbole_lightemb
-from recbole_lightemb.buckets import frequency_buckets
+from recbole_lightemb.analysis.buckets import frequency_buckets
 
 
 def test_buckets_split_ids_by_descending_frequency():

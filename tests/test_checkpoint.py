@@ -13,7 +13,7 @@ from recbole.data import data_preparation
 from recbole.utils import get_model, get_trainer
 
 from recbole_lightemb import Config, load_data_and_model, run_recbole_lightemb
-from recbole_lightemb.checkpoint import CheckpointError, UntrustedCheckpointError, load_checkpoint
+from recbole_lightemb.storage.checkpoint import CheckpointError, UntrustedCheckpointError, load_checkpoint
 from recbole_lightemb.quick_start import start_run
 
 
@@ -92,7 +92,7 @@ def test_a_crafted_process_group_opens_no_connection(tmp_path):
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_checkpoint import craft
         from recbole_lightemb import Config, load_data_and_model
-        from recbole_lightemb.checkpoint import CheckpointError, load_checkpoint
+        from recbole_lightemb.storage.checkpoint import CheckpointError, load_checkpoint
         evil = craft({str(tmp_path / 'net.pth')!r}, {{"local_rank": 1, "world_size": 2, "ip": "127.0.0.1",
                                                        "port": "{port}"}})
         for trust in (False, True):
@@ -173,7 +173,7 @@ def test_a_pickled_call_is_refused_naming_it(tmp_path):
 
 def _data_checkpoint(tiny_config, tmp_path, **final):
     """A plugin (data-only) checkpoint whose stored config has ``final`` changed, as a crafted file would."""
-    from recbole_lightemb.checkpoint import config_to_data
+    from recbole_lightemb.storage.checkpoint import config_to_data
 
     config = Config(model="BPR", config_dict={**tiny_config, "emb": "full"})
     data = config_to_data(config)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recbole_lightemb import coclustering
-from recbole_lightemb.coclustering import (
+from recbole_lightemb.baco import coclustering
+from recbole_lightemb.baco.coclustering import (
     WEIGHT_SCHEMES,
     co_cluster,
     fit_codebook_budget,

@@ -11,7 +11,7 @@ import pytest
 
 from recbole_lightemb import EmbeddingMethod, register_method
 from recbole_lightemb import registry
-from recbole_lightemb.compare import _results_of, compare, strip_cmd_args
+from recbole_lightemb.analysis.compare import _results_of, compare, strip_cmd_args
 
 CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_recbole_lightemb.py")
 
@@ -123,7 +123,7 @@ def test_stream_runs_are_judged_by_their_segment_means():
 
 
 def test_the_terminal_table_fits_120_columns_and_shows_what_matters():
-    from recbole_lightemb.compare import format_table
+    from recbole_lightemb.analysis.compare import format_table
 
     metrics = {"valid": ["recall@10", "recall@20", "mrr@10"],
                "test": ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "hit@10", "precision@10"]}

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from recbole_lightemb.convergence import ConvergenceLog
-from recbole_lightemb.frontier import (PAPER_METHODS, budget_winners, format_budget_table, format_bucket_table,
+from recbole_lightemb.analysis.convergence import ConvergenceLog
+from recbole_lightemb.analysis.frontier import (PAPER_METHODS, budget_winners, format_budget_table, format_bucket_table,
                                        format_frontier_table, format_segment_epochs, format_segment_search,
                                        format_segment_table, format_summary, frontier_rows, interpolate_log,
                                        training_ratio)
-from recbole_lightemb.plot import plot_frontier
+from recbole_lightemb.analysis.plot import plot_frontier
 
 
 def run(method, budget, seed, ratio, recall, converged=True, label=None, error=None):

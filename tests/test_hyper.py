@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from recbole_lightemb import hyper
+from recbole_lightemb.analysis import hyper
 
 CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_hyper_lightemb.py")
 

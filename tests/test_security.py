@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from recbole_lightemb import Config, run_recbole_lightemb
-from recbole_lightemb.checkpoint import load_checkpoint
-from recbole_lightemb.rebuild import BUILD_READS
+from recbole_lightemb.storage.checkpoint import load_checkpoint
+from recbole_lightemb.storage.rebuild import BUILD_READS
 
 PEAK_MIB = 1500
 """Peak resident memory of a child that imports RecBole and loads one tiny model (~600 MiB) plus slack:
@@ -184,7 +184,7 @@ def test_sizes_are_checked_before_anything_is_allocated(tiny_config, tmp_path):
 def test_other_parameter_restores_only_the_models_own_tensors(tiny_config, tmp_path):
     path, state, _ = _genuine(tiny_config)
     from recbole_lightemb import load_data_and_model
-    from recbole_lightemb.checkpoint import CheckpointError
+    from recbole_lightemb.storage.checkpoint import CheckpointError
 
     for other in ({"_forward_pre_hooks": {}}, {"forward": torch.zeros(1)}, {"restore_user_e": "x"}):
         crafted = copy.deepcopy(state)

@@ -8,7 +8,7 @@ import torch
 from recbole.utils import set_color
 
 from recbole_lightemb.budget import check_fraction, full_bytes
-from recbole_lightemb.coclustering import WEIGHT_MODES, WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
+from recbole_lightemb.baco.coclustering import WEIGHT_MODES, WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
 from recbole_lightemb.config import model_width
 from recbole_lightemb.methods.quantized import BITS as QUANT_BITS
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding

@@ -18,14 +18,14 @@ import torch
 from recbole.utils import calculate_valid_score, get_local_time, get_model, get_trainer, set_color
 
 from recbole_lightemb.config import Config, model_width
-from recbole_lightemb.convergence import ConvergenceLog, stream_convergence
+from recbole_lightemb.analysis.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, training_memory
-from recbole_lightemb.resume import check_resume
+from recbole_lightemb.storage.resume import check_resume
 from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream.loader import stream_segments
 from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan

@@ -9,7 +9,7 @@ resumed run is not bit-identical to one never stopped; the result says where it 
 
 import os
 
-from recbole_lightemb.checkpoint import load_checkpoint
+from recbole_lightemb.storage.checkpoint import load_checkpoint
 from recbole_lightemb.plan import plan_path, reused_plan
 
 SAME_KEYS = ("model", "dataset", "emb", "emb_budget", "emb_width", "embedding_size", "learning_rate")

@@ -5,7 +5,7 @@ every (method, budget) arm runs through :func:`run_recbole_lightemb`, the full m
 reference, and the rows (stored floats and bytes, each valid/test metric, change against full,
 plan and train seconds, whether early stopping ended each run) are written to
 ``results.csv``/``results.json``, and the arms are drawn against the ``uniform`` curve in
-``frontier.png`` (see :mod:`recbole_lightemb.frontier`). A method that is unknown or fails gets a row that says why; the others go on.
+``frontier.png`` (see :mod:`recbole_lightemb.analysis.frontier`). A method that is unknown or fails gets a row that says why; the others go on.
 """
 
 import contextlib
@@ -21,8 +21,8 @@ import numpy as np
 from recbole.utils import get_local_time, set_color
 
 from recbole_lightemb.config import Config
-from recbole_lightemb.frontier import frontier_rows
-from recbole_lightemb.plot import plot_frontier
+from recbole_lightemb.analysis.frontier import frontier_rows
+from recbole_lightemb.analysis.plot import plot_frontier
 from recbole_lightemb.quick_start import run_recbole_lightemb
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.runs import json_default

@@ -19,7 +19,7 @@ from logging import getLogger
 import torch
 from recbole.utils import argument_list
 
-from recbole_lightemb.checkpoint import CheckpointError
+from recbole_lightemb.storage.checkpoint import CheckpointError
 from recbole_lightemb.config import Config
 
 LOCATION_KEYS = frozenset({

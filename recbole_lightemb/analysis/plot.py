@@ -20,7 +20,7 @@ PANELS = (("ratio", "stored bytes / full (log scale, indices included)", "at equ
 
 
 def plot_frontier(rows, metric, path, title=None):
-    """Draw :func:`recbole_lightemb.frontier.frontier_rows` ``rows`` for ``metric`` (e.g. ``recall@20``) on both
+    """Draw :func:`recbole_lightemb.analysis.frontier.frontier_rows` ``rows`` for ``metric`` (e.g. ``recall@20``) on both
     rulers; returns ``path``, or ``None`` when matplotlib is missing."""
     try:
         from matplotlib.figure import Figure
