@@ -71,8 +71,10 @@ PRECISION_ARMS = [
     ("quant-0.05[2 bits]", "quant", 0.05, {"quant_bits": 2}),
     ("uniform-0.05[8-4-2 bits by frequency]", "uniform", 0.05, {"emb_bits": 4, "emb_bits_policy": "frequency"}),
     ("uniform-0.1[8-4-2 bits by frequency]", "uniform", 0.1, {"emb_bits": 4, "emb_bits_policy": "frequency"}),
-    ("freq-0.1[4 bits]", "freq", 0.1, {"emb_bits": 4})]
-"""Issue 33's precision axis: fewer bits at 5 %, mixed precision by frequency, frequency widths in 4 bits."""
+    ("freq-0.1[4 bits]", "freq", 0.1, {"emb_bits": 4}),
+    ("baco-0.25[4 bits, residual@4bit]", "baco", 0.25, {"emb_bits": 4, "baco_residual": 8, "baco_residual_bits": 4})]
+"""Issue 33's precision axis: fewer bits at 5 %, mixed precision by frequency, frequency widths in 4 bits, BACO's
+codebook and private residual in 4 bits."""
 
 MASTER_FREE_ARMS = [
     ("quant-0.1[master-free]", "quant", 0.1, {"emb_master_free": True}),

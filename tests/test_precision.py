@@ -121,6 +121,7 @@ def test_32_bits_are_the_float_methods_and_write_no_packed_file(tiny_config, emb
     ({"emb": "uniform", "emb_bits": 4, "emb_budget": 0.01}, r"allowed: emb_budget >= 0.01953"),
     ({"emb": "hash", "emb_bits": 8, "emb_budget": 0.001}, "leaves less than one hash row .* allowed: emb_budget >= "),
     ({"emb": "full", "emb_bits": 4, "emb_budget": None}, "emb='full' stores no low-bit rows"),
+    ({"emb": "baco", "emb_bits": 4, "emb_bits_policy": "frequency"}, "allowed emb_bits_policy=fixed"),
     ({"emb": "quant", "emb_bits": 4}, "emb=quant takes its bits from quant_bits"),
 ])
 def test_bad_precision_settings_are_named_before_training(tiny_config, extra, match):
@@ -160,3 +161,28 @@ def test_a_reused_plan_keeps_its_precision_and_refuses_another(tiny_config):
     with pytest.raises(ValueError, match="emb_bits=8: the reused plan was made with emb_bits=4"):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
                                                        "emb_bits": 8, "emb_plan": first["plan"]["file"]})
+
+
+def test_baco_stores_codebook_and_private_rows_in_low_bits_and_reloads_to_the_same_metrics(tiny_config):
+    base = {**tiny_config, "emb": "baco", "emb_budget": 0.5}
+    floats = run_recbole_lightemb(model="BPR", config_dict=base)
+    config = {**base, "emb_bits": 4, "baco_residual": 2, "baco_residual_bits": 4}
+    low = run_recbole_lightemb(model="BPR", config_dict=config)
+    assert low["plan"]["max_rows"]["bytes"] > 4 * floats["plan"]["max_rows"]["bytes"]  # 36 bytes a row, not 256
+    report = low["compression"]
+    assert report["ratio"] <= 0.5 and report["stored_bytes"] == low["plan"]["stored_bytes"]
+    packed = report["packed_file"]  # codes packed in the smallest integer type, counted as int32
+    assert os.path.isfile(packed["file"]) and packed["array_bytes"] <= report["stored_bytes"]
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
+                                                             data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(low["test_result"])
+    free = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True})
+    assert free["compression"]["stored_bytes"] == report["stored_bytes"]
+    assert free["compression"]["training"]["training_bytes"] < 0.5 * report["training"]["training_bytes"]
+
+
+def test_baco_low_bit_rows_need_the_bytes_rule(tiny_config):
+    config = {**tiny_config, "emb": "baco", "emb_budget": 0.5, "emb_bits": 4, "baco_budget_rule": "authors"}
+    with pytest.raises(ValueError, match="emb_bits below 32 only with baco_budget_rule=bytes"):
+        run_recbole_lightemb(model="BPR", config_dict=config)

@@ -11,9 +11,12 @@ from recbole_lightemb.budget import check_fraction, full_bytes
 from recbole_lightemb.baco.coclustering import WEIGHT_MODES, WEIGHT_SCHEMES, co_cluster, fit_codebook_budget
 from recbole_lightemb.config import model_width
 from recbole_lightemb.methods.quantized import BITS as QUANT_BITS
+from recbole_lightemb.methods.precision import (apply_bits, master_free_of, planned_precision, precision_meta,
+                                                precision_of)
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
-from recbole_lightemb.modules.residual import FLOAT_BITS, ResidualEmbedding, private_row_bytes
+from recbole_lightemb.modules.precision import FLOAT_BITS, row_bytes
+from recbole_lightemb.modules.residual import ResidualEmbedding, private_row_bytes
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.stream.planners import StreamPlanner
@@ -26,10 +29,11 @@ BUDGET_RULES = ("bytes", "authors")
 the authors' ``K = (B·w − n_u) // w`` rows for a budget of ``B`` full rows (``train.py``), codes not charged."""
 
 
-def codebook_bytes(tables, n_codes, codes_per_entity):
-    """Stored bytes of codebook tables: rows of floats plus each entity's int32 codes."""
+def codebook_bytes(tables, n_codes, codes_per_entity, bits=FLOAT_BITS):
+    """Stored bytes of codebook tables: rows (float32, or ``bits``-bit values and a float32 scale each) plus each
+    entity's int32 codes."""
     return sum(
-        n_codes[s.role] * s.embedding_dim * FLOAT_BYTES + s.num_embeddings * codes_per_entity[s.role] * CODE_BYTES
+        n_codes[s.role] * int(row_bytes(s.embedding_dim, bits)) + s.num_embeddings * codes_per_entity[s.role] * CODE_BYTES
         for s in tables
     )
 
@@ -45,9 +49,15 @@ def row_width(tables):
     return max(sum(s.embedding_dim for s in tables if s.role == role) for role in ("user", "item"))
 
 
-def rows_within(tables, row_bytes_budget, key, value):
+def codebook_row_bytes(tables, bits=FLOAT_BITS):
+    """Bytes of one codebook row at ``bits``, counted at the side whose tables take most, so a row count is
+    safe whichever side the rows land on."""
+    return max(sum(int(row_bytes(s.embedding_dim, bits)) for s in tables if s.role == role) for role in ("user", "item"))
+
+
+def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS):
     """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows."""
-    max_codes = int(row_bytes_budget // (row_width(tables) * FLOAT_BYTES)) - COLD_ROWS
+    max_codes = int(row_bytes_budget // codebook_row_bytes(tables, bits)) - COLD_ROWS
     if max_codes < 2:
         raise ValueError(f"{key}={value!r} leaves no room for BACO codebook rows (after the codes' own bytes "
                          "and one cold row per side): raise it")
@@ -151,8 +161,18 @@ class BACO(EmbeddingMethod):
     given), or with ``baco_search: False`` used as given, the rows only stopping the passes early (the
     authors' procedure, which may end above them: said and recorded, ``within_rows``)."""
 
+    precision = True  # the codebook rows at emb_bits (fixed policy), the private rows at baco_residual_bits
+    bits_keys = ("emb_bits", "baco_residual_bits")  # low-bit rows emb_master_free trains
+
     def check_config(self):
         budget = check_fraction(self.config, "emb_budget")
+        bits, policy = precision_of(self.config)
+        if policy != "fixed" or (bits != FLOAT_BITS and (self.config["baco_budget_rule"] != "bytes"
+                                                         or self.config["stream"])):
+            raise ValueError(f"emb_bits={bits!r}, emb_bits_policy={policy!r} with emb=baco, baco_budget_rule="
+                             f"{self.config['baco_budget_rule']!r}, stream={self.config['stream']!r}: allowed "
+                             "emb_bits_policy=fixed, and emb_bits below 32 only with baco_budget_rule=bytes (the "
+                             "authors' rule counts float rows) outside a stream")
         rows = self.config["baco_rows"]
         resolution = self.config["baco_resolution"]
         if budget is None and rows is None and resolution is None:
@@ -214,12 +234,13 @@ class BACO(EmbeddingMethod):
                              "into the seen entities' floats); use baco_residual: 0")
 
     def plan(self, dataset, tables):
-        residual, bits = self.config["baco_residual"], self.config["baco_residual_bits"]
+        residual, residual_bits = self.config["baco_residual"], self.config["baco_residual_bits"]
+        bits, policy = precision_of(self.config)
         secondary, rule = bool(self.config["baco_secondary"]), self.config["baco_budget_rule"]
         budget_bytes, allowed = self.budget_bytes(tables), None
         if budget_bytes is not None:  # rows in all, the cold rows included, under each rule
-            unspent = budget_bytes - spent_bytes(tables, secondary, residual, bits)
-            allowed = {"bytes": max(int(unspent // (row_width(tables) * FLOAT_BYTES)), 0),
+            unspent = budget_bytes - spent_bytes(tables, secondary, residual, residual_bits)
+            allowed = {"bytes": max(int(unspent // codebook_row_bytes(tables, bits)), 0),
                        "authors": max(authors_rows(tables, self.row_budget(tables)), 0)}
             if allowed[rule] - COLD_ROWS < 2:
                 key = "emb_budget" if self.config["baco_rows"] is None else "baco_rows"
@@ -227,7 +248,7 @@ class BACO(EmbeddingMethod):
                                  f"baco_budget_rule={rule!r} (after one cold row per side"
                                  + (" and the codes' own bytes" if rule == "bytes" else "") + "): raise it")
         max_codes = None if allowed is None else allowed[rule] - COLD_ROWS
-        plan = self.plan_rows(dataset, tables, max_codes)
+        plan = self.plan_rows(dataset, tables, max_codes, bits)
         within_rows = None if allowed is None else plan.meta["rows"] <= allowed[rule]
         if within_rows is False:  # only γ used as given (baco_search: False) can end above the rows
             getLogger().warning(f"baco_resolution={self.config['baco_resolution']!r}, baco_search=False: after "
@@ -237,9 +258,10 @@ class BACO(EmbeddingMethod):
         if residual and budget_bytes is not None:  # the clustering may leave bytes unused: widen the residual
             spare = budget_bytes - plan.meta["stored_bytes"]
             dim = min(s.embedding_dim for s in tables)
-            residual = max(residual, widest_residual(tables, spare, bits, dim - 1))
-        plan.meta["residual"], plan.meta["residual_bits"] = residual, bits
-        plan.meta["stored_bytes"] += residual_bytes(tables, residual, bits)
+            residual = max(residual, widest_residual(tables, spare, residual_bits, dim - 1))
+        plan.meta["residual"], plan.meta["residual_bits"] = residual, residual_bits
+        plan.meta["stored_bytes"] += residual_bytes(tables, residual, residual_bits)
+        plan.meta.update(precision_meta(bits, policy))
         plan.meta.update(mode=self.config["baco_mode"], budget_rule=rule, row_budget=self.row_budget(tables),
                          max_rows=allowed, within_rows=within_rows, within_bytes=None if budget_bytes is None
                          else plan.meta["stored_bytes"] <= budget_bytes)
@@ -271,7 +293,7 @@ class BACO(EmbeddingMethod):
         budget = self.config["emb_budget"]
         return None if budget is None else budget * full_bytes(tables)
 
-    def plan_rows(self, dataset, tables, max_codes):
+    def plan_rows(self, dataset, tables, max_codes, bits=FLOAT_BITS):
         """Co-cluster ``dataset``'s interaction graph into at most ``max_codes`` rows plus one cold row
         per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None or ``baco_search`` is False
         (``max_codes`` then only stops the passes early, as in the authors' code). A model with one
@@ -316,7 +338,7 @@ class BACO(EmbeddingMethod):
         user_codes, n_user = _with_cold_code(user_codes if secondary else user_codes[:, :1], active_users, n_user)
         item_codes, n_item = _with_cold_code(item_codes[:, None], active_items, n_item)
         n_codes = {"user": n_user, "item": n_item}
-        stored = codebook_bytes(tables, n_codes, codes_per_entity(secondary))
+        stored = codebook_bytes(tables, n_codes, codes_per_entity(secondary), bits)
         getLogger().info(set_color("BACO", "pink") + f": resolution={result.resolution:.5g}, user rows={n_user}, "
                          f"item rows={n_item}, passes={result.passes}, probes={len(probes)}, "
                          f"objective={result.objective:.5g}")
@@ -332,15 +354,18 @@ class BACO(EmbeddingMethod):
 
     def build(self, spec, table, plan):
         self.check_plan_setting(plan, "baco_mode", "mode")
+        bits, _ = planned_precision(self, plan)
         generator = torch.Generator().manual_seed(self.config["seed"])
         shared = CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
                                    padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)
+        shared = apply_bits(self.config, spec, shared, {"codebook": bits})
         residual = plan.meta.get("residual", 0)
         if not residual:
             return shared
         plan.meta.setdefault("residual_bits", FLOAT_BITS)  # plans saved before the option stored float32
         self.check_plan_setting(plan, "baco_residual_bits", "residual_bits")
-        return ResidualEmbedding(shared, residual, init_from=table.weight, bits=plan.meta["residual_bits"])
+        return ResidualEmbedding(shared, residual, init_from=table.weight, bits=plan.meta["residual_bits"],
+                                 master_free=master_free_of(self.config, spec))
 
 
 class BacoStream(StreamPlanner):

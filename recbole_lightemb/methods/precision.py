@@ -31,8 +31,8 @@ def refuse_unsupported(method, config):
     if asked != DEFAULT and not getattr(method, "precision", False):
         where = "a stream (stream=True)" if _setting(config, "stream", False) else f"emb={method.name!r}"
         raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: {where} stores no low-bit rows yet; "
-                         "allowed: emb_bits=32 and emb_bits_policy=fixed, or emb in freq, hash, qr, uniform outside "
-                         "a stream")
+                         "allowed: emb_bits=32 and emb_bits_policy=fixed, or emb in baco, freq, hash, qr, uniform "
+                         "outside a stream")
     refuse_master_free(method, config)
 
 
@@ -51,25 +51,34 @@ def refuse_master_free(method, config):
     lr = _setting(config, "emb_master_free_lr", 0.0)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"emb_master_free_lr={lr!r}: allowed a positive number")
-    key = getattr(method, "bits_key", "emb_bits")
-    bits = _setting(config, key, FLOAT_BITS)
+    keys = getattr(method, "bits_keys", ("emb_bits",))
+    bits = {key: _setting(config, key, FLOAT_BITS) for key in keys}
     policy = _setting(config, "emb_bits_policy", "fixed")
-    if not (getattr(method, "precision", False) or hasattr(type(method), "bits_key")) or _setting(config, "stream", False):
+    if not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or _setting(config, "stream", False):
         raise ValueError(f"emb_master_free=True: emb={method.name!r} stores no low-bit rows here; allowed: emb in "
-                         "freq, hash, qr, quant, uniform with emb_bits in 2, 4, 8, outside a stream")
-    if bits not in MASTER_FREE_BITS or policy != "fixed":
-        raise ValueError(f"emb_master_free=True with {key}={bits!r}, emb_bits_policy={policy!r}: rows trained without "
-                         f"masters need {key} in {', '.join(map(str, MASTER_FREE_BITS))} and emb_bits_policy=fixed")
+                         "baco, freq, hash, qr, quant, uniform with emb_bits in 2, 4, 8, outside a stream")
+    low_bit = [b in MASTER_FREE_BITS for b in bits.values()]
+    if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())) \
+            or policy != "fixed":
+        given = ", ".join(f"{key}={b!r}" for key, b in bits.items())
+        raise ValueError(f"emb_master_free=True with {given}, emb_bits_policy={policy!r}: rows trained without "
+                         f"masters need {' or '.join(keys)} in {', '.join(map(str, MASTER_FREE_BITS))} (the others "
+                         "32) and emb_bits_policy=fixed")
+
+
+def master_free_of(config, spec):
+    """How table ``spec``'s low-bit rows train without masters, or None (``emb_master_free: False``); its
+    stochastic rounding is seeded from the run's ``seed`` and the table's name."""
+    if not _setting(config, "emb_master_free", False):
+        return None
+    seed = (int(config["seed"]) * 1_000_003 + zlib.crc32(spec.name.encode())) % 2 ** 63
+    return MasterFree(config["emb_master_free_optimizer"], config["emb_master_free_lr"], seed)
 
 
 def apply_bits(config, spec, module, bits):
     """:func:`~recbole_lightemb.modules.precision.apply_precision` on a built table, master-free when
-    ``emb_master_free`` asks (its stochastic rounding seeded from the run's ``seed`` and the table's name)."""
-    master_free = None
-    if _setting(config, "emb_master_free", False):
-        seed = (int(config["seed"]) * 1_000_003 + zlib.crc32(spec.name.encode())) % 2 ** 63
-        master_free = MasterFree(config["emb_master_free_optimizer"], config["emb_master_free_lr"], seed)
-    return apply_precision(module, bits, master_free)
+    ``emb_master_free`` asks."""
+    return apply_precision(module, bits, master_free_of(config, spec))
 
 
 def _setting(config, key, default):

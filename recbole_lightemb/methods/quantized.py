@@ -20,7 +20,7 @@ BITS = (2, 4, 8, 16)
 class Quantized(EmbeddingMethod):
     """Spends the budget on more coordinates at lower precision instead of fewer float32 ones."""
 
-    bits_key = "quant_bits"  # what emb_master_free checks
+    bits_keys = ("quant_bits",)  # what emb_master_free checks
 
     def check_config(self):
         budget = require_budget(self.config, self.name)

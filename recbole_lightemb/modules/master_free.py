@@ -214,6 +214,16 @@ class StoredRows:
         return func(*map(whole, args), **{key: whole(value) for key, value in kwargs.items()})
 
 
+def _whole_table(operator):
+    """``StoredRows``'s arithmetic: the whole table, dequantised, as the operand."""
+    return lambda self, *other: getattr(self._store.full(), operator)(*other)
+
+
+for _operator in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__matmul__",
+                  "__neg__"):
+    setattr(StoredRows, _operator, _whole_table(_operator))
+
+
 def master_free_stores(module):
     """Every :class:`MasterFreeRows` inside ``module``."""
     return [m for m in module.modules() if isinstance(m, MasterFreeRows)]

@@ -84,7 +84,7 @@ def table_arrays(table):
             arrays[f"{prefix}.classes"] = _classes(bits)
     masters = {key for key, _, _ in low_bit}
     for key, value in table.state_dict().items():
-        if key in masters or key.startswith(f"{LOW_BIT_ROWS}."):
+        if key in masters or LOW_BIT_ROWS in key.split("."):
             continue  # low-bit rows: stored above (master-free codes and their optimiser state too)
         value = value.detach().cpu()
         arrays[key] = value.float().numpy() if value.is_floating_point() else \

@@ -1,15 +1,15 @@
 """A shared row plus a small private one: sharing for what neighbours have in common, a few private
 coordinates for what tells them apart (BACO's ``baco_residual``). The private rows may be stored in
-a few bits per value (``baco_residual_bits``), as ``emb: quant`` stores its rows: more private
-coordinates for the same bytes."""
+a few bits per value (``baco_residual_bits``) through the precision axis
+(:func:`~recbole_lightemb.modules.precision.apply_precision`), as ``emb: quant`` stores its rows: more
+private coordinates for the same bytes, written packed, and trainable without masters."""
 
 import torch.nn.functional as F
 from torch import nn
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
-from recbole_lightemb.modules.quantized import fake_quantize, row_bytes
-
-FLOAT_BITS = 32
+from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision
+from recbole_lightemb.modules.quantized import row_bytes
 
 
 def private_row_bytes(width, bits=FLOAT_BITS):
@@ -19,10 +19,11 @@ def private_row_bytes(width, bits=FLOAT_BITS):
 
 class ResidualEmbedding(LightEmbedding):
     """``shared(ids)`` plus a private ``n × width`` row, zero-padded to ``d``; both are stored and counted.
-    With ``bits`` below 32 the private rows are trained as float32 masters rounded in the forward pass
-    (straight-through), and stored as ``bits``-bit values with one float32 scale per row."""
+    With ``bits`` below 32 the private rows are low-bit rows of the precision axis: float32 masters rounded in
+    the forward pass (straight-through), or with ``master_free`` the codes themselves; stored as ``bits``-bit
+    values with one float32 scale per row."""
 
-    def __init__(self, shared, width, init_from=None, bits=FLOAT_BITS):
+    def __init__(self, shared, width, init_from=None, bits=FLOAT_BITS, master_free=None):
         super().__init__(shared.num_embeddings, shared.embedding_dim, shared.padding_idx)
         if not 1 <= width < shared.embedding_dim:
             raise ValueError(f"residual width must be in 1..{shared.embedding_dim - 1}, got {width}")
@@ -34,9 +35,9 @@ class ResidualEmbedding(LightEmbedding):
         if self.padding_idx is not None:
             private[self.padding_idx] = 0
         self.private = nn.Parameter(private)
+        apply_precision(self, {"private": self.bits}, master_free)
 
     def _pad(self, rows):
-        rows = rows if self.bits == FLOAT_BITS else fake_quantize(rows, self.bits)
         return F.pad(rows, (0, self.embedding_dim - self.width))
 
     def full_table(self):
