@@ -1,0 +1,67 @@
+"""Low-bit rows with float32 masters against master-free (``emb_master_free``): epoch time and bytes held.
+
+Both forms are the same ``quant`` plan (4-bit rows at ``--budget`` of the bytes) swapped in through the plugin and
+trained by RecBole's trainer, alternately, one epoch per round. Quality is the frontier's question (the
+``*[master-free]`` arms), not this script's.
+
+    python bench/master_free.py [--rounds 5] [--models BPR LightGCN] [--budget 0.1]
+
+Writes bench/results/master_free.json: median epoch seconds of each form and their ratio, and the bytes each
+holds while training (``compression.training``: parameters, gradients, buffers, optimiser state; master-free
+also its measured ``row_grad_bytes``) over full tables.
+"""
+
+import argparse
+import statistics
+
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_seed
+
+from recbole_lightemb import Config, swap_embeddings
+from recbole_lightemb.report import training_memory
+from common import alternate, epoch_seconds, machine, save_results
+
+FORMS = {"masters": False, "master-free": True}
+
+
+def trainer_for(model_name, budget, master_free):
+    config = Config(model=model_name, dataset="ml-100k", config_dict={
+        "show_progress": False, "state": "WARNING", "emb": "quant", "emb_budget": budget,
+        "emb_master_free": master_free})
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    model = get_model(config["model"])(config, train_data.dataset)
+    swap_embeddings(model, train_data.dataset, config)
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model), train_data
+
+
+def measure(model_name, budget, rounds):
+    built = {form: trainer_for(model_name, budget, free) for form, free in FORMS.items()}
+    times = alternate({form: (lambda t=trainer, d=data: epoch_seconds(t, d)) for form, (trainer, data) in built.items()},
+                      rounds)
+    memory = {form: training_memory(trainer.model, trainer.optimizer) for form, (trainer, _) in built.items()}
+    median = {form: statistics.median(seconds) for form, seconds in times.items()}
+    ratio = median["master-free"] / median["masters"]
+    print(f"{model_name:<9} budget {budget}: masters {median['masters']:.3f}s (holds {memory['masters']['ratio']:.3f} "
+          f"of full)  master-free {median['master-free']:.3f}s (holds {memory['master-free']['ratio']:.3f}; "
+          f"row gradient {memory['master-free']['row_grad_bytes']} bytes)  time ratio {ratio:.3f}", flush=True)
+    return {"model": model_name, "budget": budget, "seconds": times, "time_ratio_of_medians": ratio,
+            "training_memory": memory}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
+    parser.add_argument("--budget", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [measure(m, args.budget, args.rounds) for m in args.models]
+    save_results("master_free", {"benchmark": "master_free", "dataset": "ml-100k", "rounds": args.rounds,
+                                 "results": rows, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()
