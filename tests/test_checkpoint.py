@@ -213,3 +213,13 @@ def test_a_plain_recbole_checkpoint_is_refused_or_read_as_trusted_data(tiny_conf
     torch.save(state, tmp_path / "p4.pth", pickle_protocol=4)  # what RecBole 1.2.1 itself writes
     with pytest.raises(CheckpointError, match="pickle protocol 4"):
         load_checkpoint(tmp_path / "p4.pth", trust=True)
+
+
+def test_a_methods_own_keys_come_back_from_its_checkpoint(tiny_config, caplog):
+    config = {**tiny_config, "emb": "quant", "emb_budget": 0.25, "quant_bits": 8}
+    run_recbole_lightemb(model="BPR", config_dict=config)
+    saved = [f for f in os.listdir(tiny_config["checkpoint_dir"]) if f.endswith(".pth")]
+    loaded, *_ = load_data_and_model(os.path.join(tiny_config["checkpoint_dir"], saved[0]),
+                                     data_path=tiny_config["data_path"])
+    assert loaded["quant_bits"] == 8  # quant.yaml's key, not dropped for want of a default
+    assert "were not applied" not in caplog.text

@@ -48,9 +48,9 @@ def refuse_master_free(method, config):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"emb_master_free_optimizer={optimizer!r}: allowed "
                          + ", ".join(f"{name} (state: {state})" for name, state in OPTIMIZERS.items()))
-    lr = _setting(config, "emb_master_free_lr", 0.0)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"emb_master_free_lr={lr!r}: allowed a positive number")
+    lr = _setting(config, "emb_master_free_lr", None)
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ValueError(f"emb_master_free_lr={lr!r}: allowed a positive number, or None for learning_rate")
     keys = getattr(method, "bits_keys", ("emb_bits",))
     bits = {key: _setting(config, key, FLOAT_BITS) for key in keys}
     policy = _setting(config, "emb_bits_policy", "fixed")
@@ -72,7 +72,8 @@ def master_free_of(config, spec):
     if not _setting(config, "emb_master_free", False):
         return None
     seed = (int(config["seed"]) * 1_000_003 + zlib.crc32(spec.name.encode())) % 2 ** 63
-    return MasterFree(config["emb_master_free_optimizer"], config["emb_master_free_lr"], seed)
+    lr = config["emb_master_free_lr"]
+    return MasterFree(config["emb_master_free_optimizer"], config["learning_rate"] if lr is None else lr, seed)
 
 
 def apply_bits(config, spec, module, bits):

@@ -5,6 +5,8 @@ wide as the row, its gradient and the optimiser's two moments: a 4-bit table at 
 about two thirds of a full table's bytes while training. Here the ``b``-bit codes are the only copy of the
 rows: packed ``8 / b`` to a byte in a buffer, with one learned step size per row (its log, a float32 parameter
 trained by RecBole's own optimiser, as ALPT learns it: Li et al., AAAI 2023) and a row-wise optimiser state.
+Stochastic rounding is unbiased but not free: its variance grows with the update's size against the grid's
+step, so 2- and 4-bit rows train noisier than 8-bit ones (``docs/methods.md`` has the figures).
 
 A read by ids dequantises only those rows. Their gradient is applied in place when it arrives (a tensor hook,
 during ``backward``): a row-wise RMSprop step (the default; one float of state per row, its decayed mean
@@ -32,11 +34,6 @@ OPTIMIZERS = {"rowwise_adagrad": "one float per row", "rowwise_rmsprop": "one fl
 """Row-wise optimisers master-free rows can be trained by, and the state each holds."""
 BITS = (2, 4, 8)
 EPS = 1e-8
-STEP_SIZE_RATE = 10.0
-"""A row's step size is ``exp(STEP_SIZE_RATE · θ)`` for the parameter θ RecBole's optimiser trains, so the log
-step size moves ten times as far per step as RecBole's learning rate says: the step sizes must follow rows
-whose updates only a few codes can express (on BPR ml-100k at 10 % of the bytes, 40 epochs, validation
-Recall@20 0.1681 at a rate of 1, 0.2343 at 10, 0.2156 at 30; row learning rate 0.003, ``rowwise_rmsprop``)."""
 DECAY = 0.999
 """``rowwise_rmsprop``'s decay of the mean squared gradient (Adam's β2); the first update sets it."""
 
@@ -85,7 +82,7 @@ class MasterFreeRows(nn.Module):
         self.optimizer, self.lr, self.seed = training.optimizer, float(training.lr), int(training.seed)
         codes, scale = quantize(rows.detach().float(), self.bits)
         self.register_buffer("codes", pack_codes(codes, self.bits))
-        self.log_step = nn.Parameter(scale.squeeze(-1).log() / STEP_SIZE_RATE)  # θ of STEP_SIZE_RATE
+        self.log_step = nn.Parameter(scale.squeeze(-1).log())
         if self.optimizer != "sgd":
             self.register_buffer("sq", torch.zeros(rows.shape[0], device=rows.device))
         self.peak_grad_bytes = 0
@@ -110,11 +107,11 @@ class MasterFreeRows(nn.Module):
         return out.view(*ids.shape, self.width)
 
     def _step_size(self, ids):
-        return (STEP_SIZE_RATE * self.log_step[ids]).exp()
+        return self.log_step[ids].exp()
 
     def step_sizes(self):
         """Every row's step size (its float32 scale as stored), detached."""
-        return (STEP_SIZE_RATE * self.log_step.detach()).exp()
+        return self.log_step.detach().exp()
 
     def full(self):
         return self.rows(torch.arange(self.num_rows, device=self.codes.device))
@@ -161,7 +158,7 @@ class MasterFreeRows(nn.Module):
         """Take the stored form back: integer codes ``(rows, width)`` and per-row scales."""
         with torch.no_grad():
             self.codes.copy_(pack_codes(codes.to(self.codes.device), self.bits))
-            self.log_step.copy_(torch.as_tensor(scale, dtype=torch.float32).log() / STEP_SIZE_RATE)
+            self.log_step.copy_(torch.as_tensor(scale, dtype=torch.float32).log())
 
 
 class StoredRows:

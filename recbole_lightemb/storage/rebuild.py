@@ -71,6 +71,13 @@ def _values_only_config(model, dataset, values):
     return config
 
 
+def _registered(method):
+    """``method`` is the name of a registered embedding method (so naming its YAML reads no other file)."""
+    from recbole_lightemb.registry import available_methods
+
+    return isinstance(method, str) and method in available_methods()
+
+
 def check_names(model, dataset, path):
     """``model`` a RecBole model name, ``dataset`` a plain name: both are joined into paths RecBole reads,
     unpickles and logs to. Checked before any file is touched."""
@@ -151,7 +158,8 @@ def config_from_checkpoint(stored, path, where=None):
     final = stored.final_config_dict
     model, dataset = stored["model"], stored["dataset"]
     check_names(model, dataset, path)
-    defaults = _values_only_config(model, dataset, where)
+    method = final.get("emb")  # a registered method's own YAML holds keys the checkpoint may set (quant_bits, …)
+    defaults = _values_only_config(model, dataset, {**where, **({"emb": method} if _registered(method) else {})})
     allowed = _allowed_keys(defaults)
     values, ignored = {}, []
     for key, value in final.items():
