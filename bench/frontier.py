@@ -330,7 +330,7 @@ def arm_of(setting, config):
     of the arm's own settings equal; the most specific such arm (a variant before its plain arm)."""
     matches = [(len(extra), label) for label, method, budget, extra in SETTINGS[setting]["arms"]
                if method == config["emb"] and budget == config["emb_budget"]
-               and all(config[key] == value for key, value in extra.items())]
+               and all(key in config and config[key] == value for key, value in extra.items())]
     return max(matches)[1] if matches else None
 
 
