@@ -29,6 +29,15 @@ def test_codes_pack_several_to_a_byte_and_come_back(bits):
     assert torch.equal(unpack_codes(packed, 13, bits), codes)
 
 
+def test_a_read_of_no_rows_trains_nothing_and_does_not_fail():
+    table = master_free_table(10, 16, 4)
+    before = table.low_bit_rows.table.codes.clone()
+    rows = table(torch.zeros(0, dtype=torch.long))  # a width group none of a batch's ids falls in (freq)
+    (rows.sum() + table(torch.tensor([3])).sum()).backward()
+    changed = (table.low_bit_rows.table.codes != before).any(1).tolist()
+    assert rows.shape == (0, 16) and changed == [False] * 3 + [True] + [False] * 6
+
+
 def test_the_codes_are_the_only_copy_of_the_rows_and_a_read_trains_only_what_it_read(device):
     _, where = device
     table = master_free_table(10, 16, 4, padding_idx=0, device=where)

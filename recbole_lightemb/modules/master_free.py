@@ -56,7 +56,8 @@ def pack_codes(codes, bits):
     if pad:
         unsigned = torch.cat([unsigned, unsigned.new_zeros(*unsigned.shape[:-1], pad)], -1)
     shifts = bits * torch.arange(per_byte, device=codes.device)
-    return (unsigned.view(*unsigned.shape[:-1], -1, per_byte) << shifts).sum(-1).to(torch.uint8)
+    grouped = unsigned.view(*unsigned.shape[:-1], unsigned.shape[-1] // per_byte, per_byte)
+    return (grouped << shifts).sum(-1).to(torch.uint8)
 
 
 def unpack_codes(packed, width, bits):
