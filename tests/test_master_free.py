@@ -133,6 +133,8 @@ def test_a_master_free_run_is_seeded():
     ({"emb": "quant", "emb_master_free_lr": 0}, "emb_master_free_lr=0: allowed a positive number, or None"),
     ({"emb": "ciess", "emb_budget": 0.25}, "emb='ciess' stores no low-bit rows here"),
     ({"emb": "quant", "emb_master_free": "maybe"}, "emb_master_free='maybe'"),
+    ({"emb": "quant", "emb_master_free": False, "emb_master_free_lr": 0.01},
+     "emb_master_free_lr=0.01: used only with emb_master_free=True"),
 ])
 def test_bad_master_free_settings_are_named_before_training(tiny_config, extra, match):
     config = {**tiny_config, "emb_budget": 0.25, "emb_master_free": True, **extra}

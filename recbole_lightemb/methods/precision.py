@@ -43,6 +43,11 @@ def refuse_master_free(method, config):
     if not isinstance(master_free, bool):
         raise ValueError(f"emb_master_free={master_free!r}: allowed True, False")
     if not master_free:
+        given = getattr(config, "external_config_dict", {})
+        for key, default in (("emb_master_free_optimizer", "rowwise_rmsprop"), ("emb_master_free_lr", None)):
+            if given.get(key, default) not in (None, default):
+                raise ValueError(f"{key}={given[key]!r}: used only with emb_master_free=True; allowed: set "
+                                 f"emb_master_free=True, or drop {key}")
         return
     optimizer = _setting(config, "emb_master_free_optimizer", "rowwise_rmsprop")
     if optimizer not in OPTIMIZERS:
