@@ -45,3 +45,13 @@ def alternate(timers, rounds):
         for name, timer in timers.items():
             seconds[name].append(timer())
     return seconds
+
+
+def time_and_memory(runs, rounds):
+    """Side by side: epoch seconds of each ``(trainer, train_data)`` by name, taken in turn (:func:`alternate`),
+    and the bytes each holds while training afterwards (``compression.training``'s figures)."""
+    from recbole_lightemb.report import training_memory
+
+    times = alternate({name: (lambda t=trainer, d=data: epoch_seconds(t, d)) for name, (trainer, data) in runs.items()},
+                      rounds)
+    return times, {name: training_memory(trainer.model, trainer.optimizer) for name, (trainer, _) in runs.items()}

@@ -19,8 +19,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
 from recbole_lightemb import Config, swap_embeddings
-from recbole_lightemb.report import training_memory
-from common import alternate, epoch_seconds, machine, save_results
+from common import machine, save_results, time_and_memory
 
 FORMS = {"masters": False, "master-free": True}
 
@@ -38,9 +37,7 @@ def trainer_for(model_name, budget, master_free):
 
 def measure(model_name, budget, rounds):
     built = {form: trainer_for(model_name, budget, free) for form, free in FORMS.items()}
-    times = alternate({form: (lambda t=trainer, d=data: epoch_seconds(t, d)) for form, (trainer, data) in built.items()},
-                      rounds)
-    memory = {form: training_memory(trainer.model, trainer.optimizer) for form, (trainer, _) in built.items()}
+    times, memory = time_and_memory(built, rounds)
     median = {form: statistics.median(seconds) for form, seconds in times.items()}
     ratio = median["master-free"] / median["masters"]
     print(f"{model_name:<9} budget {budget}: masters {median['masters']:.3f}s (holds {memory['masters']['ratio']:.3f} "

@@ -21,9 +21,8 @@ from recbole_lightemb import Config
 from recbole_lightemb.ciess.widths import fit_to_budget, full_plan_bytes
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
-from recbole_lightemb.report import training_memory
 from recbole_lightemb.swap import find_embedding_tables, replace_table
-from common import alternate, epoch_seconds, machine, save_results
+from common import machine, save_results, time_and_memory
 
 
 def frequency_widths(dataset, budget, dim):
@@ -52,10 +51,8 @@ def measure(model_name, budget, rounds):
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
     widths = frequency_widths(train_data.dataset, budget, config["embedding_size"])
-    trainers = {form: trainer_for(config, train_data, widths, form == "packed") for form in ("masked", "packed")}
-    times = alternate({form: (lambda t=trainer: epoch_seconds(t, train_data)) for form, trainer in trainers.items()},
-                      rounds)
-    memory = {form: training_memory(t.model, t.optimizer) for form, t in trainers.items()}
+    times, memory = time_and_memory({form: (trainer_for(config, train_data, widths, form == "packed"), train_data)
+                                     for form in ("masked", "packed")}, rounds)
     ratio = statistics.median(times["packed"]) / statistics.median(times["masked"])
     print(f"{model_name:<9} budget {budget:<5} masked {statistics.median(times['masked']):.3f}s "
           f"(holds {memory['masked']['ratio']:.3f} of full)  packed {statistics.median(times['packed']):.3f}s "
