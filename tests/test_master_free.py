@@ -15,9 +15,9 @@ from recbole_lightemb.modules.packed_file import OVERHEAD_PER_ARRAY
 from recbole_lightemb.modules.precision import apply_precision
 
 
-def master_free_table(n, width, bits, optimizer="sgd", lr=1.0, padding_idx=None, device="cpu"):
+def master_free_table(n, width, bits, optimizer="sgd", lr=1.0, padding_idx=None, device="cpu", train_bits=None):
     table = UniformEmbedding(n, width, width, padding_idx=padding_idx)
-    return apply_precision(table, {"table": bits}, MasterFree(optimizer, lr, seed=7)).to(device)
+    return apply_precision(table, {"table": bits}, MasterFree(optimizer, lr, seed=7, bits=train_bits)).to(device)
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
@@ -68,6 +68,46 @@ def test_stochastic_rounding_lands_on_the_grid_with_the_exact_update_on_average(
     assert abs(codes.mean().item() - 0.3) < 0.01  # 80 000 draws: the standard error is 0.0016
 
 
+@pytest.mark.parametrize("train_bits", [8, 16])
+def test_finer_trained_codes_are_read_on_the_stored_grid(train_bits):
+    table = master_free_table(40, 16, 4, train_bits=train_bits)
+    store = table.low_bit_rows.table
+    rows = table(torch.arange(40)).detach()
+    codes = rows / store.step_sizes().unsqueeze(1)
+    assert torch.allclose(codes, codes.round(), atol=1e-4) and codes.round().abs().max() == 7  # 4-bit, as stored
+    assert torch.equal(rows, store.integer_codes() * store.step_sizes().unsqueeze(1))
+    assert store.codes.element_size() * store.codes.shape[1] == 16 * train_bits // 8  # the trained codes' bytes
+    assert store.trained_codes().abs().max() > 7  # ... on the finer grid
+
+
+def test_per_row_bits_train_one_grid_and_read_each_row_on_its_own():
+    bits = np.array([8] * 4 + [4] * 6 + [2] * 10)  # emb_bits: 4 under the frequency policy
+    table = master_free_table(20, 16, bits)
+    store = table.low_bit_rows.table
+    assert store.train_bits == 8 and store.codes.shape == (20, 16)  # one byte a value for every row
+    codes, step = store.integer_codes(), store.step_sizes()
+    assert codes[:4].abs().max() == 127 and codes[4:10].abs().max() == 7 and codes[10:].abs().max() == 1
+    assert torch.equal(table(torch.arange(20)).detach(), codes * step.unsqueeze(1))
+    assert store.stored_bytes(None) == 4 * (16 + 4) + 6 * (8 + 4) + 10 * (4 + 4) + 5  # + a 2-bit class a row
+    store.load_stored(codes, step)  # the stored form taken back reads as it was
+    assert torch.equal(store.integer_codes(), codes) and torch.allclose(store.step_sizes(), step)
+
+
+def test_finer_trained_codes_follow_small_updates_that_4_bit_codes_only_meet_on_average():
+    """Many small updates of one sign: 16-bit codes land within a few of their fine steps of the exact sum,
+    4-bit codes scatter by their coarse steps (stochastic rounding's noise shrinks with the grid's step)."""
+    errors = {}
+    for train_bits in (4, 16):
+        table = master_free_table(200, 8, 4, optimizer="sgd", lr=0.002, train_bits=train_bits)
+        store = table.low_bit_rows.table
+        store.load_stored(torch.zeros(200, 8), torch.full((200,), 0.05))  # every value 0, stored step 0.05
+        for _ in range(30):
+            table(torch.arange(200)).sum().backward()  # gradient 1 everywhere: each step moves every value -0.002
+        trained = store.trained_codes() * store.log_step.detach().exp().unsqueeze(1)
+        errors[train_bits] = (trained + 30 * 0.002).abs().mean().item()
+    assert errors[16] < 0.05 * errors[4]
+
+
 def test_the_row_wise_state_is_one_float_per_row_and_follows_its_rule():
     for optimizer, expected in [("rowwise_adagrad", 2 * 4.0), ("rowwise_rmsprop", 0.999 * 4.0 + 0.001 * 4.0)]:
         table = master_free_table(6, 8, 4, optimizer=optimizer, lr=0.01)
@@ -86,6 +126,8 @@ def checkpoint_of(config):
 
 @pytest.mark.parametrize("emb, extra", [
     ("quant", {}),
+    ("quant", {"emb_master_free_bits": 16}),
+    ("uniform", {"emb_bits": 4, "emb_bits_policy": "frequency"}),
     ("uniform", {"emb_bits": 2}),
     ("freq", {"emb_bits": 4}),
     ("hash", {"emb_bits": 8}),
@@ -94,9 +136,11 @@ def checkpoint_of(config):
 def test_a_master_free_run_holds_far_less_while_training_and_reloads_to_the_same_metrics(tiny_config, device, emb,
                                                                                         extra):
     keys, _ = device
-    config = {**tiny_config, **keys, "emb": emb, "emb_budget": 0.25, "epochs": 2, **extra}
+    free = {key: value for key, value in extra.items() if key.startswith("emb_master_free")}
+    config = {**tiny_config, **keys, "emb": emb, "emb_budget": 0.25, "epochs": 2,
+              **{key: value for key, value in extra.items() if key not in free}}
     masters = run_recbole_lightemb(model="BPR", config_dict=config)["compression"]
-    result = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True})
+    result = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True, **free})
     report = result["compression"]
     assert report["stored_bytes"] == masters["stored_bytes"] and report["ratio"] <= 0.25
     training = report["training"]
@@ -104,7 +148,12 @@ def test_a_master_free_run_holds_far_less_while_training_and_reloads_to_the_same
     # row-wise state: at most 20 bytes more than it stores (no table here has more rows than entities).
     rows = sum(t["entities"] for t in report["tables"])
     assert training["grad_bytes"] == training["param_bytes"] and training["optimizer_bytes"] == 2 * training["param_bytes"]
-    assert report["stored_bytes"] < training["training_bytes"] <= report["stored_bytes"] + 20 * rows
+    if extra.get("emb_bits_policy", "fixed") == "fixed" and not free:
+        assert report["stored_bytes"] < training["training_bytes"] <= report["stored_bytes"] + 20 * rows
+    else:  # trained codes finer than some stored rows (16 bits for 4-bit rows; 8 bits for 8-4-2 per row): their
+        # buffer outgrows the stored rows, by at most 16 / 4 = 8 / 2 = 4 times
+        assert report["stored_bytes"] < training["buffer_bytes"]
+        assert training["training_bytes"] <= 4 * report["stored_bytes"] + 20 * rows
     assert training["training_bytes"] < 0.5 * masters["training"]["training_bytes"]
     assert training["row_grad_bytes"] > 0  # measured by the hook: the training did update the codes
     packed = report["packed_file"]
@@ -127,7 +176,10 @@ def test_a_master_free_run_is_seeded():
 @pytest.mark.parametrize("extra, match", [
     ({"emb": "uniform", "emb_bits": 32}, r"emb_master_free=True with emb_bits=32.*need emb_bits in 2, 4, 8"),
     ({"emb": "quant", "quant_bits": 16}, r"quant_bits=16.*need quant_bits in 2, 4, 8"),
-    ({"emb": "uniform", "emb_bits": 4, "emb_bits_policy": "frequency"}, "emb_bits_policy=fixed"),
+    ({"emb": "uniform", "emb_bits": 8, "emb_bits_policy": "frequency"},
+     r"emb_bits=8, emb_bits_policy='frequency'.*in 2 or 4 under emb_bits_policy=frequency"),
+    ({"emb": "uniform", "emb_bits": 4, "emb_bits_policy": "frequency", "emb_master_free_bits": 4},
+     r"emb_master_free_bits=4: below the rows stored with emb_bits=4, emb_bits_policy='frequency'"),
     ({"emb": "quant", "emb_master_free_optimizer": "adam"},
      r"emb_master_free_optimizer='adam': allowed rowwise_adagrad .*rowwise_rmsprop .*sgd \(state: none\)"),
     ({"emb": "quant", "emb_master_free_lr": 0}, "emb_master_free_lr=0: allowed a positive number, or None"),
@@ -135,6 +187,11 @@ def test_a_master_free_run_is_seeded():
     ({"emb": "quant", "emb_master_free": "maybe"}, "emb_master_free='maybe'"),
     ({"emb": "quant", "emb_master_free": False, "emb_master_free_lr": 0.01},
      "emb_master_free_lr=0.01: used only with emb_master_free=True"),
+    ({"emb": "quant", "emb_master_free_bits": 12}, r"emb_master_free_bits=12: allowed 2, 4, 8, 16"),
+    ({"emb": "quant", "quant_bits": 8, "emb_master_free_bits": 4},
+     r"emb_master_free_bits=4: below the rows stored with quant_bits=8.*allowed: the trained codes hold at least"),
+    ({"emb": "quant", "emb_master_free": False, "emb_master_free_bits": 16},
+     "emb_master_free_bits=16: used only with emb_master_free=True"),
 ])
 def test_bad_master_free_settings_are_named_before_training(tiny_config, extra, match):
     config = {**tiny_config, "emb_budget": 0.25, "emb_master_free": True, **extra}

@@ -16,7 +16,7 @@ from recbole_lightemb.methods.precision import (apply_bits, master_free_of, plan
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
 from recbole_lightemb.modules.precision import FLOAT_BITS, row_bytes
-from recbole_lightemb.modules.residual import ResidualEmbedding, private_row_bytes
+from recbole_lightemb.modules.residual import ResidualEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.stream.planners import StreamPlanner
@@ -66,7 +66,7 @@ def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS):
 
 def residual_bytes(tables, width, bits=FLOAT_BITS):
     """Bytes of every entity's private ``width``-wide residual row (``bits`` per value)."""
-    return sum(s.num_embeddings for s in tables) * private_row_bytes(width, bits)
+    return sum(s.num_embeddings for s in tables) * int(row_bytes(width, bits))
 
 
 def widest_residual(tables, spare_bytes, bits, cap):

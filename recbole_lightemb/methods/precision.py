@@ -13,8 +13,8 @@ import zlib
 import numpy as np
 
 from recbole_lightemb.modules.master_free import BITS as MASTER_FREE_BITS
-from recbole_lightemb.modules.master_free import OPTIMIZERS, MasterFree
-from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, check_precision
+from recbole_lightemb.modules.master_free import OPTIMIZERS, TRAIN_BITS, MasterFree
+from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, check_precision, ladder
 
 DEFAULT = (FLOAT_BITS, "fixed")
 
@@ -38,13 +38,15 @@ def refuse_unsupported(method, config):
 
 def refuse_master_free(method, config):
     """``emb_master_free`` checked before any training: a bool, a row-wise optimiser it can size, a positive
-    learning rate, and a method whose rows are all stored in 2, 4 or 8 bits."""
+    learning rate, trained codes of at least the stored bits, and a method whose rows are all stored in 2, 4 or
+    8 bits (per-row bits included)."""
     master_free = _setting(config, "emb_master_free", False)
     if not isinstance(master_free, bool):
         raise ValueError(f"emb_master_free={master_free!r}: allowed True, False")
     if not master_free:
         given = getattr(config, "external_config_dict", {})
-        for key, default in (("emb_master_free_optimizer", "rowwise_rmsprop"), ("emb_master_free_lr", None)):
+        for key, default in (("emb_master_free_optimizer", "rowwise_rmsprop"), ("emb_master_free_lr", None),
+                             ("emb_master_free_bits", None)):
             if given.get(key, default) not in (None, default):
                 raise ValueError(f"{key}={given[key]!r}: used only with emb_master_free=True; allowed: set "
                                  f"emb_master_free=True, or drop {key}")
@@ -56,19 +58,29 @@ def refuse_master_free(method, config):
     lr = _setting(config, "emb_master_free_lr", None)
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
         raise ValueError(f"emb_master_free_lr={lr!r}: allowed a positive number, or None for learning_rate")
+    train_bits = _setting(config, "emb_master_free_bits", None)
+    if train_bits is not None and (isinstance(train_bits, bool) or train_bits not in TRAIN_BITS):
+        raise ValueError(f"emb_master_free_bits={train_bits!r}: allowed {', '.join(map(str, TRAIN_BITS))} (at least "
+                         "the stored rows' bits), or None for the stored rows' bits")
     keys = getattr(method, "bits_keys", ("emb_bits",))
     bits = {key: _setting(config, key, FLOAT_BITS) for key in keys}
     policy = _setting(config, "emb_bits_policy", "fixed")
     if not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or _setting(config, "stream", False):
         raise ValueError(f"emb_master_free=True: emb={method.name!r} stores no low-bit rows here; allowed: emb in "
                          "baco, freq, hash, qr, quant, uniform with emb_bits in 2, 4, 8, outside a stream")
-    low_bit = [b in MASTER_FREE_BITS for b in bits.values()]
-    if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())) \
-            or policy != "fixed":
+    top = {key: ladder(b)[0] if policy == "frequency" and b in MASTER_FREE_BITS else b for key, b in bits.items()}
+    low_bit = [b in MASTER_FREE_BITS for b in top.values()]
+    if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())):
         given = ", ".join(f"{key}={b!r}" for key, b in bits.items())
         raise ValueError(f"emb_master_free=True with {given}, emb_bits_policy={policy!r}: rows trained without "
                          f"masters need {' or '.join(keys)} in {', '.join(map(str, MASTER_FREE_BITS))} (the others "
-                         "32) and emb_bits_policy=fixed")
+                         "32), and in 2 or 4 under emb_bits_policy=frequency (its head rows one step up)")
+    finer = [f"{key}={bits[key]!r}" for key, b in top.items()
+             if b != FLOAT_BITS and train_bits is not None and train_bits < b]
+    if finer:
+        raise ValueError(f"emb_master_free_bits={train_bits!r}: below the rows stored with {', '.join(finer)}, "
+                         f"emb_bits_policy={policy!r}; allowed: the trained codes hold at least the stored rows' "
+                         f"bits, {', '.join(map(str, TRAIN_BITS))}")
 
 
 def master_free_of(config, spec):
@@ -78,7 +90,8 @@ def master_free_of(config, spec):
         return None
     seed = (int(config["seed"]) * 1_000_003 + zlib.crc32(spec.name.encode())) % 2 ** 63
     lr = config["emb_master_free_lr"]
-    return MasterFree(config["emb_master_free_optimizer"], config["learning_rate"] if lr is None else lr, seed)
+    return MasterFree(config["emb_master_free_optimizer"], config["learning_rate"] if lr is None else lr, seed,
+                      _setting(config, "emb_master_free_bits", None))
 
 
 def apply_bits(config, spec, module, bits):

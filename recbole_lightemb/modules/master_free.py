@@ -17,6 +17,12 @@ codes are clipped to the grid. Each read is its own update: a table read twice i
 and negative items) takes two steps. The hook also measures the gradient it is handed
 (:attr:`MasterFreeRows.peak_grad_bytes`). The rounding's generator is not in the checkpoint: a resumed run
 rounds from a fresh seed.
+
+The trained codes may hold more bits than the rows stored (``emb_master_free_bits``: 8 or 16 for 2- or
+4-bit rows, 16 for 8-bit ones): reads then round them to the stored grid (nearest level, gradients passing
+straight through, as with float32 masters), and the finer grid shrinks stochastic rounding's noise by its
+levels' ratio, at ``train bits / stored bits`` times the codes' bytes while training. What is stored, and
+what the packed file holds, is the coarse rounding the reads saw.
 """
 
 from dataclasses import dataclass
@@ -27,12 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_lightemb.modules.base import FLOAT_BYTES
-from recbole_lightemb.modules.quantized import quantize
+from recbole_lightemb.modules.quantized import quantize, rows_bytes
 
 OPTIMIZERS = {"rowwise_adagrad": "one float per row", "rowwise_rmsprop": "one float per row", "sgd": "none"}
 """Row-wise optimisers master-free rows can be trained by, and the state each holds."""
 BITS = (2, 4, 8)
+TRAIN_BITS = (2, 4, 8, 16)
+"""Bits the trained codes may hold: the stored rows' own, or more (16-bit codes are an int16 buffer)."""
 EPS = 1e-8
 DECAY = 0.999
 """``rowwise_rmsprop``'s decay of the mean squared gradient (Adam's β2); the first update sets it."""
@@ -40,11 +47,13 @@ DECAY = 0.999
 
 @dataclass(frozen=True)
 class MasterFree:
-    """How master-free rows are trained: the row-wise optimiser, its learning rate, the rounding's seed."""
+    """How master-free rows are trained: the row-wise optimiser, its learning rate, the rounding's seed, and
+    the bits of the trained codes (None: the stored rows' bits)."""
 
     optimizer: str
     lr: float
     seed: int
+    bits: int | None = None
 
 
 def pack_codes(codes, bits):
@@ -74,15 +83,25 @@ class MasterFreeRows(nn.Module):
 
     def __init__(self, rows, bits, training):
         super().__init__()
-        if bits not in BITS:
-            raise ValueError(f"emb_master_free: rows of {bits} bits; master-free training needs {', '.join(map(str, BITS))}")
+        stored = sorted(set(np.unique(bits).tolist()))
+        if not set(stored) <= set(BITS):
+            raise ValueError(f"emb_master_free: rows of {', '.join(map(str, stored))} bits; master-free training "
+                             f"needs every row in {', '.join(map(str, BITS))}")
         if training.optimizer not in OPTIMIZERS:
             raise ValueError(f"emb_master_free_optimizer={training.optimizer!r}: allowed "
                              + ", ".join(f"{name} (state: {state})" for name, state in OPTIMIZERS.items()))
-        self.bits, self.width, self.fixed_bits = int(bits), int(rows.shape[1]), int(bits)
+        train_bits = int(stored[-1] if training.bits is None else training.bits)
+        if train_bits not in TRAIN_BITS or train_bits < stored[-1]:
+            raise ValueError(f"emb_master_free_bits={training.bits!r}: rows stored in up to {stored[-1]} bits train "
+                             f"codes of {', '.join(str(b) for b in TRAIN_BITS if b >= stored[-1])} bits")
+        self.width, self.train_bits = int(rows.shape[1]), train_bits
+        self.fixed_bits = int(stored[0]) if np.ndim(bits) == 0 else None
         self.optimizer, self.lr, self.seed = training.optimizer, float(training.lr), int(training.seed)
-        codes, scale = quantize(rows.detach().float(), self.bits)
-        self.register_buffer("codes", pack_codes(codes, self.bits))
+        if self.fixed_bits is None:  # per-row bits (the plan rebuilds them: not in the checkpoint)
+            row_bits = torch.as_tensor(np.asarray(bits).astype(np.uint8), device=rows.device)
+            self.register_buffer("row_bits", row_bits, persistent=False)
+        codes, scale = quantize(rows.detach().float(), train_bits)
+        self.register_buffer("codes", self._pack(codes))
         self.log_step = nn.Parameter(scale.squeeze(-1).log())
         if self.optimizer != "sgd":
             self.register_buffer("sq", torch.zeros(rows.shape[0], device=rows.device))
@@ -93,16 +112,48 @@ class MasterFreeRows(nn.Module):
     def num_rows(self):
         return self.codes.shape[0]
 
-    def integer_codes(self, ids=None):
-        """The codes of rows ``ids`` (all by default), as floats."""
+    def _pack(self, codes):
+        if self.train_bits == 16:
+            return codes.to(torch.int16)
+        return pack_codes(codes, self.train_bits)
+
+    def trained_codes(self, ids=None):
+        """The trained codes of rows ``ids`` (all by default), as floats."""
         packed = self.codes if ids is None else self.codes[ids]
-        return unpack_codes(packed, self.width, self.bits)
+        if self.train_bits == 16:
+            return packed.to(torch.float32)
+        return unpack_codes(packed, self.width, self.train_bits)
+
+    def _stored_levels(self, ids=None):
+        """The largest stored code of rows ``ids``: one for all, or ``(len(ids), 1)`` under per-row bits."""
+        if self.fixed_bits is not None:
+            return float(_levels(self.fixed_bits))
+        return _levels((self.row_bits if ids is None else self.row_bits[ids]).float()).unsqueeze(-1)
+
+    def _ratio(self, ids=None):
+        """Trained codes per stored level (1 where the trained codes are the stored ones), as
+        :meth:`_stored_levels`."""
+        return _levels(self.train_bits) / self._stored_levels(ids)
+
+    def _row_ratios(self):
+        """:meth:`_ratio` of every row: one float, or one per row."""
+        ratio = self._ratio()
+        return ratio if self.fixed_bits is not None else ratio.squeeze(-1)
+
+    def integer_codes(self, ids=None):
+        """The stored codes of rows ``ids`` (all by default), as floats: the trained ones on the stored grid."""
+        codes = self.trained_codes(ids)
+        if self.train_bits == self.fixed_bits:
+            return codes
+        levels = self._stored_levels(ids)
+        return torch.round(codes / self._ratio(ids)).clamp(-levels, levels)
 
     def rows(self, ids, frozen_id=None):
-        """Rows ``ids`` (any shape) as floats; while training with gradients on, their gradient updates their
-        codes (never the row of ``frozen_id``, a padding id, as ``F.embedding`` leaves it)."""
+        """Rows ``ids`` (any shape) as stored, as floats; while training with gradients on, their gradient
+        updates their trained codes (never the row of ``frozen_id``, a padding id, as ``F.embedding`` leaves
+        it)."""
         flat = ids.reshape(-1)
-        out = self.integer_codes(flat) * self._step_size(flat).unsqueeze(-1)
+        out = self.integer_codes(flat) * (self._step_size(flat).unsqueeze(-1) * self._ratio(flat))
         if out.requires_grad and self.training:
             out.register_hook(partial(self._apply_gradient, flat, frozen_id))
         return out.view(*ids.shape, self.width)
@@ -111,8 +162,8 @@ class MasterFreeRows(nn.Module):
         return self.log_step[ids].exp()
 
     def step_sizes(self):
-        """Every row's step size (its float32 scale as stored), detached."""
-        return self.log_step.detach().exp()
+        """Every row's stored step size (its float32 scale as stored), detached."""
+        return self.log_step.detach().exp() * self._row_ratios()
 
     def full(self):
         return self.rows(torch.arange(self.num_rows, device=self.codes.device))
@@ -133,10 +184,10 @@ class MasterFreeRows(nn.Module):
                 held = torch.where(held > 0, DECAY * held + (1 - DECAY) * square, square)
             self.sq[ids] = held
             step = step / (held.sqrt() + EPS).unsqueeze(1)
-        codes = self.integer_codes(ids) - self.lr * step / self._step_size(ids).unsqueeze(1)
-        levels = 2 ** (self.bits - 1) - 1
+        codes = self.trained_codes(ids) - self.lr * step / self._step_size(ids).unsqueeze(1)
+        levels = _levels(self.train_bits)
         noise = torch.rand(codes.shape, generator=self._rounding(codes.device), device=codes.device)
-        self.codes[ids] = pack_codes(torch.floor(codes + noise).clamp(-levels, levels), self.bits)
+        self.codes[ids] = self._pack(torch.floor(codes + noise).clamp(-levels, levels))
 
     def _rounding(self, device):
         """The stochastic rounding's generator, seeded from the run's seed at the first update."""
@@ -149,17 +200,28 @@ class MasterFreeRows(nn.Module):
         return StoredRows(self)
 
     def bits_per_row(self, n_rows):
-        return np.full(n_rows, self.bits, dtype=np.int64)
+        """Every row's stored bits as a NumPy array."""
+        if self.fixed_bits is not None:
+            return np.full(n_rows, self.fixed_bits, dtype=np.int64)
+        return self.row_bits.cpu().numpy().astype(np.int64)
 
     def stored_bytes(self, rows):
-        """Bytes of the rows as stored: packed codes and a float32 scale per row."""
-        return int(self.codes.numel()) + self.num_rows * FLOAT_BYTES
+        """Bytes of the rows as stored: packed codes and a float32 scale per row (and a bit class per row under
+        per-row bits)."""
+        return rows_bytes(self.width, self.bits_per_row(self.num_rows), self.fixed_bits is None)
 
     def load_stored(self, codes, scale):
-        """Take the stored form back: integer codes ``(rows, width)`` and per-row scales."""
+        """Take the stored form back: integer codes ``(rows, width)`` and per-row scales (the trained codes
+        become the stored ones on the finer grid, which round back to them)."""
         with torch.no_grad():
-            self.codes.copy_(pack_codes(codes.to(self.codes.device), self.bits))
-            self.log_step.copy_(torch.as_tensor(scale, dtype=torch.float32).log())
+            self.codes.copy_(self._pack(torch.round(codes.to(self.codes.device).float() * self._ratio())))
+            scale = torch.as_tensor(scale, dtype=torch.float32, device=self.codes.device)
+            self.log_step.copy_((scale / self._row_ratios()).log())
+
+
+def _levels(bits):
+    """The largest code of a ``bits``-bit grid (symmetric, no −2^(b−1))."""
+    return 2 ** (bits - 1) - 1
 
 
 class StoredRows:

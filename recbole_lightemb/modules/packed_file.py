@@ -66,20 +66,22 @@ def table_arrays(table):
     """The arrays ``table`` stores, by name: what :func:`write_packed` writes and :func:`read_packed` expects."""
     arrays, low_bit = {}, low_bit_parameters(table, inner=True)
     for prefix, master, rows in low_bit:
-        if isinstance(rows, MasterFreeRows):  # its codes and step sizes are the stored form already
-            arrays[f"{prefix}.bits{rows.bits}"] = pack(rows.integer_codes().cpu(), rows.bits)
-            arrays[f"{prefix}.scale{rows.bits}"] = rows.step_sizes().cpu().numpy()
-            continue
         bits = rows.bits_per_row(master.shape[0])
-        values = master.detach().cpu().float()
+        if isinstance(rows, MasterFreeRows):  # its codes and step sizes are the stored form already
+            codes, scales = rows.integer_codes().cpu(), rows.step_sizes().cpu()
+        else:
+            values = master.detach().cpu().float()
         for b in sorted(set(bits.tolist())):
-            part = values[torch.from_numpy(np.flatnonzero(bits == b))]
+            where = torch.from_numpy(np.flatnonzero(bits == b))
             if b == FLOAT_BITS:
-                arrays[f"{prefix}.float32"] = part.numpy()
+                arrays[f"{prefix}.float32"] = values[where].numpy()
+                continue
+            if isinstance(rows, MasterFreeRows):
+                part, scale = codes[where], scales[where]
             else:
-                codes, scale = quantize(part, b)
-                arrays[f"{prefix}.bits{b}"] = pack(codes, b)
-                arrays[f"{prefix}.scale{b}"] = scale.squeeze(1).numpy()
+                part, scale = quantize(values[where], b)
+            arrays[f"{prefix}.bits{b}"] = pack(part, b)
+            arrays[f"{prefix}.scale{b}"] = scale.reshape(-1).numpy()
         if rows.fixed_bits is None:
             arrays[f"{prefix}.classes"] = _classes(bits)
     masters = {key for key, _, _ in low_bit}
@@ -149,22 +151,22 @@ def _load(table, arrays):
     state = table.state_dict()
     low_bit = low_bit_parameters(table, inner=True)
     for prefix, master, rows in low_bit:
-        if isinstance(rows, MasterFreeRows):
-            rows.load_stored(unpack(arrays[f"{prefix}.bits{rows.bits}"], rows.width, rows.bits),
-                             arrays[f"{prefix}.scale{rows.bits}"])
-            continue
         bits = rows.bits_per_row(master.shape[0])
         if rows.fixed_bits is None and not np.array_equal(arrays[f"{prefix}.classes"], _classes(bits)):
             raise ValueError(f"{prefix}: the bits per row differ from the plan's")
-        values = torch.empty(master.shape)
+        values, codes, scales = torch.empty(master.shape), torch.zeros(master.shape), torch.ones(master.shape[0])
         for b in sorted(set(bits.tolist())):
             where = torch.from_numpy(np.flatnonzero(bits == b))
             if b == FLOAT_BITS:
                 values[where] = torch.from_numpy(arrays[f"{prefix}.float32"])
-            else:
-                codes = unpack(arrays[f"{prefix}.bits{b}"], master.shape[1], b).float()
-                values[where] = codes * torch.from_numpy(arrays[f"{prefix}.scale{b}"])[:, None]
-        state[prefix] = values
+                continue
+            codes[where] = unpack(arrays[f"{prefix}.bits{b}"], master.shape[1], b).float()
+            scales[where] = torch.from_numpy(arrays[f"{prefix}.scale{b}"])
+            values[where] = codes[where] * scales[where, None]
+        if isinstance(rows, MasterFreeRows):
+            rows.load_stored(codes, scales)
+        else:
+            state[prefix] = values
     for key in state:
         if key in arrays:
             state[key] = torch.from_numpy(np.ascontiguousarray(arrays[key])).to(state[key].dtype)

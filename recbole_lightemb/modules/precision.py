@@ -20,7 +20,6 @@ that read them and split as the frequency buckets of the report are (head 20 %, 
 tail the next below (``emb_bits: 4`` → 8 / 4 / 2 bits).
 """
 
-import math
 
 import numpy as np
 import torch
@@ -28,18 +27,15 @@ from torch import nn
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
 from recbole_lightemb.modules.master_free import MasterFreeRows
-from recbole_lightemb.modules.quantized import fake_quantize
+from recbole_lightemb.modules.quantized import FLOAT_BITS, class_bytes, fake_quantize, row_bytes, rows_bytes
 
 BITS = (2, 4, 8, 32)
 """Bits per stored value a config may ask for (32: float32, today's tables)."""
-FLOAT_BITS = 32
 POLICIES = ("fixed", "frequency")
 SHARES = (0.2, 0.3, 0.5)
 """Head, torso and tail shares of a table's rows under the ``frequency`` policy."""
 LOW_BIT_ROWS = "low_bit_rows"
 """The submodule of a table holding its low-bit rows (state-dict prefix of master-free codes)."""
-CLASS_BITS = 2
-"""Bits of one row's bit class under per-row bits: four classes, the four values of :data:`BITS`."""
 
 
 def check_precision(bits, policy):
@@ -76,25 +72,6 @@ def row_bits(frequency, bits, policy):
     up, mid, down = ladder(bits)
     out[order[:head]], out[order[head:head + torso]], out[order[head + torso:]] = up, mid, down
     return out
-
-
-def row_bytes(width, bits):
-    """Bytes of one stored row: float32 values, or ``bits``-bit values packed into whole bytes plus a float32 scale."""
-    width = np.asarray(width)
-    bits = np.asarray(bits)
-    low = -(-width * bits // 8) + FLOAT_BYTES * (width > 0)  # the values, and the row's float32 scale
-    return np.where(bits == FLOAT_BITS, width * FLOAT_BYTES, low)
-
-
-def class_bytes(n_rows, per_row):
-    """Bytes of the per-row bit classes of a parameter of ``n_rows`` rows (none when every row has the same bits)."""
-    return math.ceil(n_rows * CLASS_BITS / 8) if per_row else 0
-
-
-def rows_bytes(width, bits, per_row):
-    """Bytes of a parameter's rows: ``width`` and ``bits`` one for all or one per row (at least one is per row)."""
-    each = row_bytes(width, bits)
-    return int(each.sum()) + class_bytes(each.size, per_row)
 
 
 def table_bytes(n_rows, width, bits, policy):
@@ -197,12 +174,9 @@ def apply_precision(module, bits, master_free=None):
             continue
         if master_free is None:
             rounding = LowBitRows(value, param.shape[0]).to(param.device)
-        elif np.ndim(value) == 0:
-            rounding = MasterFreeRows(param, int(value), master_free)
-            del owner._parameters[leaf]
         else:
-            raise ValueError("emb_master_free=True: rows trained without masters take one emb_bits for all; "
-                             "allowed: emb_bits_policy=fixed")
+            rounding = MasterFreeRows(param, value, master_free)
+            del owner._parameters[leaf]
         if "_low_bit_rows" not in owner.__dict__:
             owner.__dict__["_low_bit_rows"] = {}
             owner.__class__ = type(f"LowBit{type(owner).__name__}", (type(owner),), {})

@@ -15,6 +15,11 @@ import torch
 
 from recbole_lightemb.modules.base import FLOAT_BYTES
 
+FLOAT_BITS = 32
+"""Bits of a float32 value: rows at 32 bits are plain float32 and carry no scale."""
+CLASS_BITS = 2
+"""Bits of one row's bit class under per-row bits: four classes, one per value of ``emb_bits`` (2, 4, 8, 32)."""
+
 
 def quantize(rows, bits):
     """Integer codes in ``-(2^(b−1)−1) .. 2^(b−1)−1`` and the per-row float32 scale of ``rows``."""
@@ -44,8 +49,23 @@ def unpack(packed, width, bits):
 
 
 def row_bytes(width, bits):
-    """Bytes of one stored row: its values packed into whole bytes, plus its float32 scale."""
-    return math.ceil(width * bits / 8) + FLOAT_BYTES
+    """Bytes of one stored row (or of each, for arrays): float32 values, or ``bits``-bit values packed into
+    whole bytes plus a float32 scale."""
+    width = np.asarray(width)
+    bits = np.asarray(bits)
+    low = -(-width * bits // 8) + FLOAT_BYTES * (width > 0)  # the values, and the row's float32 scale
+    return np.where(bits == FLOAT_BITS, width * FLOAT_BYTES, low)
+
+
+def class_bytes(n_rows, per_row):
+    """Bytes of the per-row bit classes of a parameter of ``n_rows`` rows (none when every row has the same bits)."""
+    return math.ceil(n_rows * CLASS_BITS / 8) if per_row else 0
+
+
+def rows_bytes(width, bits, per_row):
+    """Bytes of a parameter's rows: ``width`` and ``bits`` one for all or one per row (at least one is per row)."""
+    each = row_bytes(width, bits)
+    return int(each.sum()) + class_bytes(each.size, per_row)
 
 
 def quantized_width(budget_bytes_per_row, bits, dim):

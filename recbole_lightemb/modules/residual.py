@@ -7,14 +7,9 @@ private coordinates for the same bytes, written packed, and trainable without ma
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
+from recbole_lightemb.modules.base import LightEmbedding
 from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision
 from recbole_lightemb.modules.quantized import row_bytes
-
-
-def private_row_bytes(width, bits=FLOAT_BITS):
-    """Bytes of one private row: float32 values, or ``bits``-bit values plus their float32 scale."""
-    return width * FLOAT_BYTES if bits == FLOAT_BITS else row_bytes(width, bits)
 
 
 class ResidualEmbedding(LightEmbedding):
@@ -55,4 +50,4 @@ class ResidualEmbedding(LightEmbedding):
         return self.shared.index_bytes()
 
     def stored_bytes(self):
-        return self.shared.stored_bytes() + self.num_embeddings * private_row_bytes(self.width, self.bits)
+        return self.shared.stored_bytes() + self.num_embeddings * int(row_bytes(self.width, self.bits))
