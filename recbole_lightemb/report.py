@@ -56,6 +56,30 @@ def _outer_tables(model):
                 yield name, module
 
 
+STATE_PER_FLOAT = {"Adam": 2, "AdamW": 2, "SparseAdam": 2, "Adamax": 2, "NAdam": 2, "RAdam": 2, "Adagrad": 1}
+"""Floats of state per trained float of optimisers whose state does not depend on their settings."""
+
+
+def state_per_float(optimizer):
+    """Floats of state ``optimizer`` keeps per trained float (Adam: its two moments): measured on the
+    parameters that have state, else from its kind (a model whose only trained floats are master-free rows
+    with rule-kept step sizes hands it none); what full tables trained the same way would hold."""
+    floats, held = 0, 0
+    for param, state in optimizer.state.items():
+        tensors = [t for t in state.values() if torch.is_tensor(t) and t.dim() > 0]
+        if tensors:
+            floats, held = floats + param.numel(), held + sum(t.numel() for t in tensors)
+    if floats:
+        return held / floats
+    settings = optimizer.defaults
+    if type(optimizer).__name__ == "SGD":
+        return 1 if settings.get("momentum", 0) else 0
+    if type(optimizer).__name__ == "RMSprop":
+        return 1 + bool(settings.get("momentum", 0)) + bool(settings.get("centered", False))
+    known = STATE_PER_FLOAT.get(type(optimizer).__name__, 0)  # another kind: none, so no run looks smaller than it is
+    return known + bool(known and settings.get("amsgrad", False))
+
+
 def training_memory(model, optimizer):
     """Bytes the swapped tables hold *while training*: parameters, their gradients, buffers (masks,
     codes, widths) and the optimiser's state for those parameters. Master-free rows keep codes and row-wise
@@ -74,7 +98,7 @@ def training_memory(model, optimizer):
         buffers += sum(b.numel() * b.element_size() for b in module.buffers())
         row_grads += sum(store.peak_grad_bytes for store in master_free_stores(module))
     full = sum(m.num_embeddings * m.embedding_dim for _, m in _outer_tables(model)) * FLOAT_BYTES
-    per_float = state / params if params else 0.0
+    per_float = state_per_float(optimizer)
     total = params + grads + buffers + state
     full_training = full * (2 + per_float)  # full tables: parameters, gradients, the same optimiser state
     return {"param_bytes": params, "grad_bytes": grads, "buffer_bytes": buffers, "optimizer_bytes": state,

@@ -13,6 +13,7 @@ from recbole_lightemb.modules import UniformEmbedding
 from recbole_lightemb.modules.master_free import MasterFree, pack_codes, unpack_codes
 from recbole_lightemb.modules.packed_file import OVERHEAD_PER_ARRAY
 from recbole_lightemb.modules.precision import apply_precision
+from recbole_lightemb.report import state_per_float
 
 
 def master_free_table(n, width, bits, optimizer="sgd", lr=1.0, padding_idx=None, device="cpu", train_bits=None):
@@ -93,6 +94,30 @@ def test_per_row_bits_train_one_grid_and_read_each_row_on_its_own():
     assert torch.equal(store.integer_codes(), codes) and torch.allclose(store.step_sizes(), step)
 
 
+def test_finer_trained_codes_grow_and_shrink_their_step_to_keep_their_largest_code_near_the_top():
+    table = master_free_table(2, 8, 4, train_bits=16, lr=1.0)
+    store = table.low_bit_rows.table
+    before = store.log_step.detach().exp().clone()
+    rows = table(torch.arange(2))
+    gradient = torch.stack([torch.full((8,), -5.0), 0.9 * rows[1].detach()])  # row 0: +5 (past the grid's edge);
+    rows.mul(gradient).sum().backward()  # row 1: near a tenth of itself (the read row is the trained one, rounded)
+    after, peaks = store.log_step.detach().exp(), store.trained_codes().abs().amax(1)
+    assert peaks.min() > 32767 / 2 and peaks.max() <= 32767
+    grown = (rows[0].detach() + 5).abs().max() / rows[0].detach().abs().max()
+    assert (after[0] / before[0]).item() == pytest.approx(grown.item(), rel=0.01)
+    assert after[1].item() == pytest.approx(0.1 * before[1].item(), rel=0.15)
+
+
+def test_full_tables_are_counted_with_the_optimisers_state_even_where_no_parameter_holds_any():
+    param = torch.nn.Parameter(torch.zeros(3))
+    assert state_per_float(torch.optim.Adam([param])) == 2 and state_per_float(torch.optim.SGD([param], lr=0.1)) == 0
+    assert state_per_float(torch.optim.SGD([param], lr=0.1, momentum=0.9)) == 1
+    adagrad = torch.optim.Adagrad([param])
+    param.grad = torch.ones(3)
+    adagrad.step()
+    assert state_per_float(adagrad) == 1  # measured: its running sum
+
+
 def test_finer_trained_codes_follow_small_updates_that_4_bit_codes_only_meet_on_average():
     """Many small updates of one sign: 16-bit codes land within a few of their fine steps of the exact sum,
     4-bit codes scatter by their coarse steps (stochastic rounding's noise shrinks with the grid's step)."""
@@ -147,8 +172,14 @@ def test_a_master_free_run_holds_far_less_while_training_and_reloads_to_the_same
     # Per stored row only its packed codes, its step size (with gradient and Adam's two moments) and one float of
     # row-wise state: at most 20 bytes more than it stores (no table here has more rows than entities).
     rows = sum(t["entities"] for t in report["tables"])
-    assert training["grad_bytes"] == training["param_bytes"] and training["optimizer_bytes"] == 2 * training["param_bytes"]
-    if extra.get("emb_bits_policy", "fixed") == "fixed" and not free:
+    learned = extra.get("emb_bits_policy", "fixed") == "fixed" and not free  # step sizes learned by RecBole's Adam
+    if learned:
+        assert training["grad_bytes"] == training["param_bytes"]
+        assert training["optimizer_bytes"] == 2 * training["param_bytes"]
+    else:  # finer trained codes than stored: step sizes kept by the rule, no gradient, no Adam state
+        assert training["grad_bytes"] == training["optimizer_bytes"] == 0
+    assert training["full_training_bytes"] == masters["training"]["full_training_bytes"]  # full with Adam either way
+    if learned:
         assert report["stored_bytes"] < training["training_bytes"] <= report["stored_bytes"] + 20 * rows
     else:  # trained codes finer than some stored rows (16 bits for 4-bit rows; 8 bits for 8-4-2 per row): their
         # buffer outgrows the stored rows, by at most 16 / 4 = 8 / 2 = 4 times

@@ -18,11 +18,14 @@ and negative items) takes two steps. The hook also measures the gradient it is h
 (:attr:`MasterFreeRows.peak_grad_bytes`). The rounding's generator is not in the checkpoint: a resumed run
 rounds from a fresh seed.
 
-The trained codes may hold more bits than the rows stored (``emb_master_free_bits``: 8 or 16 for 2- or
-4-bit rows, 16 for 8-bit ones): reads then round them to the stored grid (nearest level, gradients passing
-straight through, as with float32 masters), and the finer grid shrinks stochastic rounding's noise by its
-levels' ratio, at ``train bits / stored bits`` times the codes' bytes while training. What is stored, and
-what the packed file holds, is the coarse rounding the reads saw.
+The trained codes may hold more bits than the rows stored (``emb_master_free_bits``: 16 for 2-, 4- or 8-bit
+rows; or 8 for 2- and 4-bit ones; per-row bits train every row at one such width). They are then a fixed-point
+master: a read rounds each row to its stored grid spanning the row's largest value, as ``emb: quant`` rounds
+its float32 masters (gradients passing straight through), and the step size is kept by a rule instead of
+learned: after each update a row whose largest code left the grid, or fell below half of it, is rescaled so
+that it spans the grid again (update and rescale are rounded once, stochastically). A learned step size could not keep up here: after 30 epochs of BPR on
+ml-100k half the 16-bit codes sat at the grid's edge. The cost is the trained codes' bytes while training
+(2 bytes a value at 16 bits); the step sizes then hold no gradient or optimiser state.
 """
 
 from dataclasses import dataclass
@@ -100,9 +103,12 @@ class MasterFreeRows(nn.Module):
         if self.fixed_bits is None:  # per-row bits (the plan rebuilds them: not in the checkpoint)
             row_bits = torch.as_tensor(np.asarray(bits).astype(np.uint8), device=rows.device)
             self.register_buffer("row_bits", row_bits, persistent=False)
+        self.absmax = self.fixed_bits != train_bits  # finer codes than some stored rows: a fixed-point master
         codes, scale = quantize(rows.detach().float(), train_bits)
         self.register_buffer("codes", self._pack(codes))
-        self.log_step = nn.Parameter(scale.squeeze(-1).log())
+        # a parameter either way (a model whose only tables are these still has one for RecBole's optimiser), learned
+        # only where the trained codes are the stored ones; otherwise the rule in _apply_gradient keeps it
+        self.log_step = nn.Parameter(scale.squeeze(-1).log(), requires_grad=not self.absmax)
         if self.optimizer != "sgd":
             self.register_buffer("sq", torch.zeros(rows.shape[0], device=rows.device))
         self.peak_grad_bytes = 0
@@ -130,31 +136,31 @@ class MasterFreeRows(nn.Module):
             return float(_levels(self.fixed_bits))
         return _levels((self.row_bits if ids is None else self.row_bits[ids]).float()).unsqueeze(-1)
 
-    def _ratio(self, ids=None):
-        """Trained codes per stored level (1 where the trained codes are the stored ones), as
-        :meth:`_stored_levels`."""
-        return _levels(self.train_bits) / self._stored_levels(ids)
-
-    def _row_ratios(self):
-        """:meth:`_ratio` of every row: one float, or one per row."""
-        ratio = self._ratio()
-        return ratio if self.fixed_bits is not None else ratio.squeeze(-1)
+    def _stored(self, ids=None):
+        """The stored codes of rows ``ids`` (all by default), as floats, and the trained codes per stored level:
+        the trained codes themselves, or (finer trained codes) rounded to the stored grid spanning each row's
+        largest value, as ``emb: quant`` rounds its float32 masters."""
+        codes = self.trained_codes(ids)
+        if not self.absmax:
+            return codes, 1.0
+        levels = self._stored_levels(ids)
+        ratio = codes.abs().amax(-1, keepdim=True).clamp(min=1.0) / levels
+        return torch.round(codes / ratio).clamp(-levels, levels), ratio
 
     def integer_codes(self, ids=None):
-        """The stored codes of rows ``ids`` (all by default), as floats: the trained ones on the stored grid."""
-        codes = self.trained_codes(ids)
-        if self.train_bits == self.fixed_bits:
-            return codes
-        levels = self._stored_levels(ids)
-        return torch.round(codes / self._ratio(ids)).clamp(-levels, levels)
+        """The stored codes of rows ``ids`` (all by default), as floats."""
+        return self._stored(ids)[0]
 
     def rows(self, ids, frozen_id=None):
         """Rows ``ids`` (any shape) as stored, as floats; while training with gradients on, their gradient
         updates their trained codes (never the row of ``frozen_id``, a padding id, as ``F.embedding`` leaves
         it)."""
         flat = ids.reshape(-1)
-        out = self.integer_codes(flat) * (self._step_size(flat).unsqueeze(-1) * self._ratio(flat))
-        if out.requires_grad and self.training:
+        codes, ratio = self._stored(flat)
+        out = codes * (self._step_size(flat).unsqueeze(-1) * ratio)
+        if self.training and torch.is_grad_enabled():
+            if not out.requires_grad:  # step sizes kept by the rule, not learned: no parameter carries the gradient
+                out.requires_grad_()
             out.register_hook(partial(self._apply_gradient, flat, frozen_id))
         return out.view(*ids.shape, self.width)
 
@@ -163,7 +169,8 @@ class MasterFreeRows(nn.Module):
 
     def step_sizes(self):
         """Every row's stored step size (its float32 scale as stored), detached."""
-        return self.log_step.detach().exp() * self._row_ratios()
+        step = self.log_step.detach().exp()
+        return step * self._stored()[1].reshape(-1) if self.absmax else step
 
     def full(self):
         return self.rows(torch.arange(self.num_rows, device=self.codes.device))
@@ -186,6 +193,11 @@ class MasterFreeRows(nn.Module):
             step = step / (held.sqrt() + EPS).unsqueeze(1)
         codes = self.trained_codes(ids) - self.lr * step / self._step_size(ids).unsqueeze(1)
         levels = _levels(self.train_bits)
+        if self.absmax:  # keep each row's largest code in (levels / 2, levels]: grown on overflow, shrunk past half
+            peak = codes.abs().amax(1)
+            factor = torch.where((peak > levels) | ((peak < levels / 2) & (peak > 0)), peak / levels, 1.0)
+            codes = codes / factor.unsqueeze(1)
+            self.log_step.data[ids] += factor.log()
         noise = torch.rand(codes.shape, generator=self._rounding(codes.device), device=codes.device)
         self.codes[ids] = self._pack(torch.floor(codes + noise).clamp(-levels, levels))
 
@@ -211,12 +223,13 @@ class MasterFreeRows(nn.Module):
         return rows_bytes(self.width, self.bits_per_row(self.num_rows), self.fixed_bits is None)
 
     def load_stored(self, codes, scale):
-        """Take the stored form back: integer codes ``(rows, width)`` and per-row scales (the trained codes
-        become the stored ones on the finer grid, which round back to them)."""
+        """Take the stored form back: integer codes ``(rows, width)`` and per-row scales (finer trained codes
+        become the stored ones on their grid, which read back as them)."""
         with torch.no_grad():
-            self.codes.copy_(self._pack(torch.round(codes.to(self.codes.device).float() * self._ratio())))
+            ratio = _levels(self.train_bits) / self._stored_levels() if self.absmax else 1.0
+            self.codes.copy_(self._pack(torch.round(codes.to(self.codes.device).float() * ratio)))
             scale = torch.as_tensor(scale, dtype=torch.float32, device=self.codes.device)
-            self.log_step.copy_((scale / self._row_ratios()).log())
+            self.log_step.copy_((scale / torch.as_tensor(ratio, device=scale.device).reshape(-1)).log())
 
 
 def _levels(bits):
