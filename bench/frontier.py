@@ -84,10 +84,12 @@ MASTER_FREE_ARMS = [
     ("quant-0.1[master-free, 16-bit codes]", "quant", 0.1, {"emb_master_free": True, "emb_master_free_bits": 16}),
     ("quant-0.05[master-free, 16-bit codes]", "quant", 0.05, {"emb_master_free": True, "emb_master_free_bits": 16}),
     ("quant-0.25[8 bits, master-free, 16-bit codes]", "quant", 0.25,
-     {"quant_bits": 8, "emb_master_free": True, "emb_master_free_bits": 16})]
+     {"quant_bits": 8, "emb_master_free": True, "emb_master_free_bits": 16}),
+    ("uniform-0.1[8-4-2 bits by frequency, master-free, 16-bit codes]", "uniform", 0.1,
+     {"emb_bits": 4, "emb_bits_policy": "frequency", "emb_master_free": True, "emb_master_free_bits": 16})]
 """Issue 33's training without float32 masters: the best two low-bit arms, 8-bit rows as wide as full ones
-(0.25 of the stored bytes, under a tenth of the bytes held while training), and the same rows trained as
-16-bit codes read on their stored grid (a finer grid: less stochastic-rounding noise, 2 bytes a value while
+(0.25 of the stored bytes, under a tenth of the bytes held while training), and the same rows, and mixed
+precision, trained as 16-bit codes read on their stored grid (a fixed-point master: 2 bytes a value while
 training)."""
 
 CIESS_SEARCH_ARMS = [(f"ciess-{b:g}[paper x{scale:g}]", "ciess", b, {"ciess_mode": "paper", "ciess_search_scale": scale})

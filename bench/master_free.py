@@ -1,8 +1,9 @@
 """Low-bit rows with float32 masters against master-free (``emb_master_free``): epoch time and bytes held.
 
-Both forms are the same ``quant`` plan (4-bit rows at ``--budget`` of the bytes) swapped in through the plugin and
-trained by RecBole's trainer, alternately, one epoch per round. Quality is the frontier's question (the
-``*[master-free]`` arms), not this script's.
+The three forms are the same ``quant`` plan (4-bit rows at ``--budget`` of the bytes) swapped in through the plugin
+and trained by RecBole's trainer, alternately, one epoch per round: float32 masters, master-free 4-bit codes, and
+master-free 16-bit codes read on the 4-bit grid (``emb_master_free_bits: 16``). Quality is the frontier's question
+(the ``*[master-free…]`` arms), not this script's.
 
     python bench/master_free.py [--rounds 5] [--models BPR LightGCN] [--budget 0.1]
 
@@ -21,13 +22,13 @@ from recbole.utils import get_model, get_trainer, init_seed
 from recbole_lightemb import Config, swap_embeddings
 from common import machine, save_results, time_and_memory
 
-FORMS = {"masters": False, "master-free": True}
+FORMS = {"masters": {}, "master-free": {"emb_master_free": True},
+         "master-free, 16-bit codes": {"emb_master_free": True, "emb_master_free_bits": 16}}
 
 
-def trainer_for(model_name, budget, master_free):
+def trainer_for(model_name, budget, keys):
     config = Config(model=model_name, dataset="ml-100k", config_dict={
-        "show_progress": False, "state": "WARNING", "emb": "quant", "emb_budget": budget,
-        "emb_master_free": master_free})
+        "show_progress": False, "state": "WARNING", "emb": "quant", "emb_budget": budget, **keys})
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, create_dataset(config))
     model = get_model(config["model"])(config, train_data.dataset)
@@ -36,13 +37,13 @@ def trainer_for(model_name, budget, master_free):
 
 
 def measure(model_name, budget, rounds):
-    built = {form: trainer_for(model_name, budget, free) for form, free in FORMS.items()}
+    built = {form: trainer_for(model_name, budget, keys) for form, keys in FORMS.items()}
     times, memory = time_and_memory(built, rounds)
     median = {form: statistics.median(seconds) for form, seconds in times.items()}
-    ratio = median["master-free"] / median["masters"]
-    print(f"{model_name:<9} budget {budget}: masters {median['masters']:.3f}s (holds {memory['masters']['ratio']:.3f} "
-          f"of full)  master-free {median['master-free']:.3f}s (holds {memory['master-free']['ratio']:.3f}; "
-          f"row gradient {memory['master-free']['row_grad_bytes']} bytes)  time ratio {ratio:.3f}", flush=True)
+    ratio = {form: median[form] / median["masters"] for form in FORMS if form != "masters"}
+    print(f"{model_name:<9} budget {budget}: " + "  ".join(
+        f"{form} {median[form]:.3f}s (x{ratio.get(form, 1.0):.2f}; holds {memory[form]['ratio']:.3f} of full, row "
+        f"gradient {memory[form]['row_grad_bytes']} bytes)" for form in FORMS), flush=True)
     return {"model": model_name, "budget": budget, "seconds": times, "time_ratio_of_medians": ratio,
             "training_memory": memory}
 
