@@ -21,7 +21,7 @@ from recbole_lightemb.storage.rebuild import check_model_size, config_from_check
 from recbole_lightemb.modules.packed_file import load_packed_beside, save_packed_beside
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, format_report
-from recbole_lightemb.storage.resume import check_resume
+from recbole_lightemb.storage.resume import check_resume, earlier_curve, save_curve
 from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream import run_stream
 from recbole_lightemb.swap import swap_embeddings
@@ -71,11 +71,16 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     trainer_class = method.trainer or get_trainer(config["MODEL_TYPE"], config["model"])
     trainer = trainer_class(config, model)
     test_now = partial(trainer.evaluate, test_data, load_best_model=False, show_progress=False)
-    convergence = ConvergenceLog(config["valid_metric_bigger"], test=test_now if config["emb_test_curve"] else None)
+    earlier = [] if resumed_from is None else earlier_curve(config["resume_checkpoint"], resumed_from)
+    keep = partial(save_curve, config["resume_checkpoint"] or trainer.saved_model_file) \
+        if saved and config["local_rank"] == 0 else None
+    convergence = ConvergenceLog(config["valid_metric_bigger"], test=test_now if config["emb_test_curve"] else None,
+                                 earlier=earlier, save=keep)
     resumed_valid_score = None
     if resumed_from is not None:  # later checkpoints overwrite the one resumed from
         trainer.resume_checkpoint(config["resume_checkpoint"])
-        convergence(resumed_from, trainer.best_valid_score)
+        if not earlier or earlier[-1]["epochs"] != resumed_from + 1:  # no curve kept up to there: its one point
+            convergence(resumed_from, trainer.best_valid_score)
         # the checkpoint keeps the best score, not its metrics: evaluate the weights it holds once
         resumed_valid_score, trainer.best_valid_result = trainer._valid_epoch(valid_data, show_progress=False)
     plan_file = plan_path(trainer.saved_model_file) if saved else None

@@ -48,3 +48,20 @@ def test_resume_is_refused_before_training_when_it_cannot_fit(tiny_config):
     os.remove(checkpoint.replace(".pth", ".plan.npz"))
     with pytest.raises(ValueError, match=r"resume_checkpoint=.*no plan beside it .*pass the run's plan as emb_plan"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "epochs": 4, "resume_checkpoint": checkpoint})
+
+
+def test_a_resumed_run_reports_the_curve_of_the_epochs_before_it_stopped(tiny_config):
+    config = {**tiny_config, "emb": "uniform", "emb_budget": 0.5, "epochs": 3, "stopping_step": 50,
+              "emb_test_curve": True}
+    first = run_recbole_lightemb(model="BPR", config_dict=config)
+    checkpoint = _checkpoint_of(first)
+    stopped_at = torch.load(checkpoint, weights_only=True)["epoch"]
+    kept = [p for p in first["convergence"]["curve"] if p["epochs"] <= stopped_at + 1]
+    resumed = run_recbole_lightemb(model="BPR", config_dict={**config, "epochs": 5, "resume_checkpoint": checkpoint})
+    curve = resumed["convergence"]["curve"]
+    assert curve[:len(kept)] == kept and all("test" in p for p in curve)  # the first session's points, tests too
+    assert [p["epochs"] for p in curve] == list(range(1, 6))  # then one per epoch trained after the checkpoint
+    with open(checkpoint.replace(".pth", ".curve.json"), "w") as f:
+        f.write('[{"epochs": "one", "valid": 0.1}]')
+    with pytest.raises(ValueError, match=r"curve '.*\.curve\.json': expected a list of .*delete it to resume"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "epochs": 7, "resume_checkpoint": checkpoint})

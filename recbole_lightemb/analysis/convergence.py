@@ -10,25 +10,31 @@ every evaluation, so quality after any number of epochs can be read off a run th
 
 class ConvergenceLog:
     """Collects (epoch, valid score) at each evaluation, and with ``test`` (a callable returning test metrics,
-    ``emb_test_curve``) the test metrics of the same weights; ``summary`` says how the run ended."""
+    ``emb_test_curve``) the test metrics of the same weights; ``summary`` says how the run ended. ``earlier``
+    (points of :meth:`curve`) starts it where a resumed run's curve stopped; ``save`` (a callable taking the
+    curve) is called after every evaluation, so a stopped run keeps its curve."""
 
-    def __init__(self, bigger=True, test=None):
+    def __init__(self, bigger=True, test=None, earlier=(), save=None):
         self.bigger = bigger
-        self.history = []
+        self.history = [(point["epochs"] - 1, point["valid"]) for point in earlier]
         self.test = test
-        self.tests = []
+        self.tests = [point.get("test") for point in earlier]
+        self.save = save
 
     def __call__(self, epoch_idx, valid_score):
         self.history.append((int(epoch_idx), float(valid_score)))
-        if self.test is not None:  # draws nothing from the training's random streams (loaders have their own)
-            self.tests.append({name: float(value) for name, value in self.test().items()})
+        # draws nothing from the training's random streams (loaders have their own)
+        self.tests.append(None if self.test is None else
+                          {name: float(value) for name, value in self.test().items()})
+        if self.save is not None:
+            self.save(self.curve())
 
     def curve(self):
         """One entry per evaluation: ``epochs`` trained so far (``best_epoch`` + 1 at the best), ``valid`` (the
         validation score) and, when recorded, ``test`` (the test metrics of those weights; recorded only, never
         used to pick them)."""
-        return [{"epochs": epoch + 1, "valid": score, **({"test": self.tests[k]} if k < len(self.tests) else {})}
-                for k, (epoch, score) in enumerate(self.history)]
+        return [{"epochs": epoch + 1, "valid": score, **({"test": test} if test is not None else {})}
+                for (epoch, score), test in zip(self.history, self.tests)]
 
     def best_epoch(self):
         """The epoch RecBole kept: the last one whose score reached the best so far (ties update, as in

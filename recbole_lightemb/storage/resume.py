@@ -5,8 +5,14 @@ every epoch when it is stopped. RecBole keeps the best epoch's weights, optimise
 early-stopping counter in its checkpoint; the run goes on from there with the plan saved beside it, so
 the tables are the same ones. What is not in a checkpoint is the random state of the samplers, so a
 resumed run is not bit-identical to one never stopped; the result says where it resumed.
+
+Beside the checkpoint a run also keeps its evaluation curve (``<stem>.curve.json``, rewritten at every
+evaluation), so a run resumed in a later session still reports quality after 50, 100, … epochs: the points
+up to the epoch it resumed from come from that file (read as JSON data), the rest from the resumed training.
 """
 
+import json
+import math
 import os
 
 from recbole_lightemb.storage.checkpoint import load_checkpoint
@@ -53,3 +59,47 @@ def check_resume(config, method):
                              "as emb_plan")
         config["emb_plan"] = plan
     return int(saved["epoch"])
+
+
+CURVE_SUFFIX = ".curve.json"
+
+
+def curve_path(checkpoint_file):
+    """Where a run's evaluation curve lives: beside its checkpoint, same stem."""
+    return os.path.splitext(str(checkpoint_file))[0] + CURVE_SUFFIX
+
+
+def save_curve(checkpoint_file, curve):
+    """Write ``curve`` (``ConvergenceLog.curve()``) beside ``checkpoint_file``, whole or not at all."""
+    path = curve_path(checkpoint_file)
+    with open(f"{path}.partial", "w") as f:
+        json.dump(curve, f)
+    os.replace(f"{path}.partial", path)
+
+
+def earlier_curve(checkpoint_file, resumed_epoch):
+    """The points of the curve beside ``checkpoint_file`` up to the epoch it was written at (``resumed_epoch``,
+    0-based), or ``[]`` where it has none (a checkpoint from before curves were kept); a file that is not such a
+    curve is a ``ValueError`` naming it."""
+    path = curve_path(checkpoint_file)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        try:
+            curve = json.load(f)
+        except ValueError as error:
+            raise ValueError(f"curve {path!r}: not JSON ({error}); delete it to resume without the earlier curve") from None
+    if not isinstance(curve, list) or not all(_is_point(point) for point in curve):
+        raise ValueError(f"curve {path!r}: expected a list of {{'epochs': int, 'valid': number, 'test': {{name: "
+                         "number}}}}; delete it to resume without the earlier curve")
+    return [point for point in curve if point["epochs"] <= resumed_epoch + 1]
+
+
+def _is_point(point):
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    return (isinstance(point, dict) and set(point) <= {"epochs", "valid", "test"}
+            and isinstance(point.get("epochs"), int) and point["epochs"] > 0 and number(point.get("valid"))
+            and (isinstance(point.get("test", {}), dict)
+                 and all(isinstance(k, str) and number(v) for k, v in point.get("test", {}).items())))
