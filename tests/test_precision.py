@@ -177,9 +177,14 @@ def test_baco_stores_codebook_and_private_rows_in_low_bits_and_reloads_to_the_sa
                                                              data_path=tiny_config["data_path"])
     trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(low["test_result"])
-    free = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True})
-    assert free["compression"]["stored_bytes"] == report["stored_bytes"]
-    assert free["compression"]["training"]["training_bytes"] < 0.5 * report["training"]["training_bytes"]
+    for finer in ({}, {"emb_master_free_bits": 16}):  # the stored codes themselves, and 16-bit codes read on them
+        free = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True, **finer})
+        assert free["compression"]["stored_bytes"] == report["stored_bytes"]
+        assert free["compression"]["training"]["training_bytes"] < 0.5 * report["training"]["training_bytes"]
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
+                                                             data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(free["test_result"])
 
 
 def test_baco_low_bit_rows_need_the_bytes_rule(tiny_config):
