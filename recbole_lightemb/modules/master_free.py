@@ -81,8 +81,9 @@ def unpack_codes(packed, width, bits):
 
 
 class MasterFreeRows(nn.Module):
-    """A ``(rows, width)`` parameter replaced by its ``bits``-bit codes, a learned per-row step size and a
-    row-wise optimiser state; the table's code reads it through :class:`StoredRows`."""
+    """A ``(rows, width)`` parameter replaced by its codes (the ``bits``-bit stored ones, or finer), a per-row step
+    size (learned, or kept by a rule when the codes are finer) and a row-wise optimiser state; the table's code
+    reads it through :class:`StoredRows`."""
 
     def __init__(self, rows, bits, training):
         super().__init__()
