@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_lightemb.modules.quantized import quantize, rows_bytes
+from recbole_lightemb.modules.quantized import levels, quantize, rows_bytes
 
 OPTIMIZERS = {"rowwise_adagrad": "one float per row", "rowwise_rmsprop": "one float per row", "sgd": "none"}
 """Row-wise optimisers master-free rows can be trained by, and the state each holds."""
@@ -62,8 +62,8 @@ class MasterFree:
 def pack_codes(codes, bits):
     """Integer codes ``(..., w)`` in ``-(2^(b−1)−1) .. 2^(b−1)−1`` as ``(..., ceil(w·b/8))`` bytes, ``8 / b``
     codes to a byte, the first in the lowest bits."""
-    per_byte, levels = 8 // bits, 2 ** (bits - 1) - 1
-    unsigned = (codes + levels).to(torch.int64)
+    per_byte = 8 // bits
+    unsigned = (codes + levels(bits)).to(torch.int64)
     pad = (-unsigned.shape[-1]) % per_byte
     if pad:
         unsigned = torch.cat([unsigned, unsigned.new_zeros(*unsigned.shape[:-1], pad)], -1)
@@ -74,10 +74,10 @@ def pack_codes(codes, bits):
 
 def unpack_codes(packed, width, bits):
     """The integer codes :func:`pack_codes` stored, as floats."""
-    per_byte, levels = 8 // bits, 2 ** (bits - 1) - 1
+    per_byte = 8 // bits
     shifts = bits * torch.arange(per_byte, device=packed.device)
     unsigned = (packed.to(torch.int64).unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
-    return unsigned.flatten(-2)[..., :width].to(torch.float32) - levels
+    return unsigned.flatten(-2)[..., :width].to(torch.float32) - levels(bits)
 
 
 class MasterFreeRows(nn.Module):
@@ -134,8 +134,8 @@ class MasterFreeRows(nn.Module):
     def _stored_levels(self, ids=None):
         """The largest stored code of rows ``ids``: one for all, or ``(len(ids), 1)`` under per-row bits."""
         if self.fixed_bits is not None:
-            return float(_levels(self.fixed_bits))
-        return _levels((self.row_bits if ids is None else self.row_bits[ids]).float()).unsqueeze(-1)
+            return float(levels(self.fixed_bits))
+        return levels((self.row_bits if ids is None else self.row_bits[ids]).float()).unsqueeze(-1)
 
     def _stored(self, ids=None):
         """The stored codes of rows ``ids`` (all by default), as floats, and the trained codes per stored level:
@@ -144,9 +144,9 @@ class MasterFreeRows(nn.Module):
         codes = self.trained_codes(ids)
         if not self.absmax:
             return codes, 1.0
-        levels = self._stored_levels(ids)
-        ratio = codes.abs().amax(-1, keepdim=True).clamp(min=1.0) / levels
-        return torch.round(codes / ratio).clamp(-levels, levels), ratio
+        top = self._stored_levels(ids)
+        ratio = codes.abs().amax(-1, keepdim=True).clamp(min=1.0) / top
+        return torch.round(codes / ratio).clamp(-top, top), ratio
 
     def integer_codes(self, ids=None):
         """The stored codes of rows ``ids`` (all by default), as floats."""
@@ -193,14 +193,14 @@ class MasterFreeRows(nn.Module):
             self.sq[ids] = held
             step = step / (held.sqrt() + EPS).unsqueeze(1)
         codes = self.trained_codes(ids) - self.lr * step / self._step_size(ids).unsqueeze(1)
-        levels = _levels(self.train_bits)
-        if self.absmax:  # keep each row's largest code in (levels / 2, levels]: grown on overflow, shrunk past half
+        top = levels(self.train_bits)
+        if self.absmax:  # keep each row's largest code in (top / 2, top]: grown on overflow, shrunk past half
             peak = codes.abs().amax(1)
-            factor = torch.where((peak > levels) | ((peak < levels / 2) & (peak > 0)), peak / levels, 1.0)
+            factor = torch.where((peak > top) | ((peak < top / 2) & (peak > 0)), peak / top, 1.0)
             codes = codes / factor.unsqueeze(1)
             self.log_step.data[ids] += factor.log()
         noise = torch.rand(codes.shape, generator=self._rounding(codes.device), device=codes.device)
-        self.codes[ids] = self._pack(torch.floor(codes + noise).clamp(-levels, levels))
+        self.codes[ids] = self._pack(torch.floor(codes + noise).clamp(-top, top))
 
     def _rounding(self, device):
         """The stochastic rounding's generator, seeded from the run's seed at the first update."""
@@ -227,15 +227,10 @@ class MasterFreeRows(nn.Module):
         """Take the stored form back: integer codes ``(rows, width)`` and per-row scales (finer trained codes
         become the stored ones on their grid, which read back as them)."""
         with torch.no_grad():
-            ratio = _levels(self.train_bits) / self._stored_levels() if self.absmax else 1.0
+            ratio = levels(self.train_bits) / self._stored_levels() if self.absmax else 1.0
             self.codes.copy_(self._pack(torch.round(codes.to(self.codes.device).float() * ratio)))
             scale = torch.as_tensor(scale, dtype=torch.float32, device=self.codes.device)
             self.log_step.copy_((scale / torch.as_tensor(ratio, device=scale.device).reshape(-1)).log())
-
-
-def _levels(bits):
-    """The largest code of a ``bits``-bit grid (symmetric, no −2^(b−1))."""
-    return 2 ** (bits - 1) - 1
 
 
 class StoredRows:

@@ -21,11 +21,16 @@ CLASS_BITS = 2
 """Bits of one row's bit class under per-row bits: four classes, one per value of ``emb_bits`` (2, 4, 8, 32)."""
 
 
+def levels(bits):
+    """The largest code of a ``bits``-bit grid: symmetric, so ``-(2^(b−1)−1) .. 2^(b−1)−1`` (no −2^(b−1))."""
+    return 2 ** (bits - 1) - 1
+
+
 def quantize(rows, bits):
-    """Integer codes in ``-(2^(b−1)−1) .. 2^(b−1)−1`` and the per-row float32 scale of ``rows``."""
-    levels = 2 ** (bits - 1) - 1
-    scale = rows.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / levels
-    return torch.round(rows.detach() / scale).clamp(-levels, levels), scale
+    """Integer codes in ``-levels(b) .. levels(b)`` and the per-row float32 scale of ``rows``."""
+    top = levels(bits)
+    scale = rows.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / top
+    return torch.round(rows.detach() / scale).clamp(-top, top), scale
 
 
 def fake_quantize(rows, bits):
@@ -36,7 +41,7 @@ def fake_quantize(rows, bits):
 
 def pack(codes, bits):
     """``(n, w)`` integer codes as ``(n, ceil(w·bits/8))`` bytes: what a deployment stores."""
-    unsigned = (codes.long() + 2 ** (bits - 1) - 1).cpu().numpy().astype(np.uint32)
+    unsigned = (codes.long() + levels(bits)).cpu().numpy().astype(np.uint32)
     planes = ((unsigned[..., None] >> np.arange(bits)) & 1).astype(np.uint8)
     return np.packbits(planes.reshape(unsigned.shape[0], unsigned.shape[1] * bits), axis=1)
 
@@ -45,7 +50,7 @@ def unpack(packed, width, bits):
     """The integer codes :func:`pack` stored."""
     planes = np.unpackbits(packed, axis=1)[:, : width * bits].reshape(len(packed), width, bits)
     unsigned = (planes.astype(np.int64) << np.arange(bits)).sum(-1)
-    return torch.from_numpy(unsigned - (2 ** (bits - 1) - 1))
+    return torch.from_numpy(unsigned - levels(bits))
 
 
 def row_bytes(width, bits):
