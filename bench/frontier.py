@@ -27,7 +27,8 @@ papers' methods (BACO, CIESS, SCALL), each with its seeds and convergence.
 A run longer than a session keeps its checkpoint and plan in ``$TMPDIR/frontier-work/<setting>/<arm>-seed<k>/``
 while it trains; stopped, it resumes there from its best epoch at the next invocation (``resume_checkpoint``;
 the samplers' random state is not in a checkpoint, so the run is not bit-identical to an unstopped one, and
-its JSON says where it resumed). ``--snapshot`` tests the best checkpoint so far of each of this setting's
+its JSON says where it resumed); a CIESS search stopped after an episode goes on after it (``ciess_resume_search``;
+the plan records the episodes it resumed at). ``--snapshot`` tests the best checkpoint so far of each of this setting's
 runs there, running or stopped (read as data only), and writes it to ``<setting>/unfinished/<arm>-seed<k>.json``,
 marked *not converged*. The report shows such a run for an arm and seed that has no finished run, and drops
 it once one is there.
@@ -270,11 +271,18 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads, epoch
     from recbole_lightemb import get_method
 
     workdir = work_dir(setting, label, seed)
-    checkpoints = sorted((workdir / "saved").glob("*.pth"), key=os.path.getmtime)
-    if checkpoints and get_method(method).trainer is None and not config.get("stream"):
+    from recbole_lightemb.ciess.search_state import SUFFIX as SEARCH_STATE
+
+    saved = sorted((workdir / "saved").glob("*.pth"), key=os.path.getmtime)
+    searches = [p for p in saved if p.name.endswith(SEARCH_STATE)]
+    checkpoints = [p for p in saved if p not in searches]
+    if searches and method == "ciess":
+        config["ciess_resume_search"] = str(searches[-1])  # a search stopped before: go on after its last episode
+        print(f"[{setting}] {label} seed {seed}: resuming the search from {searches[-1]}", flush=True)
+    elif checkpoints and get_method(method).trainer is None and not config.get("stream"):
         config["resume_checkpoint"] = str(checkpoints[-1])  # stopped before: go on from its best epoch
         print(f"[{setting}] {label} seed {seed}: resuming from {checkpoints[-1]}", flush=True)
-    elif checkpoints:  # a stream, or a method with its own trainer (CIESS's search), cannot resume: start again
+    elif saved:  # a stream, or CIESS stopped before its first episode ended or in its final training: start again
         print(f"[{setting}] {label} seed {seed}: cannot resume, starting again", flush=True)
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -355,11 +363,14 @@ def snapshot(setting, data):
 
     from recbole_lightemb import load_data_and_model
     from recbole_lightemb.analysis.buckets import bucket_recall
+    from recbole_lightemb.ciess.search_state import SUFFIX as SEARCH_STATE
     from recbole_lightemb.report import compression_report
 
     torch.set_num_threads(1)
     written = []
     for checkpoint in sorted((WORK / setting).glob("*/saved/*.pth")):
+        if checkpoint.name.endswith(SEARCH_STATE):  # a search's state, not a model: nothing to test yet
+            continue
         try:  # the run may be writing this file right now: try again later
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             where = {"data_path": str(data)} if "benchmark_filename" in SETTINGS[setting]["config"] else {}

@@ -155,6 +155,34 @@ def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_
     assert "cannot resume, starting again" in capsys.readouterr().out
 
 
+def test_a_stopped_frontier_ciess_search_goes_on_after_its_last_episode(tiny_config, tmp_path, monkeypatch, capsys):
+    import frontier
+    from test_ciess_resume import TWO_EPISODES, _stop_in_episode
+
+    from recbole_lightemb import run_recbole_lightemb
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
+    keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
+    own = ("emb", "emb_budget", "metrics", "topk", "valid_metric")  # the arm's and the frontier's protocol
+    search = {k: v for k, v in TWO_EPISODES.items() if k not in own}
+    monkeypatch.setitem(frontier.SETTINGS, "tiny", {"model": "BPR", "dataset": "tiny", "seeds": 1,
+                                                    "arms": [("ciess-0.3", "ciess", 0.3, {})],
+                                                    "config": {**keys, **search, "eval_step": 1}})
+    folder = frontier.work_dir("tiny", "ciess-0.3", 2020)
+    with monkeypatch.context() as patch:
+        _stop_in_episode(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_recbole_lightemb(model="BPR", dataset="tiny", config_dict={
+                **frontier.PROTOCOL, **keys, **search, "eval_step": 1, "emb": "ciess", "emb_budget": 0.3,
+                "seed": 2020, "checkpoint_dir": str(folder / "saved")})
+    path = frontier._train_one("tiny", "ciess-0.3", "ciess", 0.3, {}, 2020, None, torch.get_num_threads())
+    run = json.loads(Path(path).read_text())
+    assert run["error"] is None and run["plan"]["resumed_at_episodes"] == [1]
+    assert "resuming the search from" in capsys.readouterr().out
+    assert not folder.exists()
+
+
 def test_the_summary_tables_every_reported_setting_and_refuses_when_none_is(tmp_path, monkeypatch):
     import frontier
     from recbole_lightemb.analysis.frontier import frontier_rows

@@ -43,6 +43,19 @@ class ReplayBuffer:
         self.head = (self.head + len(rows)) % self.capacity
         self.size = min(self.size + len(rows), self.capacity)
 
+    def state(self):
+        """The buffer as data: its rows (a tensor), fill, head and generator state."""
+        return {"rows": torch.from_numpy(self.data.copy()), "size": self.size, "head": self.head,
+                "rng": self.rng.bit_generator.state}
+
+    def load(self, state):
+        rows = state["rows"]
+        if tuple(rows.shape) != self.data.shape:
+            raise ValueError(f"replay buffer of {tuple(rows.shape)} rows, expected {self.data.shape}")
+        self.data[:] = rows.numpy()
+        self.size, self.head = int(state["size"]), int(state["head"])
+        self.rng.bit_generator.state = state["rng"]
+
     def sample(self, batch_size):
         rows = torch.from_numpy(self.data[self.rng.integers(0, self.size, batch_size)])
         s, a, r, s2, done = torch.split(rows, [STATE_DIM, 1, 1, STATE_DIM, 1], dim=1)
@@ -71,6 +84,21 @@ class TD3Agent:
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = ReplayBuffer(buffer_size, np.random.default_rng(seed))
         self.updates = 0
+
+    NETWORKS = ("actor", "critics", "actor_target", "critics_target", "actor_opt", "critic_opt")
+
+    def state(self):
+        """Everything the agent learnt and its random state, as data (tensors, numbers, dicts)."""
+        return {**{name: getattr(self, name).state_dict() for name in self.NETWORKS},
+                "generator": self.generator.get_state(), "buffer": self.buffer.state(), "updates": self.updates}
+
+    def load(self, state):
+        """Go on from :meth:`state`'s values (shapes checked by torch's ``load_state_dict``)."""
+        for name in self.NETWORKS:
+            getattr(self, name).load_state_dict(state[name])
+        self.generator.set_state(state["generator"])
+        self.buffer.load(state["buffer"])
+        self.updates = int(state["updates"])
 
     @torch.no_grad()
     def act(self, states):

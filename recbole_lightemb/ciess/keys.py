@@ -18,7 +18,8 @@ FAST = {
     "ciess_log_frequency": True, "ciess_start_at_peak": True, "ciess_retrain_top": 1,
 }
 """The fast mode's values; its ``ciess_step_batch_size`` is RecBole's ``train_batch_size``."""
-NOT_PROCEDURE = ("ciess_budget", "ciess_plan", "ciess_mode", "ciess_search_scale", "ciess_packed_training")
+NOT_PROCEDURE = ("ciess_budget", "ciess_plan", "ciess_mode", "ciess_search_scale", "ciess_packed_training",
+                 "ciess_resume_search")
 """Keys that do not change the search procedure (packed training is the same arithmetic, stored smaller)."""
 
 

@@ -16,7 +16,8 @@ widths are handed out again, widest to the most frequent entity of each side (bo
 not the paper's); (d) each kept plan is trained from the search's initial model by RecBole's own
 ``fit`` to convergence, and the one with the best validation score is kept (the authors retrain
 their top 3; their ``retrain`` is imported but missing from the public code). The plan is saved
-beside the checkpoint.
+beside the checkpoint. After each episode the search's state is saved too, so a stopped search goes on
+from there (``ciess_resume_search``, :mod:`~recbole_lightemb.ciess.search_state`).
 """
 
 import copy
@@ -32,6 +33,9 @@ from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, departures, resolve_mode, saved_plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
+from recbole_lightemb.ciess.search_state import (
+    load_search_state, plain, rng_state, save_search_state, search_state_path, set_rng_state, widths_from_data,
+    widths_to_data)
 from recbole_lightemb.ciess.schedule import (
     AUTHORS_BUFFER_STEPS, AUTHORS_TARGET_NOISE, LrSchedule, authors_batch_size, authors_step,
     scaled_count)
@@ -139,6 +143,7 @@ class CIESSTrainer(Trainer):
         budget = budget_fraction(config)
         self.max_bytes = None if budget is None else int(budget * full_plan_bytes(self.sizes, self.dims))
         self.initial_state = self._snapshot()
+        self.search_state_file = None
 
     # -- model state -------------------------------------------------------------------------
 
@@ -204,10 +209,18 @@ class CIESSTrainer(Trainer):
         else:
             if valid_data is None:
                 raise ValueError("emb=ciess searches widths on validation data; none was given")
-            candidates = self.search(train_data, valid_data, show_progress)
+            candidates = self.search(train_data, valid_data, show_progress, saved)
         if len(candidates) > 1:
-            return self._retrain_top(candidates, train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        record, widths = candidates[0]
+            result = self._retrain_top(candidates, train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        else:
+            result = self._train_one(candidates[0], train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        if self.search_state_file and os.path.isfile(self.search_state_file):  # the plan holds the search's result
+            os.remove(self.search_state_file)
+        return result
+
+    def _train_one(self, candidate, train_data, valid_data, verbose, saved, show_progress, callback_fn):
+        """Train the one plan (searched, or reused) to convergence by RecBole's ``fit``."""
+        record, widths = candidate
         if record is not None:
             self._set_plan(record, widths)
             self._save_plan(saved)
@@ -377,9 +390,10 @@ class CIESSTrainer(Trainer):
         self._restore(best_state)
         return rounds
 
-    def search(self, train_data, valid_data, show_progress=False):
+    def search(self, train_data, valid_data, show_progress=False, saved=True):
         """The CIESS search; returns the candidate plans ``[(step record, widths per role), …]``, best
-        first, every one within the budget. Fills the search's part of ``self.plan.meta``."""
+        first, every one within the budget. Fills the search's part of ``self.plan.meta``. With ``saved``
+        its state is written after every episode; ``ciess_resume_search`` goes on from such a state."""
         c = self.config
         start = time()
         interactions = train_data._dataset.inter_matrix(form="csr")
@@ -393,25 +407,29 @@ class CIESSTrainer(Trainer):
             for data in (train_data, loader):
                 data.get_model(self.model)
         batches = _endless(loader)
-
-        self.apply_widths(full)
-        pretrain_rounds = self._pretrain(train_data, batches, valid_data, show_progress)
-        pretrained = self._snapshot()
-        peak = self._qualities(valid_data, interactions, show_progress)
-        pretrain_s = time() - start
-        self.logger.info(set_color("CIESS peak quality", "pink") + f": user {peak['user'].mean():.4f}")
-
         rng = np.random.default_rng(c["seed"])
         agents = {r: self._agent(c["seed"] + k, r) for k, r in enumerate(self.roles)}
+        resumed = c["ciess_resume_search"]
+        self.search_state_file = resumed or (search_state_path(self.saved_model_file) if saved else None)
+        if resumed:
+            run = self._resume_search(resumed, agents, rng)
+        else:
+            self.apply_widths(full)
+            pretrain_rounds = self._pretrain(train_data, batches, valid_data, show_progress)
+            run = {"episodes_done": 0, "pretrained": self._snapshot(), "pretrain_rounds": pretrain_rounds,
+                   "peak": self._qualities(valid_data, interactions, show_progress), "pretrain_s": time() - start,
+                   "search_s": 0.0, "history": [], "eligible": [], "best_any": None, "resumed_at": []}
+        peak, pretrained = run["peak"], run["pretrained"]
+        self.logger.info(set_color("CIESS peak quality", "pink") + f": user {peak['user'].mean():.4f}")
+
         n_batches = scaled_count(c["ciess_step_batches"] or authors_step(c["model"])[0], c["ciess_search_scale"])
-        history, eligible, best_any, top = [], [], None, c["ciess_retrain_top"]
-        step_id = 0
-        for episode in range(c["ciess_episodes"]):
+        history, top = run["history"], c["ciess_retrain_top"]
+        for episode in range(run["episodes_done"], c["ciess_episodes"]):
             self._restore(pretrained)
             widths, quality = full, peak
             states = {r: self._state(r, widths[r], quality[r], peak[r], start=True) for r in self.roles}
             for step in range(c["ciess_steps"]):
-                step_start = time()
+                step_start, step_id = time(), episode * c["ciess_steps"] + step
                 noise = None if c["ciess_noise_per_entity"] else rng.normal(0.0, c["ciess_explore_sigma"])
                 widths = {r: self._choose(agents[r], states[r], rng, noise) for r in self.roles}
                 if not c["ciess_warm_start"]:
@@ -431,30 +449,80 @@ class CIESSTrainer(Trainer):
                     states[r] = next_state
                     record[f"{r}_mean_width"] = float(widths[r].mean())
                     record[f"{r}_reward"] = float(reward.mean())
-                record["bytes"] = self.plan_bytes(widths)
+                record["bytes"] = int(self.plan_bytes(widths))
                 record["kept"] = record["bytes"] / full_bytes
                 record["step_s"] = time() - step_start
                 history.append(record)
                 self._log_step(record, step_id)
-                if best_any is None or record["quality"] > best_any[0]["quality"]:
-                    best_any = (record, widths)
+                if run["best_any"] is None or record["quality"] > run["best_any"][0]["quality"]:
+                    run["best_any"] = (record, widths)
                 if record["bytes"] <= self.max_bytes:  # a step over the budget is never a candidate
-                    eligible = sorted(eligible + [(record, widths)], key=lambda p: -p[0]["quality"])[:top]
-                step_id += 1
+                    run["eligible"] = sorted(run["eligible"] + [(record, widths)], key=lambda p: -p[0]["quality"])[:top]
+            run["episodes_done"] = episode + 1
+            if self.search_state_file:
+                self._save_search(run, agents, rng, run["search_s"] + time() - start)
 
+        eligible = run["eligible"]
         shrunk = not eligible
-        candidates = [self._finish(widths, counts) for _, widths in (eligible or [best_any])]
+        candidates = [self._finish(widths, counts) for _, widths in (eligible or [run["best_any"]])]
         train_rows = len(train_data._dataset)
         batch_size = c["ciess_step_batch_size"] or authors_batch_size(train_rows)
         self.plan.meta.update({
             "searched": True, "mode": self.mode, "search_scale": float(c["ciess_search_scale"]),
             "departures": departures(c), "budget": budget_fraction(c), "max_bytes": self.max_bytes,
-            "shrunk_to_budget": shrunk, "peak_quality": float(peak["user"].mean()), "pretrain_rounds": pretrain_rounds,
-            "pretrain_s": pretrain_s, "search_s": time() - start, "history": history,
+            "shrunk_to_budget": shrunk, "peak_quality": float(peak["user"].mean()),
+            "pretrain_rounds": run["pretrain_rounds"], "pretrain_s": run["pretrain_s"],
+            "search_s": run["search_s"] + time() - start, "history": history, "resumed_at_episodes": run["resumed_at"],
             "step": {"batches": n_batches, "batch_size": batch_size, "passes": n_batches * batch_size / train_rows,
                      "fresh_model": not c["ciess_warm_start"]},
         })
-        return [(record, widths) for (record, _), widths in zip(eligible or [best_any], candidates)]
+        return [(record, widths) for (record, _), widths in zip(eligible or [run["best_any"]], candidates)]
+
+    def _save_search(self, run, agents, rng, search_s):
+        """Write the search after ``run["episodes_done"]`` episodes, as data (:mod:`.search_state`)."""
+        def pairs(found):
+            return [{"record": plain(record), "widths": widths_to_data(widths)} for record, widths in found]
+
+        best = run["best_any"]
+        save_search_state(self.search_state_file, {
+            "episodes_done": run["episodes_done"], "pretrained": run["pretrained"], "initial": self.initial_state,
+            "peak": {r: torch.from_numpy(np.asarray(q, dtype=np.float64)) for r, q in run["peak"].items()},
+            "pretrain_rounds": int(run["pretrain_rounds"]), "pretrain_s": float(run["pretrain_s"]),
+            "search_s": float(search_s), "history": plain(run["history"]), "eligible": pairs(run["eligible"]),
+            "best_any": pairs([best])[0] if best is not None else None, "resumed_at": list(run["resumed_at"]),
+            "agents": {r: agent.state() for r, agent in agents.items()}, "rng": rng.bit_generator.state,
+            "global_rng": rng_state(),
+        }, self.config)
+        self.logger.info(set_color("CIESS search state", "pink") + f" after episode {run['episodes_done']}: "
+                         f"{self.search_state_file}")
+
+    def _resume_search(self, path, agents, rng):
+        """Restore the agents, generators and model states of the search state at ``path``; its progress."""
+        state = load_search_state(path, self.config)
+
+        def pairs(found):
+            return [(item["record"], widths_from_data(item["widths"])) for item in found]
+
+        try:
+            for r, agent in agents.items():
+                agent.load(state["agents"][r])
+            rng.bit_generator.state = state["rng"]
+            set_rng_state(state["global_rng"])
+            self.initial_state = state["initial"]
+            self._restore(state["pretrained"])
+            run = {"episodes_done": state["episodes_done"], "pretrained": state["pretrained"],
+                   "peak": {r: q.numpy() for r, q in state["peak"].items()},
+                   "pretrain_rounds": state["pretrain_rounds"], "pretrain_s": state["pretrain_s"],
+                   "search_s": state["search_s"], "history": state["history"], "eligible": pairs(state["eligible"]),
+                   "best_any": pairs([state["best_any"]])[0] if state["best_any"] is not None else None,
+                   "resumed_at": state["resumed_at"] + [state["episodes_done"]]}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(f"ciess_resume_search={path!r}: does not fit this run's model and agents ({first})") \
+                from None
+        self.logger.info(set_color("CIESS search resumed", "pink") + f" after episode {run['episodes_done']} "
+                         f"of {self.config['ciess_episodes']}: {path}")
+        return run
 
     def _finish(self, widths, counts):
         """A chosen step's widths as trained: as found in the paper mode (``fit_to_budget`` only shrinks the

@@ -2,7 +2,8 @@
 
 The tables start full-width (:class:`VariableWidthEmbedding`); :class:`CIESSTrainer` runs the
 search inside ``fit``, applies the widths it found and trains the model again with them.
-A saved plan (``ciess_plan`` or ``emb_plan``) skips the search.
+A saved plan (``ciess_plan`` or ``emb_plan``) skips the search; ``ciess_resume_search`` continues a
+stopped one from its last finished episode.
 
 Budget: ``emb_budget`` (the key every method shares), or ``ciess_budget`` as an alias: a
 fraction of the full tables' bytes, width indices counted.
@@ -19,6 +20,7 @@ the budget.
 import numpy as np
 
 from recbole_lightemb.ciess.keys import budget_fraction, resolve_mode, saved_plan_path
+from recbole_lightemb.ciess.search_state import load_search_state
 from recbole_lightemb.ciess.trainer import CIESSTrainer
 from recbole_lightemb.ciess.widths import table_widths
 from recbole_lightemb.config import model_width
@@ -97,6 +99,12 @@ class CIESS(EmbeddingMethod):
         if own is not Trainer:  # NCL's clustering, a KG model's graph loss, … would be skipped
             raise ValueError(f"emb=ciess trains through its own trainer, a RecBole Trainer; model={config['model']} "
                              f"needs RecBole's {own.__name__}; allowed: models that RecBole trains with Trainer")
+        resumed = config["ciess_resume_search"]
+        if resumed is not None:
+            if saved_plan_path(config):
+                raise ValueError(f"ciess_resume_search={resumed!r}: a reused plan ({saved_plan_path(config)!r}) skips "
+                                 "the search; set one of ciess_resume_search and ciess_plan/emb_plan")
+            load_search_state(resumed, config)  # the file and its settings, before any data is loaded
         mode = config["eval_args"]["mode"]
         valid_mode = mode.get("valid") if isinstance(mode, dict) else mode
         if not saved_plan_path(config) and valid_mode != "full":
