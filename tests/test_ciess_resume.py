@@ -120,6 +120,12 @@ def test_a_search_state_is_checked_before_any_data_is_loaded(tiny_config, monkey
     cut.write_bytes(open(path, "rb").read()[:1000])
     with pytest.raises(ValueError, match=r"not a readable search state"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "ciess_resume_search": str(cut)})
+    state = torch.load(path, weights_only=True)
+    state["peak"]["user"] = state["peak"]["user"][:-1]  # settings that match, arrays that do not
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"ciess_resume_search=.*does not fit this run's model and agents \(its user "
+                                         r"arrays do not have"):
+        run_recbole_lightemb(model="BPR", config_dict=config)
     other = tmp_path / "other.search.pth"
     torch.save({"kind": "something else"}, other)
     with pytest.raises(ValueError, match=r"not a CIESS search state"):

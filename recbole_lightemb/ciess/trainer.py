@@ -508,14 +508,19 @@ class CIESSTrainer(Trainer):
                 agent.load(state["agents"][r])
             rng.bit_generator.state = state["rng"]
             set_rng_state(state["global_rng"])
-            self.initial_state = state["initial"]
+            self._restore(state["initial"])  # both model states must fit this model (checked by torch)
             self._restore(state["pretrained"])
+            self.initial_state = state["initial"]
             run = {"episodes_done": state["episodes_done"], "pretrained": state["pretrained"],
                    "peak": {r: q.numpy() for r, q in state["peak"].items()},
                    "pretrain_rounds": state["pretrain_rounds"], "pretrain_s": state["pretrain_s"],
                    "search_s": state["search_s"], "history": state["history"], "eligible": pairs(state["eligible"]),
                    "best_any": pairs([state["best_any"]])[0] if state["best_any"] is not None else None,
                    "resumed_at": state["resumed_at"] + [state["episodes_done"]]}
+            found = [widths for _, widths in run["eligible"] + ([run["best_any"]] if run["best_any"] else [])]
+            for r in self.roles:
+                if any(len(values[r]) != self.sizes[r] for values in [run["peak"], *found]):
+                    raise ValueError(f"its {r} arrays do not have this run's {self.sizes[r]} {r}s")
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ValueError(f"ciess_resume_search={path!r}: does not fit this run's model and agents ({first})") \
