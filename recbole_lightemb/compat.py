@@ -406,8 +406,27 @@ def patch_exhaustive_search():
         hyper_tuning.exhaustive_search = _exhaustive_search
 
 
+ANOMALY_MODULE = "recbole.model.sequential_recommender.sine"
+"""RecBole's SINE module calls ``torch.autograd.set_detect_anomaly(True)`` when it is imported, and any code
+that lists RecBole's models (RecBole's own ``get_model`` for a sequential model past ``SINE``, the plugin's
+model check) imports it: from then on every training step in the process records a Python stack trace per
+operation and checks the backward pass for NaNs — the same numbers, far slower."""
+
+
+def import_sine_without_anomaly_mode():
+    """Import SINE's module now, keeping autograd's anomaly mode as it was, so no later import switches it on."""
+    if ANOMALY_MODULE in sys.modules:
+        return
+    was, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
+    try:
+        importlib.import_module(ANOMALY_MODULE)
+    finally:
+        torch.autograd.set_detect_anomaly(was, check_nan=check_nan)
+
+
 def apply():
     """Apply every fix; safe to call more than once."""
+    import_sine_without_anomaly_mode()
     quiet_known_warnings()
     patch_numpy_aliases()
     patch_scipy_dok()

@@ -1,6 +1,7 @@
 """The fixes to RecBole 1.2.1: plain-number results under NumPy 2, its datasets under pandas 3, its exhaustive
-search under today's hyperopt, and command-line values that hold ``=``."""
+search under today's hyperopt, command-line values that hold ``=``, and autograd's anomaly mode left as it was."""
 
+import subprocess
 import sys
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -105,3 +106,21 @@ def test_a_command_line_value_holding_equals_is_read_not_dropped(tiny_config, mo
     monkeypatch.setattr(sys, "argv", ["run", "--result_file=a=1.json", "--result_file=a=2.json"])
     with pytest.raises(ValueError, match=r"--result_file: given twice with different values \('a=1.json' and 'a=2"):
         Config(model="BPR", config_dict=tiny_config)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_listing_recboles_models_leaves_autograd_anomaly_mode_as_it_was(before):
+    """RecBole's SINE module switches anomaly mode on when imported; after the plugin's import and a model check
+    that imports every RecBole model, a training step is still as fast as plain PyTorch's (mode unchanged)."""
+    code = (
+        "import sys; sys.argv = sys.argv[:1]\n"
+        "import torch\n"
+        f"torch.autograd.set_detect_anomaly({before})\n"
+        "import recbole_lightemb\n"
+        "from recbole_lightemb.config import recbole_model_names\n"
+        "from recbole.utils import get_model\n"
+        "assert 'SINE' in recbole_model_names() and get_model('SINE') is not None\n"
+        "print(torch.is_anomaly_enabled())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == str(before)
