@@ -28,7 +28,7 @@ A run longer than a session keeps its checkpoint and plan in ``$TMPDIR/frontier-
 while it trains; stopped, it resumes there from its best epoch at the next invocation (``resume_checkpoint``;
 the samplers' random state is not in a checkpoint, so the run is not bit-identical to an unstopped one, and
 its JSON says where it resumed); a CIESS search stopped after an episode goes on after it (``ciess_resume_search``;
-the plan records the episodes it resumed at). ``--snapshot`` tests the best checkpoint so far of each of this setting's
+the plan records the episodes it resumed at), and a stream stopped after a segment after that one (``stream_resume``). ``--snapshot`` tests the best checkpoint so far of each of this setting's
 runs there, running or stopped (read as data only), and writes it to ``<setting>/unfinished/<arm>-seed<k>.json``,
 marked *not converged*. The report shows such a run for an arm and seed that has no finished run, and drops
 it once one is there.
@@ -272,17 +272,22 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads, epoch
 
     workdir = work_dir(setting, label, seed)
     from recbole_lightemb.ciess.search_state import SUFFIX as SEARCH_STATE
+    from recbole_lightemb.stream.resume import SUFFIX as STREAM_STATE
 
     saved = sorted((workdir / "saved").glob("*.pth"), key=os.path.getmtime)
     searches = [p for p in saved if p.name.endswith(SEARCH_STATE)]
-    checkpoints = [p for p in saved if p not in searches]
+    streams = [p for p in saved if p.name.endswith(STREAM_STATE)]
+    checkpoints = [p for p in saved if p not in searches + streams]
     if searches and method == "ciess":
         config["ciess_resume_search"] = str(searches[-1])  # a search stopped before: go on after its last episode
         print(f"[{setting}] {label} seed {seed}: resuming the search from {searches[-1]}", flush=True)
+    elif streams and config.get("stream"):
+        config["stream_resume"] = str(streams[-1])  # a stream stopped before: go on after its last segment
+        print(f"[{setting}] {label} seed {seed}: resuming the stream from {streams[-1]}", flush=True)
     elif checkpoints and get_method(method).trainer is None and not config.get("stream"):
         config["resume_checkpoint"] = str(checkpoints[-1])  # stopped before: go on from its best epoch
         print(f"[{setting}] {label} seed {seed}: resuming from {checkpoints[-1]}", flush=True)
-    elif saved:  # a stream, or CIESS stopped before its first episode ended or in its final training: start again
+    elif saved:  # stopped in a stream's first segment, CIESS's first episode or final training: start again
         print(f"[{setting}] {label} seed {seed}: cannot resume, starting again", flush=True)
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -364,12 +369,13 @@ def snapshot(setting, data):
     from recbole_lightemb import load_data_and_model
     from recbole_lightemb.analysis.buckets import bucket_recall
     from recbole_lightemb.ciess.search_state import SUFFIX as SEARCH_STATE
+    from recbole_lightemb.stream.resume import SUFFIX as STREAM_STATE
     from recbole_lightemb.report import compression_report
 
     torch.set_num_threads(1)
     written = []
     for checkpoint in sorted((WORK / setting).glob("*/saved/*.pth")):
-        if checkpoint.name.endswith(SEARCH_STATE):  # a search's state, not a model: nothing to test yet
+        if checkpoint.name.endswith((SEARCH_STATE, STREAM_STATE)):  # a run's state, not a model to test
             continue
         try:  # the run may be writing this file right now: try again later
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -47,6 +47,9 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     check_graph_csr(config)
     if config["stream"]:
         return run_stream(config=config, saved=saved, queue=queue)
+    if config["stream_resume"] is not None:
+        raise ValueError(f"stream_resume={config['stream_resume']!r}: a stream's state, for stream: True; this run "
+                         "has stream: False (for one model's checkpoint use resume_checkpoint)")
     method = get_method(config["emb"])(config)
     method.check_config()
     resumed_from = check_resume(config, method)  # before the plan is read: a resumed run uses its own

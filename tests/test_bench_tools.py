@@ -183,6 +183,33 @@ def test_a_stopped_frontier_ciess_search_goes_on_after_its_last_episode(tiny_con
     assert not folder.exists()
 
 
+def test_a_stopped_frontier_stream_goes_on_after_its_last_segment(tiny_config, tmp_path, monkeypatch, capsys):
+    import frontier
+    from test_stream_resume import _stop_at_segment
+
+    from recbole_lightemb import run_recbole_lightemb
+    from recbole_lightemb.stream.planners import UniformStream
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
+    keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
+    stream = {**keys, "epochs": 1, "eval_step": 1, "stream": True, "stream_segments": 3}
+    monkeypatch.setitem(frontier.SETTINGS, "tiny-stream", {
+        "model": "BPR", "dataset": "tiny", "seeds": 1, "arms": [("uniform-0.5", "uniform", 0.5, {})], "config": stream})
+    folder = frontier.work_dir("tiny-stream", "uniform-0.5", 2020)
+    with monkeypatch.context() as patch:
+        _stop_at_segment(patch, UniformStream, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_recbole_lightemb(model="BPR", dataset="tiny", config_dict={
+                **frontier.PROTOCOL, **stream, "emb": "uniform", "emb_budget": 0.5, "seed": 2020,
+                "checkpoint_dir": str(folder / "saved")})
+    path = frontier._train_one("tiny-stream", "uniform-0.5", "uniform", 0.5, {}, 2020, None, torch.get_num_threads())
+    run = json.loads(Path(path).read_text())
+    assert run["error"] is None and [s["segment"] for s in run["segments"]] == [0, 1, 2]
+    assert "resuming the stream from" in capsys.readouterr().out
+    assert not folder.exists()
+
+
 def test_the_summary_tables_every_reported_setting_and_refuses_when_none_is(tmp_path, monkeypatch):
     import frontier
     from recbole_lightemb.analysis.frontier import frontier_rows

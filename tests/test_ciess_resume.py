@@ -118,7 +118,7 @@ def test_a_search_state_is_checked_before_any_data_is_loaded(tiny_config, monkey
         run_recbole_lightemb(model="BPR", config_dict={**config, "ciess_resume_search": str(code)})
     cut = tmp_path / "cut.search.pth"
     cut.write_bytes(open(path, "rb").read()[:1000])
-    with pytest.raises(ValueError, match=r"not a readable search state"):
+    with pytest.raises(ValueError, match=r"not a readable state file"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "ciess_resume_search": str(cut)})
     state = torch.load(path, weights_only=True)
     state["peak"]["user"] = state["peak"]["user"][:-1]  # settings that match, arrays that do not

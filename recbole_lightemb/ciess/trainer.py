@@ -34,8 +34,7 @@ from recbole_lightemb.ciess.explore import explore
 from recbole_lightemb.ciess.keys import budget_fraction, departures, resolve_mode, saved_plan_path
 from recbole_lightemb.ciess.quality import item_quality, user_quality
 from recbole_lightemb.ciess.search_state import (
-    load_search_state, plain, rng_state, save_search_state, search_state_path, set_rng_state, widths_from_data,
-    widths_to_data)
+    load_search_state, save_search_state, search_state_path, widths_from_data, widths_to_data)
 from recbole_lightemb.ciess.schedule import (
     AUTHORS_BUFFER_STEPS, AUTHORS_TARGET_NOISE, LrSchedule, authors_batch_size, authors_step,
     scaled_count)
@@ -45,6 +44,7 @@ from recbole_lightemb.ciess.widths import (
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import plan_path
+from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
 from recbole_lightemb.swap import pack_variable_widths, replace_table, swap_embeddings
 
 PEAK_FLOOR = 1e-5  # the authors floor the peak quality before dividing by it (CIESS.py)

@@ -81,6 +81,21 @@ class RecencyReplay:
         if len(self.items) > self.capacity:
             self.items.pop(0)
 
+    def state(self):
+        """The transitions (stacked per field, oldest first) and the generator's state, as data."""
+        fields = list(zip(*self.items)) if self.items else [[], [], [], []]
+        stacked = [torch.from_numpy(np.asarray(np.stack(f) if len(f) else np.zeros(0), dtype=np.float64))
+                   for f in fields]
+        return {"states": stacked[0], "actions": stacked[1], "rewards": stacked[2], "next_states": stacked[3],
+                "rng": self.rng.bit_generator.state}
+
+    def load(self, state):
+        fields = [state[k].numpy() for k in ("states", "actions", "rewards", "next_states")]
+        if len({len(f) for f in fields}) != 1 or len(fields[0]) > self.capacity:
+            raise ValueError("replay fields of different lengths, or more than its capacity")
+        self.items = [(s.astype(np.float32), a, float(r), n.astype(np.float32)) for s, a, r, n in zip(*fields)]
+        self.rng.bit_generator.state = state["rng"]
+
     def sample(self, batch_size, replace=True):
         ranks = np.arange(1, len(self.items) + 1, dtype=np.float64)
         picked = self.rng.choice(len(self.items), size=batch_size, replace=replace, p=ranks / ranks.sum())
@@ -112,6 +127,20 @@ class SACAgent:
         self.replay = RecencyReplay(capacity, np.random.default_rng(seed))
         self.entropy, self.tau, self.gamma, self.batch_size = entropy, tau, gamma, batch_size
         self.actor_clip = actor_clip
+
+    NETWORKS = ("actor", "critic", "target", "actor_opt", "critic_opt")
+
+    def state(self):
+        """Everything the agent learnt and its random state, as data."""
+        return {**{name: getattr(self, name).state_dict() for name in self.NETWORKS},
+                "generator": self.generator.get_state(), "replay": self.replay.state()}
+
+    def load(self, state):
+        """Go on from :meth:`state`'s values (shapes checked by torch's ``load_state_dict``)."""
+        for name in self.NETWORKS:
+            getattr(self, name).load_state_dict(state[name])
+        self.generator.set_state(state["generator"])
+        self.replay.load(state["replay"])
 
     def _batch(self):
         if self.batch_size is not None:

@@ -17,6 +17,7 @@ import time
 from logging import getLogger
 
 import numpy as np
+import torch
 from recbole.utils import set_color
 
 from recbole_lightemb.config import model_width
@@ -292,6 +293,29 @@ class ScallPlanner(StreamPlanner):
         return widths_plan("scall", users, items, **meta, **more,
                            user_share=user_floats / max(user_floats + item_floats, 1),
                            widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
+
+    def saved_state(self):
+        summary = None if self.summary is None else {
+            role: [torch.as_tensor(np.asarray(mean, dtype=np.float64)), torch.as_tensor(np.asarray(widths))]
+            for role, (mean, widths) in self.summary.items()}
+        return {"agent": None if self.agent is None else self.agent.state(),
+                "rng": None if self.rng is None else self.rng.bit_generator.state,
+                "prev_fitness": self.prev_fitness, "first_block": self.first_block, "last_reward": self.last_reward,
+                "summary": summary, "authors_state": None if self.state is None else self.state.data()}
+
+    def restore(self, state, previous):
+        if state["agent"] is not None:
+            self._agent().load(state["agent"])
+        if (state["rng"] is None) != (self.rng is None) or (state["authors_state"] is None) != (self.state is None):
+            raise ValueError("written by a planner of another shape or state")
+        if self.rng is not None:
+            self.rng.bit_generator.state = state["rng"]
+        if self.state is not None:
+            self.state.load(state["authors_state"])
+        self.prev_fitness, self.first_block = state["prev_fitness"], state["first_block"]
+        self.last_reward, self.previous = float(state["last_reward"]), previous
+        self.summary = None if state["summary"] is None else {
+            role: (mean.numpy(), widths.numpy()) for role, (mean, widths) in state["summary"].items()}
 
     def observe(self, fitness, model, result=None):
         self.prev_fitness = float(fitness if result is None else self.fitness(result))

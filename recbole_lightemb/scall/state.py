@@ -7,6 +7,7 @@ authors' ``State.py`` (paper mode), :func:`build_state` is the plugin's own (fas
 import math
 
 import numpy as np
+import torch
 
 
 def pooled_profile(freq, groups):
@@ -99,6 +100,23 @@ class AuthorsState:
     def after_training(self, means):
         """``update_mean_embs``: the mean embeddings of the segment's trained model."""
         self.means = means
+
+    def data(self):
+        """The fields, as data (a stream's state file holds them)."""
+        def tensors(arrays):
+            return [torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in arrays]
+
+        return {"reward": self.reward, "ratio": self.ratio, "p_range": [float(v) for v in self.p_range],
+                "share": self.share, "budget": int(self.budget), "means": tensors(self.means),
+                "profiles": tensors(self.profiles)}
+
+    def load(self, data):
+        means, profiles = [m.numpy() for m in data["means"]], [p.numpy() for p in data["profiles"]]
+        if [len(m) for m in means] != [len(m) for m in self.means] or [len(p) for p in profiles] != [self.groups] * 2:
+            raise ValueError("state fields of another width or number of groups")
+        self.reward, self.ratio, self.share = float(data["reward"]), float(data["ratio"]), float(data["share"])
+        self.p_range, self.budget = tuple(float(v) for v in data["p_range"]), int(data["budget"])
+        self.means, self.profiles = tuple(means), tuple(profiles)
 
     def vector(self):
         spread = [self.ratio * self.p_range[0], (1 - self.ratio) * self.p_range[1]]

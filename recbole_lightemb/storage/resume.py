@@ -35,8 +35,8 @@ def check_resume(config, method):
     if not isinstance(path, str) or not os.path.isfile(path):
         raise ValueError(f"resume_checkpoint={path!r}: expected the path of a checkpoint (.pth) this plugin wrote")
     if config["stream"]:
-        raise ValueError(f"resume_checkpoint={path!r}: a stream trains one model per segment; resuming one "
-                         "segment is not supported (set stream: False, or leave resume_checkpoint out)")
+        raise ValueError(f"resume_checkpoint={path!r}: a stream trains one model per segment; a stopped stream "
+                         "goes on from its state file (stream_resume: <model>-<run id>-stream.state.pth)")
     if not config["single_spec"]:
         raise ValueError(f"resume_checkpoint={path!r}: not supported in distributed training (nproc > 1)")
     if method.trainer is not None:  # CIESS: its trainer restarts the final training from the search's init

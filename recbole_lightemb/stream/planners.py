@@ -56,6 +56,13 @@ class StreamPlanner:
     def observe(self, fitness, model, result=None):
         """Told the converged validation fitness, the trained model and its validation result after each segment."""
 
+    def saved_state(self):
+        """What the planner carries from one segment to the next, as data (a resumed stream restores it)."""
+        return {}
+
+    def restore(self, state, previous):
+        """Go on from :meth:`state`'s values; ``previous`` is the last segment planned before the stop."""
+
 
 class GenericStream(StreamPlanner):
     """``full``, and any method without stream support: plan afresh on the segment's history (all

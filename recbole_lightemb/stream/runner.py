@@ -26,9 +26,11 @@ from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, training_memory
 from recbole_lightemb.storage.resume import check_resume
+from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
 from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream.loader import stream_segments
 from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan
+from recbole_lightemb.stream.resume import load_stream_state, save_stream_state, stream_state_path
 from recbole_lightemb.stream.segments import check_stream_config, stream_value
 from recbole_lightemb.swap import find_embedding_tables, pack_variable_widths, swap_embeddings
 
@@ -50,27 +52,37 @@ def stream_trainer_class(base):
 
 
 @torch.no_grad()
+def warm_snapshot(model):
+    """What the next segment's warm start copies from ``model``: each variable-width table's rows at full
+    width with their widths (masked or packed), and every parameter by name (a stream's state file keeps it)."""
+    tables = {name: {"rows": module.full_table().detach().cpu().clone(), "widths": module.widths.detach().cpu().clone()}
+              for name, module in model.named_modules()
+              if isinstance(module, (VariableWidthEmbedding, PackedWidthEmbedding))}
+    return {"tables": tables, "params": {name: p.detach().cpu().clone() for name, p in model.named_parameters()}}
+
+
+@torch.no_grad()
 def warm_start(model, previous):
-    """Carry ``previous``'s training into ``model``: variable-width tables keep each known row's
-    old coordinates (up to its old width, from a masked or a packed table; the rest stays freshly
-    initialised); every other parameter is copied when a parameter of the same name and shape exists."""
+    """Carry ``previous`` (a :func:`warm_snapshot`) into ``model``: variable-width tables keep each known row's
+    old coordinates (up to its old width; the rest stays freshly initialised); every other parameter is copied
+    when a parameter of the same name and shape exists."""
     if previous is None:
         return
-    old_modules = dict(previous.named_modules())
-    old_params = dict(previous.named_parameters())
     handled = set()
     for name, module in model.named_modules():
-        old = old_modules.get(name)
-        if isinstance(module, VariableWidthEmbedding) and isinstance(old, (VariableWidthEmbedding,
-                                                                           PackedWidthEmbedding)):
-            keep = torch.arange(module.embedding_dim, device=old.widths.device) < old.widths[:, None].long()
-            module.table.copy_(torch.where(keep.to(module.table.device), old.full_table().to(module.table.device),
+        old = previous["tables"].get(name)
+        if isinstance(module, VariableWidthEmbedding) and old is not None:
+            if tuple(old["rows"].shape) != tuple(module.table.shape) or len(old["widths"]) != len(old["rows"]):
+                raise ValueError(f"warm start of {name}: rows of shape {tuple(old['rows'].shape)}, widths "
+                                 f"{len(old['widths'])}; the table is {tuple(module.table.shape)}")
+            keep = torch.arange(module.embedding_dim) < old["widths"][:, None].long()
+            module.table.copy_(torch.where(keep.to(module.table.device), old["rows"].to(module.table.device),
                                            module.table))
             handled.add(f"{name}.table" if name else "table")
     for name, param in model.named_parameters():
-        old = old_params.get(name)
+        old = previous["params"].get(name)
         if name not in handled and old is not None and old.shape == param.shape:
-            param.copy_(old)
+            param.copy_(old.to(param.device))
 
 
 SEARCH_RECORD = ("mode", "chosen", "action", "search_segment", "rewards", "ratios", "fitness", "denominator",
@@ -203,6 +215,28 @@ def _build(model_class, config, segment, method, planner):
     return model, specs
 
 
+LOADERS = ("train_data", "valid_data", "test_data")
+
+
+def _loader_states(segment):
+    """The segment's loaders' own shuffling generators (RecBole seeds one per loader; a search on this segment
+    in the next one draws on from where they are)."""
+    return {name: getattr(segment, name).generator.get_state() for name in LOADERS}
+
+
+def _resume_at(segment, planner, resumed, path):
+    """At the last segment trained before the stop: its loaders, the planner and the global random states
+    as they were when the stream went on to the next segment."""
+    try:
+        for name in LOADERS:
+            getattr(segment, name).generator.set_state(resumed["loaders"][name])
+        planner.restore(resumed["planner"], segment)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"stream_resume={path!r}: does not fit this run's planner and loaders ({first})") from None
+    set_rng_state(resumed["global_rng"])
+
+
 def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
                config=None):
     """Train and test ``model`` with ``emb``'s tables along a stream of ``dataset``'s segments.
@@ -217,8 +251,9 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     check_graph_csr(config)
     method = get_method(config["emb"])(config)
     method.check_config()
-    check_resume(config, method)  # a stream cannot resume: named before any data is read
+    check_resume(config, method)  # resume_checkpoint is one model's: named before any data is read
     cut_key, cut_value = check_stream_config(config)
+    resumed = None if config["stream_resume"] is None else load_stream_state(config["stream_resume"], config)
     if 20 not in config["topk"]:  # the per-segment table reports @20; an extra K changes no training
         config["topk"] = list(config["topk"]) + [20]
     config["stopping_step"] = stream_value(config, "stream_stopping_step")
@@ -228,14 +263,24 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     planner = stream_planner(method, config)
     model_class = get_model(config["model"])
     trainer_class = stream_trainer_class(method.trainer or get_trainer(config["MODEL_TYPE"], config["model"]))
-    run_id = get_local_time()
+    run_id = get_local_time() if resumed is None else resumed["run_id"]
     rows, previous, plan_file = [], None, None
+    state_file = stream_state_path(config["checkpoint_dir"], config["model"], run_id) \
+        if saved and config["local_rank"] == 0 else None
+    if resumed is not None:
+        rows, previous, last = resumed["rows"], resumed["previous"], resumed["last"]
+        logger.info(set_color("stream resumed", "pink") + f" after segment {resumed['segments_done'] - 1}: "
+                    f"{config['stream_resume']}")
 
     def fresh_model(segment):  # a search try from scratch: the segment's model at placeholder widths
         return _build(model_class, config, segment, method, planner)[0]
 
-    totals = {"plan_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+    totals = {"plan_s": 0.0, "train_s": 0.0, "eval_s": 0.0} if resumed is None else resumed["totals"]
     for segment in stream_segments(config, dataset):
+        if resumed is not None and segment.index < resumed["segments_done"]:  # trained before the stop
+            if segment.index == resumed["segments_done"] - 1:
+                _resume_at(segment, planner, resumed, config["stream_resume"])
+            continue
         seg_start = time.perf_counter()
         model, specs = _build(model_class, config, segment, method, planner)
         tables_per_side = max(sum(s.role == "user" for s in specs), 1)
@@ -297,19 +342,29 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         for key in totals:
             totals[key] += row[key]
         logger.info(set_color(f"stream segment {segment.index}", "pink") + "\n" + format_segment_table([row]))
-        previous = model
+        previous = warm_snapshot(model)
+        last = {"best_valid_score": float(best_valid_score), "best_valid_result": dict(best_valid_result),
+                "test_result": dict(test_result), "compression": report, "plan": {"file": plan_file, **plan.meta}}
+        if state_file:
+            save_stream_state(state_file, {
+                "segments_done": segment.index + 1, "run_id": run_id, "rows": plain(rows), "totals": totals,
+                "previous": previous, "planner": planner.saved_state(), "loaders": _loader_states(segment),
+                "global_rng": rng_state(), "last": plain(last),
+            }, config)
 
     logger.info(set_color("stream", "pink") + f" (emb={config['emb']}, {cut_key}={cut_value}, "
                 f"{len(rows)} segments)\n" + format_segment_table(rows))
     mean_result = _mean_results(rows, config["metric_decimal_place"])
     logger.info(set_color("mean test result", "yellow") + f": {mean_result}")
+    if state_file and os.path.isfile(state_file):  # every segment is in the result now
+        os.remove(state_file)
     result = {
         "model": config["model"], "dataset": config["dataset"], "emb": config["emb"],
-        **({"mode": plan.meta["mode"]} if "mode" in plan.meta else {}),
+        **({"mode": last["plan"]["mode"]} if "mode" in last["plan"] else {}),
         "stream": {"cut": {cut_key: cut_value}, "segments": len(rows)},
-        "best_valid_score": best_valid_score, "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result, "test_result": test_result,
-        "compression": report, "plan": {"file": plan_file, **plan.meta},
+        "best_valid_score": last["best_valid_score"], "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": last["best_valid_result"], "test_result": last["test_result"],
+        "compression": last["compression"], "plan": last["plan"],
         "timing": {**totals, "total_s": sum(r["time_s"] for r in rows)},
         "segments": rows, "mean_test_result": mean_result,
         "convergence": stream_convergence([row["convergence"] for row in rows]),
