@@ -41,7 +41,8 @@ def check_resume(config, method):
         raise ValueError(f"resume_checkpoint={path!r}: not supported in distributed training (nproc > 1)")
     if method.trainer is not None:  # CIESS: its trainer restarts the final training from the search's init
         raise ValueError(f"resume_checkpoint={path!r}: emb={config['emb']} trains through its own trainer "
-                         "(a search, then packed tables), which cannot resume yet; run it again from the start")
+                         "(a search, then packed tables), whose final training restarts from the search's init; a "
+                         "stopped search goes on from its state file (ciess_resume_search: <stem>.search.pth)")
     saved = load_checkpoint(path, map_location="cpu", trust=bool(config["trust_checkpoint"]))
     written = saved["config"]
     for key in SAME_KEYS:
