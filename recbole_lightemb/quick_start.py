@@ -3,6 +3,7 @@
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from functools import partial
 from logging import getLogger
 
@@ -47,6 +48,9 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
     check_graph_csr(config)
     if config["stream"]:
         return run_stream(config=config, saved=saved, queue=queue)
+    if config["ciess_resume_search"] is not None and config["emb"] != "ciess":
+        raise ValueError(f"ciess_resume_search={config['ciess_resume_search']!r}: a CIESS search's state; this run "
+                         f"has emb={config['emb']!r}")
     if config["stream_resume"] is not None:
         raise ValueError(f"stream_resume={config['stream_resume']!r}: a stream's state, for stream: True; this run "
                          "has stream: False (for one model's checkpoint use resume_checkpoint)")
@@ -167,6 +171,18 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
     return None if queue.empty() else queue.get()
 
 
+@contextmanager
+def _named_build_errors(path, what):
+    """RecBole's own failures on a checkpoint's config (a dict of unknown feature names, a number where it
+    iterates a dict) as one line naming the checkpoint; the plugin's own refusals pass as they are."""
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, IndexError) as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise CheckpointError(f"checkpoint {path!r}: its config does not build the {what} "
+                              f"({type(error).__name__}: {first})") from None
+
+
 def load_data_and_model(model_file, trust_checkpoint=False, max_model_bytes=None, **where):
     """RecBole's ``load_data_and_model`` for any checkpoint a run wrote, compressed ones included.
 
@@ -193,18 +209,20 @@ def load_data_and_model(model_file, trust_checkpoint=False, max_model_bytes=None
             raise CheckpointError(f"checkpoint {path!r} (emb={emb!r}) needs its plan {plan_file!r} beside it, "
                                   "and it is missing")
         get_method(emb)(config).check_config()
-        dataset = start_run(config)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
+        with _named_build_errors(path, "dataset"):  # a config value of the right type RecBole still cannot use
+            dataset = start_run(config)
+            train_data, valid_data, test_data = data_preparation(config, dataset)
     config["checkpoint_dir"] = os.path.dirname(os.path.abspath(path))
     entities = train_data._dataset.user_num + train_data._dataset.item_num
     plan = None if emb == "full" else Plan.load(plan_file, method=emb, max_elements=PLAN_VALUES_PER_ENTITY * entities)
     model_class = get_model(config["model"])
     check_model_size(config, model_class, train_data._dataset, checkpoint["state_dict"], plan, path, max_model_bytes)
     init_seed(config["seed"], config["reproducibility"])
-    model = model_class(config, train_data._dataset).to(config["device"])
-    use_csr_adjacency(model, config)
-    if plan is not None:
-        swap_embeddings(model, train_data._dataset, config, plan=plan)
+    with _named_build_errors(path, "model"):
+        model = model_class(config, train_data._dataset).to(config["device"])
+        use_csr_adjacency(model, config)
+        if plan is not None:
+            swap_embeddings(model, train_data._dataset, config, plan=plan)
     model.load_state_dict(checkpoint["state_dict"])
     load_packed_beside(model, path)  # low-bit rows as stored, where the run wrote them
     restore_other_parameter(model, checkpoint.get("other_parameter"), path)

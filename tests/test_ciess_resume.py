@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_lightemb import run_recbole_lightemb
+from recbole_lightemb import load_data_and_model, run_recbole_lightemb
 from recbole_lightemb.ciess.agent import TD3Agent
 from recbole_lightemb.ciess.search_state import KIND, SUFFIX
 from recbole_lightemb.ciess.trainer import CIESSTrainer
@@ -81,6 +81,8 @@ def test_a_stopped_search_resumes_after_its_last_episode_and_cleans_up(tiny_conf
     report = resumed["compression"]
     assert report["stored_bytes"] <= 0.3 * report["full_bytes"]
     assert not os.path.exists(states[0])
+    checkpoint = resumed["plan"]["file"].replace(".plan.npz", ".pth")  # its config names the removed state file:
+    assert load_data_and_model(checkpoint, data_path=tiny_config["data_path"])[1] is not None  # where: the caller's
 
 
 class _Called:
@@ -107,6 +109,8 @@ def test_a_search_state_is_checked_before_any_data_is_loaded(tiny_config, monkey
         run_recbole_lightemb(model="BPR", config_dict={**config, "ciess_lambda": 0.5})
     with pytest.raises(ValueError, match=r"written with seed=2020, this run has seed=7"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "seed": 7})
+    with pytest.raises(ValueError, match=r"ciess_resume_search=.*a CIESS search's state; this run has emb='uniform'"):
+        run_recbole_lightemb(model="BPR", config_dict={**config, "emb": "uniform"})
     with pytest.raises(ValueError, match=r"ciess_resume_search=.*a reused plan"):
         run_recbole_lightemb(model="BPR", config_dict={**config, "ciess_plan": path})
     with pytest.raises(ValueError, match=r"ciess_resume_search='nowhere.search.pth': expected the path"):

@@ -410,7 +410,8 @@ class CIESSTrainer(Trainer):
         rng = np.random.default_rng(c["seed"])
         agents = {r: self._agent(c["seed"] + k, r) for k, r in enumerate(self.roles)}
         resumed = c["ciess_resume_search"]
-        self.search_state_file = resumed or (search_state_path(self.saved_model_file) if saved else None)
+        writes = saved and c["local_rank"] == 0  # one process writes (and at the end removes) the state
+        self.search_state_file = (resumed or search_state_path(self.saved_model_file)) if writes else None
         if resumed:
             run = self._resume_search(resumed, agents, rng)
         else:
@@ -486,7 +487,7 @@ class CIESSTrainer(Trainer):
         best = run["best_any"]
         save_search_state(self.search_state_file, {
             "episodes_done": run["episodes_done"], "pretrained": run["pretrained"], "initial": self.initial_state,
-            "peak": {r: torch.from_numpy(np.asarray(q, dtype=np.float64)) for r, q in run["peak"].items()},
+            "peak": {r: torch.from_numpy(np.ascontiguousarray(q)) for r, q in run["peak"].items()},  # dtype kept
             "pretrain_rounds": int(run["pretrain_rounds"]), "pretrain_s": float(run["pretrain_s"]),
             "search_s": float(search_s), "history": plain(run["history"]), "eligible": pairs(run["eligible"]),
             "best_any": pairs([best])[0] if best is not None else None, "resumed_at": list(run["resumed_at"]),

@@ -26,7 +26,8 @@ LOCATION_KEYS = frozenset({
     "gpu_id", "use_gpu", "device", "data_path", "checkpoint_dir", "config_file", "save_dataset",
     "dataset_save_path", "save_dataloaders", "dataloaders_save_path", "log_wandb", "wandb_project", "worker",
     "nproc", "world_size", "offset", "ip", "port", "local_rank", "single_spec", "state", "show_progress",
-    "result_file", "resume_checkpoint", "trust_checkpoint", "pre_model_path", "pretrain_path",
+    "result_file", "resume_checkpoint", "ciess_resume_search", "stream_resume", "trust_checkpoint", "pre_model_path",
+    "pretrain_path",
     "mf_pretrain_path", "mlp_pretrain_path", "warm_up", "teacher"})
 """Where and how to run: the caller's (arguments of ``load_data_and_model``), never the file's. Every
 ``*_plan`` key is the caller's too: a checkpoint's plan is the ``.plan.npz`` beside it."""

@@ -67,13 +67,17 @@ def load_run_state(path, kind, key, settings, suffix):
 
 
 def rng_state():
-    """torch's and NumPy's global random states (data loaders' shuffling, RecBole's negative sampling)."""
+    """torch's (CPU and, where there is one, every GPU's) and NumPy's global random states: data loaders'
+    shuffling, RecBole's negative sampling, dropout."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
 
 
 def set_rng_state(state):
     torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))

@@ -54,4 +54,12 @@ def load_stream_state(path, config):
         raise refusal("stream_resume", path, f"segments_done={done!r}: expected a positive integer")
     if not isinstance(run_id, str) or os.sep in run_id or not run_id.strip():
         raise refusal("stream_resume", path, f"run_id={run_id!r}: expected the run's time stamp")
+    shapes = {"rows": list, "totals": dict, "last": dict, "previous": dict, "planner": dict, "loaders": dict,
+              "global_rng": dict}
+    for key, kind in shapes.items():
+        if not isinstance(state.get(key), kind):
+            raise refusal("stream_resume", path, f"its {key} is missing or not a {kind.__name__}")
+    if len(state["rows"]) != done or not all(isinstance(state["previous"].get(k), dict) for k in ("tables", "params")):
+        raise refusal("stream_resume", path, f"{len(state['rows'])} segment rows for segments_done={done}, or no "
+                                             "warm-start snapshot")
     return state

@@ -231,10 +231,10 @@ def _resume_at(segment, planner, resumed, path):
         for name in LOADERS:
             getattr(segment, name).generator.set_state(resumed["loaders"][name])
         planner.restore(resumed["planner"], segment)
+        set_rng_state(resumed["global_rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"stream_resume={path!r}: does not fit this run's planner and loaders ({first})") from None
-    set_rng_state(resumed["global_rng"])
 
 
 def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
@@ -265,8 +265,8 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     trainer_class = stream_trainer_class(method.trainer or get_trainer(config["MODEL_TYPE"], config["model"]))
     run_id = get_local_time() if resumed is None else resumed["run_id"]
     rows, previous, plan_file = [], None, None
-    state_file = stream_state_path(config["checkpoint_dir"], config["model"], run_id) \
-        if saved and config["local_rank"] == 0 else None
+    state_file = (config["stream_resume"] or stream_state_path(config["checkpoint_dir"], config["model"], run_id)) \
+        if saved and config["local_rank"] == 0 else None  # a resumed stream goes on writing the file it read
     if resumed is not None:
         rows, previous, last = resumed["rows"], resumed["previous"], resumed["last"]
         logger.info(set_color("stream resumed", "pink") + f" after segment {resumed['segments_done'] - 1}: "
@@ -276,10 +276,12 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         return _build(model_class, config, segment, method, planner)[0]
 
     totals = {"plan_s": 0.0, "train_s": 0.0, "eval_s": 0.0} if resumed is None else resumed["totals"]
+    restored = resumed is None
     for segment in stream_segments(config, dataset):
         if resumed is not None and segment.index < resumed["segments_done"]:  # trained before the stop
             if segment.index == resumed["segments_done"] - 1:
                 _resume_at(segment, planner, resumed, config["stream_resume"])
+                restored = True
             continue
         seg_start = time.perf_counter()
         model, specs = _build(model_class, config, segment, method, planner)
@@ -356,6 +358,9 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
                 f"{len(rows)} segments)\n" + format_segment_table(rows))
     mean_result = _mean_results(rows, config["metric_decimal_place"])
     logger.info(set_color("mean test result", "yellow") + f": {mean_result}")
+    if not restored:
+        raise ValueError(f"stream_resume={config['stream_resume']!r}: written after segment "
+                         f"{resumed['segments_done'] - 1}, but this data cuts into fewer segments")
     if state_file and os.path.isfile(state_file):  # every segment is in the result now
         os.remove(state_file)
     result = {
