@@ -407,10 +407,11 @@ def patch_exhaustive_search():
 
 
 ANOMALY_MODULE = "recbole.model.sequential_recommender.sine"
-"""RecBole's SINE module calls ``torch.autograd.set_detect_anomaly(True)`` when it is imported, and any code
-that lists RecBole's models (RecBole's own ``get_model`` for a sequential model past ``SINE``, the plugin's
-model check) imports it: from then on every training step in the process records a Python stack trace per
-operation and checks the backward pass for NaNs — the same numbers, far slower."""
+"""RecBole's SINE module calls ``torch.autograd.set_detect_anomaly(True)`` when it is imported, and the
+sequential package's ``__init__`` imports it: RecBole's own ``get_model`` does for every sequential,
+knowledge-aware and external-library model, the plugin's model check for every model. From then on every
+training step in the process records a Python stack trace per operation and checks the backward pass for
+NaNs — the same numbers, slower."""
 
 
 def import_sine_without_anomaly_mode():
