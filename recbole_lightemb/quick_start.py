@@ -12,7 +12,7 @@ from recbole.data import data_preparation
 from recbole.utils import get_environment, get_model, get_trainer, init_seed, set_color
 
 from recbole_lightemb.analysis.buckets import bucket_recall, format_buckets
-from recbole_lightemb.storage.checkpoint import CheckpointError, load_checkpoint
+from recbole_lightemb.storage.checkpoint import CheckpointError, first_line, load_checkpoint
 from recbole_lightemb.config import Config
 from recbole_lightemb.analysis.convergence import ConvergenceLog
 from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
@@ -178,9 +178,8 @@ def _named_build_errors(path, what):
     try:
         yield
     except (AttributeError, KeyError, TypeError, IndexError) as error:
-        first = str(error).splitlines()[0] if str(error) else ""
         raise CheckpointError(f"checkpoint {path!r}: its config does not build the {what} "
-                              f"({type(error).__name__}: {first})") from None
+                              f"({type(error).__name__}: {first_line(error)})") from None
 
 
 def load_data_and_model(model_file, trust_checkpoint=False, max_model_bytes=None, **where):

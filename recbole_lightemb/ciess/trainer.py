@@ -44,6 +44,7 @@ from recbole_lightemb.ciess.widths import (
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import plan_path
+from recbole_lightemb.storage.checkpoint import first_line
 from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
 from recbole_lightemb.swap import pack_variable_widths, replace_table, swap_embeddings
 
@@ -523,9 +524,8 @@ class CIESSTrainer(Trainer):
                 if any(len(values[r]) != self.sizes[r] for values in [run["peak"], *found]):
                     raise ValueError(f"its {r} arrays do not have this run's {self.sizes[r]} {r}s")
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ValueError(f"ciess_resume_search={path!r}: does not fit this run's model and agents ({first})") \
-                from None
+            raise ValueError(f"ciess_resume_search={path!r}: does not fit this run's model and agents "
+                             f"({first_line(error, type(error).__name__)})") from None
         self.logger.info(set_color("CIESS search resumed", "pink") + f" after episode {run['episodes_done']} "
                          f"of {self.config['ciess_episodes']}: {path}")
         return run

@@ -32,6 +32,12 @@ TRUST_HINT = ("if you trust the file, pass trust_checkpoint=True (config key, or
               "recbole_lightemb.load_data_and_model); it is then read as data, still without running code")
 
 
+def first_line(error, empty=""):
+    """The first line of ``error``'s message (``empty`` when it has none): what a one-line refusal quotes."""
+    message = str(error)
+    return message.splitlines()[0] if message else empty
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read; the message names the file."""
 
@@ -245,7 +251,7 @@ def load_checkpoint(path, map_location=None, trust=False):
                                   f"({_refusal(str(error)) or type(error).__name__})") from None
     except Exception as error:  # noqa: BLE001  (torch raises many kinds for a corrupt file)
         raise CheckpointError(f"checkpoint {path!r}: not a readable PyTorch checkpoint "
-                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+                              f"({type(error).__name__}: {first_line(error)})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path!r}: expected a RecBole checkpoint (a dict with 'state_dict')")
     stored = checkpoint.get("config")

@@ -14,7 +14,7 @@ import pickle
 import numpy as np
 import torch
 
-from recbole_lightemb.storage.checkpoint import CheckpointError, check_archive
+from recbole_lightemb.storage.checkpoint import CheckpointError, check_archive, first_line
 
 VERSION = 1
 
@@ -50,8 +50,7 @@ def load_run_state(path, kind, key, settings, suffix):
     except pickle.UnpicklingError:  # torch's weights-only loader refused a Python object: the file is not data
         raise refusal(key, path, "refused, it holds Python objects that are not data") from None
     except (CheckpointError, RuntimeError, OSError, EOFError, ValueError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise refusal(key, path, f"not a readable state file ({first})") from None
+        raise refusal(key, path, f"not a readable state file ({first_line(error, type(error).__name__)})") from None
     if not isinstance(state, dict) or state.get("kind") != kind:
         raise refusal(key, path, f"not a {kind} state")
     if state.get("version") != VERSION:

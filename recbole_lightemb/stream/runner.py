@@ -26,6 +26,7 @@ from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
 from recbole_lightemb.report import compression_report, training_memory
 from recbole_lightemb.storage.resume import check_resume
+from recbole_lightemb.storage.checkpoint import first_line
 from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
 from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream.loader import stream_segments
@@ -233,8 +234,8 @@ def _resume_at(segment, planner, resumed, path):
         planner.restore(resumed["planner"], segment)
         set_rng_state(resumed["global_rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"stream_resume={path!r}: does not fit this run's planner and loaders ({first})") from None
+        raise ValueError(f"stream_resume={path!r}: does not fit this run's planner and loaders "
+                         f"({first_line(error, type(error).__name__)})") from None
 
 
 def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
