@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbole_lightemb.storage.run_state import load_parts, parts_state
+
 STATE_DIM = 3
 
 
@@ -89,13 +91,12 @@ class TD3Agent:
 
     def state(self):
         """Everything the agent learnt and its random state, as data (tensors, numbers, dicts)."""
-        return {**{name: getattr(self, name).state_dict() for name in self.NETWORKS},
-                "generator": self.generator.get_state(), "buffer": self.buffer.state(), "updates": self.updates}
+        return {**parts_state(self, self.NETWORKS), "generator": self.generator.get_state(),
+                "buffer": self.buffer.state(), "updates": self.updates}
 
     def load(self, state):
-        """Go on from :meth:`state`'s values (shapes checked by torch's ``load_state_dict``)."""
-        for name in self.NETWORKS:
-            getattr(self, name).load_state_dict(state[name])
+        """Go on from :meth:`state`'s values."""
+        load_parts(self, self.NETWORKS, state)
         self.generator.set_state(state["generator"])
         self.buffer.load(state["buffer"])
         self.updates = int(state["updates"])

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recbole_lightemb.storage.run_state import load_parts, parts_state
+
 ACTION_DIM = 3
 NETS = {"authors": {"log_std_min": -20.0, "scale": 0.5}, "plugin": {"log_std_min": -5.0, "scale": 1.0}}
 LOG_STD_MAX = 2.0
@@ -132,13 +134,12 @@ class SACAgent:
 
     def state(self):
         """Everything the agent learnt and its random state, as data."""
-        return {**{name: getattr(self, name).state_dict() for name in self.NETWORKS},
+        return {**parts_state(self, self.NETWORKS),
                 "generator": self.generator.get_state(), "replay": self.replay.state()}
 
     def load(self, state):
-        """Go on from :meth:`state`'s values (shapes checked by torch's ``load_state_dict``)."""
-        for name in self.NETWORKS:
-            getattr(self, name).load_state_dict(state[name])
+        """Go on from :meth:`state`'s values."""
+        load_parts(self, self.NETWORKS, state)
         self.generator.set_state(state["generator"])
         self.replay.load(state["replay"])
 

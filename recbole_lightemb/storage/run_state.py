@@ -29,6 +29,17 @@ def settings_of(config, keys):
     return json.loads(json.dumps({key: config[key] for key in keys}, default=str))
 
 
+def parts_state(owner, names):
+    """The ``state_dict()`` of each named part of ``owner`` (networks, optimisers), by name."""
+    return {name: getattr(owner, name).state_dict() for name in names}
+
+
+def load_parts(owner, names, state):
+    """Load :func:`parts_state`'s values back into ``owner`` (shapes checked by torch's ``load_state_dict``)."""
+    for name in names:
+        getattr(owner, name).load_state_dict(state[name])
+
+
 def save_run_state(path, kind, state, settings):
     """Write ``state`` (tensors, numbers, strings, lists, dicts) as a ``kind`` state written with ``settings``."""
     partial = f"{path}.partial"
