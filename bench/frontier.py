@@ -28,7 +28,9 @@ A run longer than a session keeps its checkpoint and plan in ``$TMPDIR/frontier-
 while it trains; stopped, it resumes there from its best epoch at the next invocation (``resume_checkpoint``;
 the samplers' random state is not in a checkpoint, so the run is not bit-identical to an unstopped one, and
 its JSON says where it resumed); a CIESS search stopped after an episode goes on after it (``ciess_resume_search``;
-the plan records the episodes it resumed at), and a stream stopped after a segment after that one (``stream_resume``). ``--snapshot`` tests the best checkpoint so far of each of this setting's
+the plan records the episodes it resumed at), and a stream stopped after a segment after that one (``stream_resume``).
+A state the plugin refuses (one an older plugin wrote, say) fails the run, and its recorded error names the folder
+to remove before ``--retry_failed`` runs it afresh. ``--snapshot`` tests the best checkpoint so far of each of this setting's
 runs there, running or stopped (read as data only), and writes it to ``<setting>/unfinished/<arm>-seed<k>.json``,
 marked *not converged*. The report shows such a run for an arm and seed that has no finished run, and drops
 it once one is there.
@@ -295,6 +297,9 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads, epoch
     start = time.perf_counter()
     run = run_arm(spec["model"], spec["dataset"], None, config, method, budget, seed, str(workdir / "saved"))
     run["wall_s"] = time.perf_counter() - start  # this invocation's; a resumed run says where it resumed
+    resumed_from = [config[k] for k in ("ciess_resume_search", "stream_resume", "resume_checkpoint") if k in config]
+    if run["error"] and resumed_from:  # e.g. a state file an older plugin wrote: it would be refused at every retry
+        run["error"] += f" (resuming {resumed_from[0]}; remove {workdir} to run it afresh with --retry_failed)"
     run["plan"] = {k: v for k, v in (run.get("plan") or {}).items() if k not in ("probes", "history", "file")}
     path = _write_run(setting, label, extra, threads, run)
     if not run["error"]:  # a failed run keeps its checkpoint and plan

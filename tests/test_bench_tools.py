@@ -155,6 +155,25 @@ def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_
     assert "cannot resume, starting again" in capsys.readouterr().out
 
 
+def test_a_refused_resume_is_recorded_with_the_folder_to_remove(tiny_config, tmp_path, monkeypatch):
+    import frontier
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
+    keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
+    monkeypatch.setitem(frontier.SETTINGS, "tiny-stream", {
+        "model": "BPR", "dataset": "tiny", "seeds": 1, "arms": [("uniform-0.5", "uniform", 0.5, {})],
+        "config": {**keys, "epochs": 1, "eval_step": 1, "stream": True, "stream_segments": 2}})
+    folder = frontier.work_dir("tiny-stream", "uniform-0.5", 2020)
+    stale = folder / "saved" / "BPR-x-stream.state.pth"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"not a state")  # e.g. a state file an older plugin wrote
+    path = frontier._train_one("tiny-stream", "uniform-0.5", "uniform", 0.5, {}, 2020, None, torch.get_num_threads())
+    error = json.loads(Path(path).read_text())["error"]
+    assert "stream_resume=" in error and f"remove {folder} to run it afresh" in error
+    assert stale.exists()  # kept: what to do with it is the user's choice
+
+
 def test_a_stopped_frontier_ciess_search_goes_on_after_its_last_episode(tiny_config, tmp_path, monkeypatch, capsys):
     import frontier
     from test_ciess_resume import TWO_EPISODES, _stop_in_episode
