@@ -170,6 +170,11 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("baco-0.25[head=0.1+split]", "baco", 0.25, {"baco_head_share": 0.1, "baco_split": True}),
     ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})])
 
+SAME_FLOATS_FASTER = {"graph_csr": True}
+"""Added to the LightGCN settings with runs still to do (2026-12-06): on one torch thread, as the frontier trains,
+LightGCN with its adjacency in CSR trains RecBole's floats bit for bit, about twice as fast on Beauty
+(``bench/graph_csr.py``), so runs with and without it compare."""
+
 SETTINGS = {
     "bpr-ml100k": {"model": "BPR", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                    "config": {"epochs": 1000, "eval_step": 1}},
@@ -186,7 +191,7 @@ SETTINGS = {
     "lightgcn-ml100k-patient": {  # lightgcn-ml100k evaluated every 10 epochs: 100 epochs of patience, because
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # its narrow tables stop on a plateau after 50
         "arms": _arms(("quant", "ciess", "baco"), budgets=(0.1,), variants=PRECISION_ARMS + MASTER_FREE_ARMS),
-        "config": {"epochs": 2000, "eval_step": 10, "n_layers": 2}},
+        "config": {"epochs": 2000, "eval_step": 10, "n_layers": 2, **SAME_FLOATS_FASTER}},
     "bpr-beauty": {"model": "BPR", "dataset": "beauty", "seeds": 3, "arms": ML100K_ARMS + PRECISION_ARMS + MASTER_FREE_ARMS,
                    "config": {**BEAUTY, "epochs": 1000, "eval_step": 2}},
     "lightgcn-beauty": {
@@ -197,12 +202,12 @@ SETTINGS = {
             ("quant-0.1", "quant", 0.1, {}),
             ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
             BACO_AUTHORS_SIZE, *PRECISION_ARMS]),
-        "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2}},
+        "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2, **SAME_FLOATS_FASTER}},
     "lightgcn-beauty-authors": {  # lightgcn-beauty under the BACO authors' protocol, trained to its own stop; the
         "model": "LightGCN", "dataset": "beauty", "seeds": 1,  # test curve gives the arms' ratio at 50/100/200 epochs
         "arms": [("full", "full", None, {}), ("uniform-0.25", "uniform", 0.25, {}), BACO_AUTHORS_SIZE,
                  BACO_AUTHORS_GAMMA],
-        "config": {**BEAUTY, **AUTHORS_PROTOCOL, "emb_test_curve": True}},
+        "config": {**BEAUTY, **AUTHORS_PROTOCOL, "emb_test_curve": True, **SAME_FLOATS_FASTER}},
     "stream-ml100k": {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,
         "arms": _earlier([("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
