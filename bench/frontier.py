@@ -42,6 +42,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -474,6 +475,28 @@ def format_curve_table(runs, metric=METRIC, epochs=CURVE_EPOCHS):
     return "\n".join(lines)
 
 
+def format_search_cost(runs):
+    """Per arm whose runs searched (CIESS): minutes of pre-training, of the whole search (pre-training included;
+    summed over a resumed run's invocations) and of a whole run (runs never stopped only); "" when none searched."""
+    from recbole_lightemb.analysis.frontier import arm_label
+
+    searched = [r for r in runs if not r.get("error") and (r.get("plan") or {}).get("search_s") is not None]
+    if not searched:
+        return ""
+    arms = {}
+    for run in searched:
+        arms.setdefault(arm_label(run), []).append(run)
+    lines = ["Search cost, minutes a run (mean over its runs; a whole run only where it was never stopped)", "",
+             "| arm | runs | pre-training | search incl. pre-training | whole run (unstopped runs) |", "|---" * 5 + "|"]
+    for label, group in arms.items():
+        pretrain = [r["plan"]["pretrain_s"] / 60 for r in group if r["plan"].get("pretrain_s") is not None]
+        whole = [r["wall_s"] / 60 for r in group if not r["plan"].get("resumed_at_episodes") and r.get("wall_s")]
+        lines.append(f"| {label} | {len(group)} | " + (f"{statistics.mean(pretrain):.1f}" if pretrain else "-")
+                     + f" | {statistics.mean(r['plan']['search_s'] for r in group) / 60:.1f} | "
+                     + (f"{statistics.mean(whole):.1f} ({len(whole)})" if whole else "-") + " |")
+    return "\n".join(lines)
+
+
 def report(setting):
     """Gather the setting's run files into its JSON, Markdown table and plot; print the table; regenerate
     docs/benchmarks.md."""
@@ -554,6 +577,7 @@ def setting_report(setting):
     if any(row["buckets"] for row in rows):
         table += "\n\n" + format_bucket_table(rows)
     for extra in (format_curve_table(runs),  # runs with a test curve only
+                  format_search_cost(runs),  # CIESS runs only
                   format_segment_table(runs, METRIC), format_segment_table(runs, METRIC, "valid"),
                   format_segment_epochs(runs),
                   format_segment_search(runs)):  # streams only

@@ -267,3 +267,18 @@ def test_the_time_still_to_run_goes_by_the_arm_then_by_its_method_and_names_the_
                                          "qr-0.25"])
     assert minutes == pytest.approx(15 + 15 + 1)  # its arm's mean; its method's mean; baco's one run
     assert unknown == ["hash-0.25", "qr-0.25"]  # neither a failed nor an unfinished run tells the pace
+
+
+def test_the_search_cost_table_averages_each_searched_arm_and_times_whole_runs_only_if_never_stopped():
+    from frontier import format_search_cost
+
+    def run(seed, pretrain, search, wall, resumed=None):
+        return {"label": "ciess-0.1[paper x1]", "extra": {"ciess_search_scale": 1.0}, "method": "ciess",
+                "budget": 0.1, "seed": seed, "error": None, "wall_s": wall,
+                "plan": {"pretrain_s": pretrain, "search_s": search, "resumed_at_episodes": resumed}}
+
+    plain = {"label": None, "method": "uniform", "budget": 0.1, "seed": 2020, "error": None, "wall_s": 60, "plan": {}}
+    assert format_search_cost([plain]) == ""
+    table = format_search_cost([plain, run(2020, 60, 600, 900), run(2021, 180, 1800, 300, resumed=[4])])
+    row = [line for line in table.splitlines() if line.startswith("| ciess-0.1[paper x1] |")]
+    assert row == ["| ciess-0.1[paper x1] | 2 | 2.0 | 20.0 | 15.0 (1) |"]  # the resumed run's wall is one invocation's
