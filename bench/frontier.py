@@ -480,7 +480,8 @@ def format_search_cost(runs):
     summed over a resumed run's invocations) and of a whole run (runs never stopped only); "" when none searched."""
     from recbole_lightemb.analysis.frontier import arm_label
 
-    searched = [r for r in runs if not r.get("error") and (r.get("plan") or {}).get("search_s") is not None]
+    searched = [r for r in runs if not r.get("error") and r["method"] == "ciess"  # a stream's plan: its last segment's
+                and (r.get("plan") or {}).get("search_s") is not None]
     if not searched:
         return ""
     arms = {}
