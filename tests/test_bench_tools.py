@@ -137,15 +137,20 @@ def test_a_stopped_frontier_run_resumes_from_its_best_epoch_and_clears_its_folde
     assert not folder.exists() and not snapshot.exists()
 
 
-def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_path, monkeypatch, capsys):
-    import frontier
-
+def _two_segment_stream_setting(frontier, tiny_config, tmp_path, monkeypatch):
+    """A frontier setting ``tiny-stream`` (uniform-0.5 on two segments of the tiny data), written under tmp_path."""
     monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
     monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
     keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
     monkeypatch.setitem(frontier.SETTINGS, "tiny-stream", {
         "model": "BPR", "dataset": "tiny", "seeds": 1, "arms": [("uniform-0.5", "uniform", 0.5, {})],
         "config": {**keys, "epochs": 1, "eval_step": 1, "stream": True, "stream_segments": 2}})
+
+
+def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_path, monkeypatch, capsys):
+    import frontier
+
+    _two_segment_stream_setting(frontier, tiny_config, tmp_path, monkeypatch)
     stale = frontier.work_dir("tiny-stream", "uniform-0.5", 2020) / "saved" / "BPR-stream-seg0.pth"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"")  # a segment checkpoint left by a stopped stream run
@@ -158,12 +163,7 @@ def test_a_stopped_stream_run_starts_again_instead_of_resuming(tiny_config, tmp_
 def test_a_refused_resume_is_recorded_with_the_folder_to_remove(tiny_config, tmp_path, monkeypatch):
     import frontier
 
-    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
-    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
-    keys = {k: v for k, v in tiny_config.items() if k not in ("checkpoint_dir", "dataset")}
-    monkeypatch.setitem(frontier.SETTINGS, "tiny-stream", {
-        "model": "BPR", "dataset": "tiny", "seeds": 1, "arms": [("uniform-0.5", "uniform", 0.5, {})],
-        "config": {**keys, "epochs": 1, "eval_step": 1, "stream": True, "stream_segments": 2}})
+    _two_segment_stream_setting(frontier, tiny_config, tmp_path, monkeypatch)
     folder = frontier.work_dir("tiny-stream", "uniform-0.5", 2020)
     stale = folder / "saved" / "BPR-x-stream.state.pth"
     stale.parent.mkdir(parents=True)
