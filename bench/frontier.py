@@ -172,8 +172,8 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})])
 
 SAME_FLOATS_FASTER = {"graph_csr": True}
-"""Added to the LightGCN settings with runs still to do (2026-12-06): on one torch thread, as the frontier trains,
-LightGCN with its adjacency in CSR trains RecBole's floats bit for bit, about twice as fast on Beauty
+"""Added to the LightGCN settings with runs still to do (2026-12-06): on one torch thread, as the frontier trains
+(on this x86 build with MKL), LightGCN with its adjacency in CSR trains RecBole's floats bit for bit, about twice as fast on Beauty
 (``bench/graph_csr.py``), so runs with and without it compare."""
 
 SETTINGS = {
@@ -304,7 +304,8 @@ def _train_one(setting, label, method, budget, extra, seed, data, threads, epoch
     run = run_arm(spec["model"], spec["dataset"], None, config, method, budget, seed, str(workdir / "saved"))
     run["wall_s"] = time.perf_counter() - start  # this invocation's; a resumed run says where it resumed
     resumed_from = [config[k] for k in ("ciess_resume_search", "stream_resume", "resume_checkpoint") if k in config]
-    if run["error"] and resumed_from:  # e.g. a state file an older plugin wrote: it would be refused at every retry
+    if run["error"] and resumed_from and f"={resumed_from[0]!r}" in run["error"]:  # the file itself refused (an
+        # older plugin's, say): it would be refused at every retry
         run["error"] += f" (resuming {resumed_from[0]}; remove {workdir} to run it afresh with --retry_failed)"
     run["plan"] = {k: v for k, v in (run.get("plan") or {}).items() if k not in ("probes", "history", "file")}
     path = _write_run(setting, label, extra, threads, run)

@@ -28,10 +28,18 @@ def check_graph_csr(config):
                          f"allowed: {', '.join(CSR_MODELS)}")
 
 
+def csr_form(matrix):
+    """``matrix`` in CSR form, its entries sorted (``coalesce``), as torch's checks require."""
+    with warnings.catch_warnings():  # torch calls its CSR support "beta"; what is used here is tested
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return matrix if matrix.layout == torch.sparse_csr else matrix.coalesce().to_sparse_csr()
+
+
 def csr_in_stored_order(matrix, transpose=False):
     """A sparse COO (coalesced or not) or CSR ``matrix``, or its transpose, in CSR form with each row's entries in
     the order ``matrix`` stores them: the order in which torch's product by ``matrix`` (and, transposed, the
-    backward of that product) sums them, so the CSR products give the same floats (one thread: tested)."""
+    backward of that product) sums them, so the CSR products give the same floats (one thread, on this x86 build
+    with MKL: tested)."""
     if matrix.layout == torch.sparse_csr and not transpose:
         return matrix
     coo = matrix.to_sparse_coo() if matrix.layout == torch.sparse_csr else matrix
@@ -75,8 +83,11 @@ class AdjacencyWithTranspose:
         unwrapped = [a.matrix if isinstance(a, cls) else a for a in args]
         return func(*unwrapped, **(kwargs or {}))
 
-    def __getattr__(self, name):  # layout, shape, device, …: the matrix's
-        if name in ("matrix", "transpose"):  # not set yet: a copy or unpickling under way
+    def __reduce__(self):  # copies and pickles hold the matrix; the transpose is rebuilt from it
+        return type(self), (self.matrix,)
+
+    def __getattr__(self, name):  # layout, shape, device, …: the matrix's; copying and pickling: the wrapper's own
+        if name.startswith("__") or name in ("matrix", "transpose"):
             raise AttributeError(name)
         return getattr(self.matrix, name)
 
@@ -87,8 +98,8 @@ def use_csr_adjacency(model, config):
     if config["model"] not in CSR_MODELS:
         return
     matrix = model.norm_adj_matrix
-    if config["graph_csr"]:
-        matrix = csr_in_stored_order(matrix)
+    if config["graph_csr"]:  # off the CPU (untested: no GPU here), the sorted CSR the key always gave
+        matrix = csr_in_stored_order(matrix) if matrix.device.type == "cpu" else csr_form(matrix)
     if matrix.device.type == "cpu" and not matrix.requires_grad:
         matrix = AdjacencyWithTranspose(matrix)
     model.norm_adj_matrix = matrix

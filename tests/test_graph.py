@@ -60,6 +60,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.skipif(not torch.backends.mkl.is_available(),
+                    reason="the same floats are established for torch's CPU builds with MKL (x86)")
 def test_the_plugins_adjacency_forms_train_recboles_weights_bit_for_bit(tiny_config, one_thread):
     from recbole.data import create_dataset, data_preparation
 
@@ -76,6 +78,14 @@ def test_the_plugins_adjacency_forms_train_recboles_weights_bit_for_bit(tiny_con
         assert all(torch.equal(recboles[k], plugins[k]) for k in recboles), name
     other = _trained(config, train_data, lambda m: AdjacencyWithTranspose(1.01 * m))
     assert any(not torch.equal(recboles[k], other[k]) for k in recboles)  # the comparison can tell runs apart
+
+    def other_gradients(m):  # the forward products as RecBole's; only the stored transpose changed
+        adjacency = AdjacencyWithTranspose(m)
+        adjacency.transpose = 1.01 * adjacency.transpose
+        return adjacency
+
+    other = _trained(config, train_data, other_gradients)
+    assert any(not torch.equal(recboles[k], other[k]) for k in recboles)  # the stored transpose is what is used
 
 
 def test_the_stored_transpose_is_the_transpose_and_lightgcn_on_the_cpu_uses_it(tiny_config):
@@ -99,5 +109,6 @@ def test_the_stored_transpose_is_the_transpose_and_lightgcn_on_the_cpu_uses_it(t
     use_csr_adjacency(model, config)
     assert isinstance(model.norm_adj_matrix, AdjacencyWithTranspose)
     assert model.norm_adj_matrix.layout == torch.sparse_coo  # graph_csr: False keeps RecBole's form
-    copied = copy.deepcopy(model)  # e.g. a user's averaged model
+    copied = copy.deepcopy(model)  # e.g. a user's averaged model: the copy keeps the stored transpose
+    assert isinstance(copied.norm_adj_matrix, AdjacencyWithTranspose)
     assert all(torch.equal(a, b) for a, b in zip(copied.forward(), model.forward()))
