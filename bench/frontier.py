@@ -104,14 +104,15 @@ and the plugin's fast mode (the earlier ``ciess-*`` runs of this setting are fas
 
 SCALL_PAPER_ARMS = [
     ("scall-0.125[paper]", "scall", 0.125, {"scall_mode": "paper"}),
-    ("scall-0.125[paper,reward=tanh-converged]", "scall", 0.125,
-     {"scall_mode": "paper", "scall_reward": "tanh", "scall_reward_baseline": "previous"}),
+    ("scall-0.125[paper,reward=tanh-converged,max 40 steps]", "scall", 0.125,  # uncapped, its search ran 300 steps
+     {"scall_mode": "paper", "scall_reward": "tanh", "scall_reward_baseline": "previous",  # of segment 1 unsettled
+      "scall_max_search_steps": 40}),
     ("scall-0.125[paper,max 40 steps]", "scall", 0.125, {"scall_mode": "paper", "scall_max_search_steps": 40}),
     ("scall-0.125[paper,fixed]", "scall", 0.125, {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5]}),
     ("scall-0.125[flat,rho=0.5]", "scall", 0.125,
      {"scall_mode": "paper", "scall_distribution": "flat", "scall_action": [0.5, 0.5, 0.5]})]
 """Issue 32's SCALL questions: the published search (and, since it does not settle here in the hours a segment
-gets, the same search stopped after 40 steps: a named departure), its reward against today's, the authors'
+gets, the same search stopped after 40 steps: a named departure), its reward against today's (capped alike), the authors'
 starting action without search (a = 0.5, linear α), and uniform widths per side (is the gain the shape or the
 user/item split?)."""
 
