@@ -61,7 +61,8 @@ def measure(folder, name, model_name, batches):
     use_csr_adjacency(model, config)
     swap_embeddings(model, train_data.dataset, config)
     trainer = CIESSTrainer(config, model)
-    loader = _endless(trainer.step_loader(train_data))
+    step_loader = trainer.step_loader(train_data)
+    loader = _endless(step_loader)
     schedule = trainer._lr_schedule(1.0)
     trainer._train_epoch(trainer._batches(loader, 1, schedule), 0, show_progress=False)  # warm-up
     start = time.perf_counter()
@@ -78,7 +79,7 @@ def measure(folder, name, model_name, batches):
         trainer._qualities(valid_data, interactions, show_progress=False)
         evaluation = time.perf_counter() - start
     return {"size": name, "model": model_name, "train_rows": len(train_data.dataset),
-            "step_batch_size": trainer.step_loader(train_data).config["train_batch_size"],
+            "step_batch_size": step_loader.config["train_batch_size"],
             "step_batches": authors_step(model_name)[0], "s_per_batch": per_batch, "fresh_model_s": fresh,
             "evaluation_s": evaluation}
 

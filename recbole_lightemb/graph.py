@@ -10,6 +10,7 @@ ml-100k and Beauty and times them); with several threads RecBole's own epoch dif
 last bits, and so do these.
 """
 
+import contextlib
 import warnings
 
 import torch
@@ -28,10 +29,17 @@ def check_graph_csr(config):
                          f"allowed: {', '.join(CSR_MODELS)}")
 
 
+@contextlib.contextmanager
+def _csr_quietly():
+    """Torch calls its CSR support "beta" at every CSR tensor built; what is used here is tested."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        yield
+
+
 def csr_form(matrix):
     """``matrix`` in CSR form, its entries sorted (``coalesce``), as torch's checks require."""
-    with warnings.catch_warnings():  # torch calls its CSR support "beta"; what is used here is tested
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+    with _csr_quietly():
         return matrix if matrix.layout == torch.sparse_csr else matrix.coalesce().to_sparse_csr()
 
 
@@ -49,9 +57,7 @@ def csr_in_stored_order(matrix, transpose=False):
     order = torch.sort(rows, stable=True).indices
     shape = (matrix.shape[1], matrix.shape[0]) if transpose else tuple(matrix.shape)
     starts = torch.cat([rows.new_zeros(1), torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)])
-    with warnings.catch_warnings():  # torch calls its CSR support "beta"; what is used here is tested
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        # a row may hold its columns out of order (and twice), as the COO tensor did: torch's check would refuse it
+    with _csr_quietly():  # rows may hold columns out of order (and twice), as the COO did: torch's check would refuse
         return torch.sparse_csr_tensor(starts, columns[order], coo._values()[order], shape, check_invariants=False)
 
 
