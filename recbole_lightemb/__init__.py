@@ -1,12 +1,14 @@
 """recbole-lightemb: lightweight user/item embeddings for any RecBole model.
 
 Importing the package applies the compatibility fixes RecBole 1.2.1 needs on today's stack
-(see :mod:`recbole_lightemb.compat`) and registers the built-in methods.
+(see :mod:`recbole_lightemb.compat`), builds RecBole's training batches without per-sample Python
+loops (:mod:`recbole_lightemb.batches`; the same batches) and registers the built-in methods.
 """
 
-from recbole_lightemb import compat
+from recbole_lightemb import batches, compat
 
 compat.apply()
+batches.apply()
 
 from recbole_lightemb import methods  # noqa: E402,F401  (registers the built-in methods)
 from recbole_lightemb.analysis.compare import compare  # noqa: E402

@@ -1,0 +1,84 @@
+"""RecBole's training batches built without per-sample loops (`recbole_lightemb.batches`) are RecBole's own."""
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_lightemb import Config
+from recbole_lightemb.batches import recbole_own
+
+
+def _loader(tiny_config, **extra):
+    from recbole.data import create_dataset, data_preparation
+
+    config = Config(model="BPR", config_dict={**tiny_config, "train_batch_size": 64, **extra})
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    return config, train_data
+
+
+def _epoch_of_batches(train_data, seed, own):
+    np.random.seed(seed)
+    train_data.generator.manual_seed(seed)
+    if own:
+        with recbole_own():
+            return list(train_data)
+    return list(train_data)
+
+
+def test_an_epoch_of_batches_is_recboles_own(tiny_config):
+    _, train_data = _loader(tiny_config, train_neg_sample_args={"distribution": "uniform", "sample_num": 3})
+    sampler = train_data._sampler
+    assert hasattr(type(sampler).sample_by_key_ids, "__wrapped__")  # the plugin's is installed
+    recbole, plugin = _epoch_of_batches(train_data, 7, True), _epoch_of_batches(train_data, 7, False)
+    assert len(recbole) == len(plugin) > 1
+    for a, b in zip(recbole, plugin):
+        assert a.interaction.keys() == b.interaction.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a.interaction)
+    # and a different draw is told apart
+    other = _epoch_of_batches(train_data, 8, False)
+    assert not all(torch.equal(a["neg_item_id"], b["neg_item_id"]) for a, b in zip(plugin, other))
+
+
+def test_sampled_negatives_match_recbole_where_most_draws_collide(tiny_config):
+    """Users whose positives are most of the items: many redraws, each of RecBole's sizes and order."""
+    from recbole.sampler.sampler import AbstractSampler
+
+    _, train_data = _loader(tiny_config)
+    sampler = train_data._sampler
+    n_items = sampler.item_num
+    crowded = np.array([{*range(1, n_items - 2)}, {1, 2}, set(), {*range(2, n_items)}], dtype=object)
+    sampler.used_ids = crowded
+    keys = np.array([0, 1, 2, 3, 0, 3, 3], dtype=np.int64)
+    np.random.seed(3)
+    recbole = AbstractSampler.sample_by_key_ids.__wrapped__(sampler, keys, 5)
+    np.random.seed(3)
+    plugin = sampler.sample_by_key_ids(keys, 5)
+    assert torch.equal(recbole, plugin)
+    for key, value in zip(np.tile(keys, 5), plugin.tolist()):
+        assert value not in crowded[key]
+    sampler.used_ids = np.array([{1}, {2}, {1, 2}, set()], dtype=object)  # a new array: its pairs, not the old ones
+    np.random.seed(3)
+    recbole = AbstractSampler.sample_by_key_ids.__wrapped__(sampler, keys, 5)
+    np.random.seed(3)
+    assert torch.equal(recbole, sampler.sample_by_key_ids(keys, 5))
+
+
+def test_an_unknown_user_is_still_recboles_error(tiny_config):
+    _, train_data = _loader(tiny_config)
+    sampler = train_data._sampler
+    with pytest.raises(ValueError, match="user_id"):
+        sampler.sample_by_user_ids(np.array([1, sampler.user_num + 5]), np.array([1, 1]), 1)
+
+
+@pytest.mark.parametrize("index", [[3, 0, 3, 1], np.array([2, 1]), torch.tensor([1, 1, 0]), [True, False, True, False],
+                                   slice(1, 3), [], np.array([2, 0], dtype=np.int32)])
+def test_interaction_rows_are_recboles_own(index):
+    from recbole.data.interaction import Interaction
+
+    rows = Interaction({"user_id": torch.tensor([5, 6, 7, 8]), "seq": torch.arange(12.0).view(4, 3)})
+    with recbole_own():
+        recbole = rows[index]
+    plugin = rows[index]
+    assert type(plugin) is Interaction and plugin.interaction.keys() == recbole.interaction.keys()
+    assert all(torch.equal(recbole[k], plugin[k]) for k in recbole.interaction)
+    assert rows["user_id"] is rows.interaction["user_id"]  # a name still gives the field
