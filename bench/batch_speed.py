@@ -22,7 +22,7 @@ from recbole.utils import get_model, get_trainer, init_seed
 from common import alternate, machine, save_results
 from recbole_lightemb import Config
 from recbole_lightemb.batches import recbole_own
-from recbole_lightemb.graph import use_csr_adjacency
+from recbole_lightemb.graph import install_adjacency
 
 BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
           "load_col": {"inter": ["user_id", "item_id"]}}
@@ -32,7 +32,7 @@ CASES = [("BPR", 2048), ("BPR", 10000), ("LightGCN", 2048)]
 def fresh_trainer(config, train_data):
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data.dataset)
-    use_csr_adjacency(model, config)
+    install_adjacency(model, config)
     return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
 

@@ -32,7 +32,7 @@ from synthetic import powerlaw_bipartite
 from recbole_lightemb import Config, swap_embeddings
 from recbole_lightemb.ciess.schedule import authors_step
 from recbole_lightemb.ciess.trainer import CIESSTrainer, _endless
-from recbole_lightemb.graph import use_csr_adjacency
+from recbole_lightemb.graph import install_adjacency
 
 SIZES = {"ml-1m": (6_040, 3_706, 500_104), "yelp2018": (31_668, 38_048, 806_000)}
 """Users, items and training rows of each size (training rows are 80 % of the interactions generated)."""
@@ -58,7 +58,7 @@ def measure(folder, name, model_name, batches):
     init_seed(config["seed"], config["reproducibility"])
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
     model = get_model(model_name)(config, train_data.dataset)
-    use_csr_adjacency(model, config)
+    install_adjacency(model, config)
     swap_embeddings(model, train_data.dataset, config)
     trainer = CIESSTrainer(config, model)
     step_loader = trainer.step_loader(train_data)

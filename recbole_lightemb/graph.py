@@ -98,7 +98,7 @@ class AdjacencyWithTranspose:
         return getattr(self.matrix, name)
 
 
-def use_csr_adjacency(model, config):
+def install_adjacency(model, config):
     """Store ``model.norm_adj_matrix`` in CSR form when ``graph_csr`` asks for it; on the CPU, differentiate its
     products through a stored transpose (:class:`AdjacencyWithTranspose`)."""
     if config["model"] not in CSR_MODELS:

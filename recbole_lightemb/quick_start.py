@@ -15,7 +15,7 @@ from recbole_lightemb.analysis.buckets import bucket_recall, format_buckets
 from recbole_lightemb.storage.checkpoint import CheckpointError, first_line, load_checkpoint
 from recbole_lightemb.config import Config
 from recbole_lightemb.analysis.convergence import ConvergenceLog
-from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
+from recbole_lightemb.graph import check_graph_csr, install_adjacency
 from recbole_lightemb.plan import Plan, plan_path, reused_plan
 from recbole_lightemb.protocol import use_negative_sampling
 from recbole_lightemb.storage.rebuild import check_model_size, config_from_checkpoint, restore_other_parameter
@@ -67,7 +67,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    use_csr_adjacency(model, config)
+    install_adjacency(model, config)
     start = time.perf_counter()
     plan = swap_embeddings(model, train_data._dataset, config, method=method)
     plan_s = time.perf_counter() - start
@@ -219,7 +219,7 @@ def load_data_and_model(model_file, trust_checkpoint=False, max_model_bytes=None
     init_seed(config["seed"], config["reproducibility"])
     with _named_build_errors(path, "model"):
         model = model_class(config, train_data._dataset).to(config["device"])
-        use_csr_adjacency(model, config)
+        install_adjacency(model, config)
         if plan is not None:
             swap_embeddings(model, train_data._dataset, config, plan=plan)
     model.load_state_dict(checkpoint["state_dict"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recbole_lightemb import Config, run_recbole_lightemb
-from recbole_lightemb.graph import use_csr_adjacency
+from recbole_lightemb.graph import install_adjacency
 
 
 def test_csr_adjacency_gives_the_same_propagation(tiny_config):
@@ -17,7 +17,7 @@ def test_csr_adjacency_gives_the_same_propagation(tiny_config):
     train_data, _, _ = data_preparation(config, create_dataset(config))
     model = LightGCN(config, train_data._dataset)
     coo = model.forward()
-    use_csr_adjacency(model, config)
+    install_adjacency(model, config)
     assert model.norm_adj_matrix.layout == torch.sparse_csr
     csr = model.forward()
     for a, b in zip(coo, csr):
@@ -106,7 +106,7 @@ def test_the_stored_transpose_is_the_transpose_and_lightgcn_on_the_cpu_uses_it(t
     config = Config(model="LightGCN", config_dict=tiny_config)
     train_data, _, _ = data_preparation(config, create_dataset(config))
     model = LightGCN(config, train_data._dataset)
-    use_csr_adjacency(model, config)
+    install_adjacency(model, config)
     assert isinstance(model.norm_adj_matrix, AdjacencyWithTranspose)
     assert model.norm_adj_matrix.layout == torch.sparse_coo  # graph_csr: False keeps RecBole's form
     copied = copy.deepcopy(model)  # e.g. a user's averaged model: the copy keeps the stored transpose

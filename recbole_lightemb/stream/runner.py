@@ -19,7 +19,7 @@ from recbole.utils import calculate_valid_score, get_local_time, get_model, get_
 
 from recbole_lightemb.config import Config, model_width
 from recbole_lightemb.analysis.convergence import ConvergenceLog, stream_convergence
-from recbole_lightemb.graph import check_graph_csr, use_csr_adjacency
+from recbole_lightemb.graph import check_graph_csr, install_adjacency
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.plan import plan_path
@@ -207,7 +207,7 @@ def _build(model_class, config, segment, method, planner):
     """A model for the segment and its table specs; widths planners get variable-width tables at
     placeholder widths (every seen entity at full width) that the search and plan then set."""
     model = model_class(config, segment.history).to(config["device"])
-    use_csr_adjacency(model, config)
+    install_adjacency(model, config)
     specs, _ = find_embedding_tables(model, segment.history, config)
     if planner.widths_based:
         dim = model_width(config)
