@@ -1,19 +1,24 @@
 """RecBole's own training batches, element for element, built without its per-sample Python loops.
 
-A RecBole training batch spends most of its time in two places that loop in Python over every sample:
-``Interaction.__getitem__`` indexes each field with a Python list (torch converts the list again for every
-field), and ``AbstractSampler.sample_by_key_ids`` checks each drawn negative against the user's positives
-one set lookup at a time. Both are replaced by array operations that make the same random draws, in the
-same order and of the same sizes, so every batch, and every weight trained on it, is RecBole's
-(``tests/test_batches.py``; ``bench/batch_speed.py`` measures the speed-up). Applied once on import,
-like :mod:`recbole_lightemb.compat`; anything outside the cases sped up goes to RecBole's own code.
+Most of a RecBole batch's time went to loops in Python over every sample: torch's ``DataLoader`` takes each
+position from its sampler and fetches it from RecBole's ``list(range(n))`` one at a time, RecBole's
+``collate_fn`` turns the list into an array, ``Interaction.__getitem__`` indexes every field with a Python
+list (torch converts it again for each field), and ``AbstractSampler.sample_by_key_ids`` checks each drawn
+negative against the user's positives one set lookup at a time. Here the positions come as array slices of
+the same permutation (the same draws from the loader's generator, at the same moments), the rows are taken
+with one index tensor, and the draws are checked as arrays (the same calls to RecBole's sampler, of the same
+sizes, in the same order): every batch, and every weight trained on it, is RecBole's
+(``tests/test_batches.py``; ``bench/batch_speed.py`` measures the speed-up). Installed once on import, like
+:mod:`recbole_lightemb.compat`; anything outside the cases sped up goes to RecBole's and torch's own code.
 """
-
 import contextlib
 import itertools
 
 import numpy as np
 import torch
+
+_RECBOLE_OWN = False
+"""Set by :func:`recbole_own`: loaders built before it hand out torch's own batches of positions meanwhile."""
 
 _SHIFT = 32
 """Bits of a (key, value) pair's code given to the value: ids are far below 2**32 in any RecBole dataset."""
@@ -93,10 +98,79 @@ def _interaction_getitem(original, interaction_class):
     return getitem
 
 
+class _Positions:
+    """Stands for RecBole's ``list(range(n))`` as a loader's dataset: position ``i`` is ``i``, and a batch of
+    positions is handed to ``collate_fn`` as it comes (torch's fetcher asks ``__getitems__`` first)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, position):
+        return range(self.n)[position]
+
+    def __getitems__(self, positions):
+        return positions
+
+
+class _PositionSlices:
+    """The batches of ``batch_sampler`` (torch's, over a random or sequential sampler) as array slices of one
+    permutation. Torch's random sampler draws a second, empty permutation when its first is used up, that
+    is before the last, partial batch (or, when the batches fill it exactly, when one more is asked for):
+    drawn here at the same moment, so the loader's generator is where torch leaves it, even after a pass
+    abandoned midway. Any other sampler, or ``drop_last``, goes to torch's own batches."""
+
+    def __init__(self, batch_sampler):
+        self.batch_sampler = batch_sampler
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+        batches, size = self.batch_sampler, self.batch_sampler.batch_size
+        sampler = batches.sampler
+        n = len(sampler.data_source) if hasattr(sampler, "data_source") else 0
+        random = (type(sampler) is RandomSampler and not sampler.replacement and sampler.generator is not None
+                  and sampler.num_samples == n)
+        if _RECBOLE_OWN or type(batches) is not BatchSampler or batches.drop_last or n == 0 or not (
+                random or type(sampler) is SequentialSampler):
+            yield from batches
+            return
+        order = torch.randperm(n, generator=sampler.generator).numpy() if random else np.arange(n)
+        for start in range(0, n, size):
+            if random and start + size > n:
+                torch.randperm(n, generator=sampler.generator)
+            yield order[start:start + size]
+        if random and n % size == 0:
+            torch.randperm(n, generator=sampler.generator)
+
+
+def _loader_init(original):
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        fields = vars(self)
+        positions = fields.get("dataset")
+        if (type(positions) is list and positions == list(range(len(positions)))
+                and fields.get("batch_sampler") is not None):
+            object.__setattr__(self, "dataset", _Positions(len(positions)))  # torch refuses a plain assignment
+            object.__setattr__(self, "batch_sampler", _PositionSlices(fields["batch_sampler"]))
+
+    init.__wrapped__ = original
+    return init
+
+
 def apply():
-    """Install both once (a second call finds them installed)."""
+    """Install all three once (a second call finds them installed)."""
+    from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
     from recbole.data.interaction import Interaction
     from recbole.sampler.sampler import AbstractSampler
+
+    if not hasattr(AbstractDataLoader.__init__, "__wrapped__"):
+        AbstractDataLoader.__init__ = _loader_init(AbstractDataLoader.__init__)
 
     if not hasattr(AbstractSampler.sample_by_key_ids, "__wrapped__"):
         AbstractSampler.sample_by_key_ids = _sample_by_key_ids(AbstractSampler.sample_by_key_ids)
@@ -106,13 +180,19 @@ def apply():
 
 @contextlib.contextmanager
 def recbole_own():
-    """RecBole's own two functions for the duration (to compare against: tests and ``bench/batch_speed.py``)."""
+    """RecBole's and torch's own batch building for the duration (to compare against: tests and
+    ``bench/batch_speed.py``), for loaders built before it too."""
+    global _RECBOLE_OWN
+    from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
     from recbole.data.interaction import Interaction
     from recbole.sampler.sampler import AbstractSampler
 
-    fast = AbstractSampler.sample_by_key_ids, Interaction.__getitem__
-    AbstractSampler.sample_by_key_ids, Interaction.__getitem__ = (getattr(f, "__wrapped__", f) for f in fast)
+    fast = AbstractDataLoader.__init__, AbstractSampler.sample_by_key_ids, Interaction.__getitem__
+    (AbstractDataLoader.__init__, AbstractSampler.sample_by_key_ids,
+     Interaction.__getitem__) = (getattr(f, "__wrapped__", f) for f in fast)
+    _RECBOLE_OWN = True
     try:
         yield
     finally:
-        AbstractSampler.sample_by_key_ids, Interaction.__getitem__ = fast
+        _RECBOLE_OWN = False
+        AbstractDataLoader.__init__, AbstractSampler.sample_by_key_ids, Interaction.__getitem__ = fast

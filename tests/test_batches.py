@@ -16,27 +16,60 @@ def _loader(tiny_config, **extra):
     return config, train_data
 
 
-def _epoch_of_batches(train_data, seed, own):
-    np.random.seed(seed)
-    train_data.generator.manual_seed(seed)
+def _passes(config, train_data, own, batch_size):
+    """Batches of three passes over a fresh loader: a whole one, one abandoned after two batches, a whole one."""
+    def run():
+        loader = type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=True)
+        np.random.seed(7)
+        first = list(loader)
+        second = [batch for batch, _ in zip(loader, range(2))]
+        return first + second + list(loader)
+
+    config["train_batch_size"] = batch_size  # what the loader is built with
     if own:
         with recbole_own():
-            return list(train_data)
-    return list(train_data)
+            return run()
+    return run()
 
 
-def test_an_epoch_of_batches_is_recboles_own(tiny_config):
-    _, train_data = _loader(tiny_config, train_neg_sample_args={"distribution": "uniform", "sample_num": 3})
-    sampler = train_data._sampler
-    assert hasattr(type(sampler).sample_by_key_ids, "__wrapped__")  # the plugin's is installed
-    recbole, plugin = _epoch_of_batches(train_data, 7, True), _epoch_of_batches(train_data, 7, False)
-    assert len(recbole) == len(plugin) > 1
-    for a, b in zip(recbole, plugin):
-        assert a.interaction.keys() == b.interaction.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a.interaction)
+@pytest.mark.parametrize("fills_exactly", [False, True])
+def test_passes_of_batches_are_recboles_own(tiny_config, fills_exactly):
+    """The same batches pass after pass, a pass given up midway included, whether or not the last is partial."""
+    config, train_data = _loader(tiny_config)
+    rows = len(train_data._dataset)
+    size = next(b for b in range(40, rows) if rows % b == 0) if fills_exactly else 64
+    assert (rows % size == 0) == fills_exactly
+    assert hasattr(type(train_data._sampler).sample_by_key_ids, "__wrapped__")  # the plugin's is installed
+    recbole, plugin = _passes(config, train_data, True, size), _passes(config, train_data, False, size)
+    assert len(recbole) == len(plugin) > 4
+    assert all(_same(a, b) for a, b in zip(recbole, plugin))
     # and a different draw is told apart
-    other = _epoch_of_batches(train_data, 8, False)
-    assert not all(torch.equal(a["neg_item_id"], b["neg_item_id"]) for a, b in zip(plugin, other))
+    other = _passes(config, train_data, False, size + 1)
+    assert not all(torch.equal(a["item_id"], b["item_id"]) for a, b in zip(plugin, other))
+
+
+def test_evaluation_batches_are_recboles_own(tiny_config):
+    from recbole.data import create_dataset, data_preparation
+
+    config = Config(model="BPR", config_dict=tiny_config)
+    with recbole_own():
+        recbole = list(data_preparation(config, create_dataset(config))[1])
+    plugin = list(data_preparation(config, create_dataset(config))[1])
+    assert len(recbole) == len(plugin) > 0
+    assert all(_same(a, b) for a, b in zip(recbole, plugin))
+
+
+def _same(a, b):
+    """Equal batches: interactions, tensors, and tuples of them (a full-sort batch's history and positives)."""
+    from recbole.data.interaction import Interaction
+
+    if isinstance(a, Interaction):
+        return a.interaction.keys() == b.interaction.keys() and all(torch.equal(a[k], b[k]) for k in a.interaction)
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def test_sampled_negatives_match_recbole_where_most_draws_collide(tiny_config):
