@@ -121,3 +121,34 @@ def test_inside_a_model_device_moves_and_load_through_parent():
     model2.load_state_dict(state)
     model2.to(torch.float64).to("cpu")
     assert torch.allclose(model2.user_embedding.weight.float(), model.user_embedding.weight)
+
+
+def test_packed_table_kept_in_evaluation_follows_every_change():
+    """The table kept for evaluation is rebuilt after a training step, a load, a move of the values and a
+    new parameter; it is never kept in training mode or with gradients on."""
+    from recbole_lightemb.modules.packed import PackedWidthEmbedding
+
+    table = PackedWidthEmbedding(6, 4, widths=[4, 2, 0, 1, 3, 4])
+    optimizer = torch.optim.SGD(table.parameters(), lr=0.5)
+
+    def fresh():
+        return table._table().detach().clone()
+
+    table.eval()
+    with torch.no_grad():
+        first = table.weight
+        assert table.weight is first and torch.equal(first, fresh())  # kept
+    table.train()
+    assert not hasattr(table, "_kept_table") or table._kept_table is None
+    table(torch.tensor([0, 1, 4])).sum().backward()
+    optimizer.step()
+    table.eval()
+    with torch.no_grad():
+        assert torch.equal(table.weight, fresh()) and not torch.equal(table.weight, first)
+        table.load_state_dict({"values": torch.zeros_like(table.values), "widths": table.widths})
+        assert table.weight.abs().sum() == 0
+        table.values.data = torch.ones_like(table.values)
+        assert torch.equal(table.weight, fresh()) and table.weight.abs().sum() > 0
+        table.values = torch.nn.Parameter(torch.full_like(table.values, 2.0))
+        assert torch.equal(table.weight, fresh()) and table.weight.max() == 2
+    assert table.weight is not table.weight  # gradients on: built each time

@@ -39,6 +39,22 @@ class PackedWidthEmbedding(LightEmbedding):
         return self.values[index] * keep.to(self.values.dtype)
 
     def full_table(self):
+        """Built afresh in training mode or with gradients on; in evaluation without them (RecBole's full-sort
+        scoring reads ``weight`` for every batch of a few users) kept until its tensors change in any way, and
+        dropped when training resumes (it is not held while training)."""
+        if self.training or torch.is_grad_enabled():
+            return self._table()
+        state = [(t, t.data_ptr(), t._version) for t in (self.values, self.widths, self.offsets)]
+        kept = getattr(self, "_kept_table", None)
+        if kept is None or not all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(kept[0], state)):
+            kept = self._kept_table = (state, self._table())
+        return kept[1]
+
+    def train(self, mode=True):
+        self._kept_table = None
+        return super().train(mode)
+
+    def _table(self):
         return self.forward(torch.arange(self.num_embeddings, device=self.values.device))
 
     def stored_floats(self):
