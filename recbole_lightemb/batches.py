@@ -71,14 +71,18 @@ def _sample_by_key_ids(original):
 
 
 def _as_rows(index):
-    """``index`` as one int64 tensor where it is a non-empty 1-D list of integers (RecBole's batches);
-    ``None`` for anything else (a name, a slice, booleans, …)."""
+    """``index`` as one int64 tensor where it is a non-empty 1-D integer array, or a list of Python ints (what
+    RecBole's own code makes of a tensor); ``None`` for anything else (a name, a slice, booleans, …)."""
     if isinstance(index, torch.Tensor):
         index = index.tolist()  # what RecBole's own code does first
-    if not isinstance(index, (list, np.ndarray)) or len(index) == 0:
-        return None
-    rows = torch.as_tensor(index)
-    return rows if rows.dim() == 1 and rows.dtype == torch.int64 else None
+    if isinstance(index, np.ndarray):
+        integers = index.dtype.kind == "i" or (index.dtype.kind == "u" and index.dtype.itemsize < 8)
+        if index.ndim != 1 or index.size == 0 or not integers:
+            return None
+        return torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))
+    if isinstance(index, list) and index and all(type(i) is int for i in index):
+        return torch.tensor(index, dtype=torch.int64)
+    return None
 
 
 def _interaction_getitem(original, interaction_class):
@@ -128,6 +132,11 @@ class _PositionSlices:
     def __len__(self):
         return len(self.batch_sampler)
 
+    def __getattr__(self, name):  # batch_size, sampler, drop_last: the wrapped sampler's
+        if name.startswith("__") or name == "batch_sampler":
+            raise AttributeError(name)
+        return getattr(self.batch_sampler, name)
+
     def __iter__(self):
         from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
 
@@ -140,7 +149,10 @@ class _PositionSlices:
                 random or type(sampler) is SequentialSampler):
             yield from batches
             return
-        order = torch.randperm(n, generator=sampler.generator).numpy() if random else np.arange(n)
+        if random:
+            order = torch.randperm(n, generator=sampler.generator).numpy()
+        else:
+            order = np.arange(n, dtype=np.int64)
         for start in range(0, n, size):
             if random and start + size > n:
                 torch.randperm(n, generator=sampler.generator)

@@ -124,12 +124,13 @@ def test_inside_a_model_device_moves_and_load_through_parent():
 
 
 def test_packed_table_kept_in_evaluation_follows_every_change():
-    """The table kept for evaluation is rebuilt after a training step, a load, a move of the values and a
-    new parameter; it is never kept in training mode or with gradients on."""
+    """The table kept for evaluation is rebuilt after an optimiser step, a load, a move or cast of the values, a
+    new parameter and a write into the kept table itself; it is never kept in training mode, with gradients on
+    or in inference mode, and training drops it."""
     from recbole_lightemb.modules.packed import PackedWidthEmbedding
 
     table = PackedWidthEmbedding(6, 4, widths=[4, 2, 0, 1, 3, 4])
-    optimizer = torch.optim.SGD(table.parameters(), lr=0.5)
+    optimizer = torch.optim.Adam(table.parameters(), lr=0.5)
 
     def fresh():
         return table._table().detach().clone()
@@ -138,17 +139,25 @@ def test_packed_table_kept_in_evaluation_follows_every_change():
     with torch.no_grad():
         first = table.weight
         assert table.weight is first and torch.equal(first, fresh())  # kept
-    table.train()
-    assert not hasattr(table, "_kept_table") or table._kept_table is None
-    table(torch.tensor([0, 1, 4])).sum().backward()
+    table(torch.tensor([0, 1, 4])).sum().backward()  # still in evaluation mode: nothing drops the kept table
     optimizer.step()
-    table.eval()
     with torch.no_grad():
         assert torch.equal(table.weight, fresh()) and not torch.equal(table.weight, first)
+        table.weight[0] = 100.0  # a caller writing into the table it was handed
+        assert torch.equal(table.weight, fresh())
         table.load_state_dict({"values": torch.zeros_like(table.values), "widths": table.widths})
         assert table.weight.abs().sum() == 0
         table.values.data = torch.ones_like(table.values)
         assert torch.equal(table.weight, fresh()) and table.weight.abs().sum() > 0
         table.values = torch.nn.Parameter(torch.full_like(table.values, 2.0))
         assert torch.equal(table.weight, fresh()) and table.weight.max() == 2
+        table.double()
+        assert table.weight.dtype == torch.float64
+        kept = table.weight
+    with torch.inference_mode():
+        assert table.weight is not kept and table.weight is not table.weight
+    with torch.no_grad():
+        table.train()
+        assert table._kept_table is None and table.weight is not table.weight  # training mode: built each time
+    table.eval()
     assert table.weight is not table.weight  # gradients on: built each time

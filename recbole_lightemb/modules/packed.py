@@ -40,18 +40,29 @@ class PackedWidthEmbedding(LightEmbedding):
 
     def full_table(self):
         """Built afresh in training mode or with gradients on; in evaluation without them (RecBole's full-sort
-        scoring reads ``weight`` for every batch of a few users) kept until its tensors change in any way, and
-        dropped when training resumes (it is not held while training)."""
-        if self.training or torch.is_grad_enabled():
+        scoring reads ``weight`` for every batch of a few users) kept while its tensors and the kept table are
+        unchanged (the same objects and storage, in-place version counters), and dropped when training resumes,
+        so it is not held while training. Writes through ``.data`` bypass version counters: nothing here makes
+        them, and a caller that does must call ``train()`` or :meth:`forget_table` after."""
+        if self.training or torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             return self._table()
-        state = [(t, t.data_ptr(), t._version) for t in (self.values, self.widths, self.offsets)]
+        tensors = (self.values, self.widths, self.offsets)
+        if any(t.is_inference() for t in tensors):
+            return self._table()
+        state = [(t, t.untyped_storage(), t.data_ptr(), t._version) for t in tensors]
         kept = getattr(self, "_kept_table", None)
-        if kept is None or not all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(kept[0], state)):
-            kept = self._kept_table = (state, self._table())
+        if kept is None or kept[1]._version != kept[2] or not all(
+                a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:] for a, b in zip(kept[0], state)):
+            table = self._table()
+            kept = self._kept_table = (state, table, table._version)
         return kept[1]
 
-    def train(self, mode=True):
+    def forget_table(self):
+        """Drop the table kept for evaluation."""
         self._kept_table = None
+
+    def train(self, mode=True):
+        self.forget_table()
         return super().train(mode)
 
     def _table(self):
