@@ -9,23 +9,18 @@ it) at RecBole's batch 2048 and the CIESS authors' 10 000; whether each trains R
 Writes bench/results/batch_speed.json; the docs quote the ratios of median epoch times.
 """
 
-import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-from common import alternate, machine, save_results
+from common import alternate, machine, ml100k_and_beauty, save_results, timing_arguments
 from recbole_lightemb import Config
 from recbole_lightemb.batches import recbole_own
 from recbole_lightemb.graph import install_adjacency
 
-BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
-          "load_col": {"inter": ["user_id", "item_id"]}}
 CASES = [("BPR", 2048), ("BPR", 10000), ("LightGCN", 2048)]
 
 
@@ -82,19 +77,9 @@ def measure(name, dataset, extra, model, batch, rounds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"),
-                        help="folder holding beauty/ (skipped when absent)")
-    args = parser.parse_args()
-    sys.argv[1:] = []  # RecBole's Config reads the command line
-    torch.set_num_threads(args.threads)
-    datasets = [("ml-100k", "ml-100k", {})]
-    if (Path(args.data) / "beauty" / "beauty.train.inter").is_file():
-        datasets.append(("beauty", "beauty", {**BEAUTY, "data_path": args.data}))
+    args = timing_arguments(__doc__, rounds=3, data=True)
     rows = [measure(name, dataset, extra, model, batch, args.rounds)
-            for name, dataset, extra in datasets for model, batch in CASES]
+            for name, dataset, extra in ml100k_and_beauty(args.data) for model, batch in CASES]
     save_results("batch_speed", {"benchmark": "batch_speed", "embedding_size": 64, "rounds": args.rounds,
                                  "results": rows, "machine": machine()})
 

@@ -1,11 +1,41 @@
 """What every benchmark shares: where results go, how they are written, and how epochs are timed."""
 
+import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
+          "load_col": {"inter": ["user_id", "item_id"]}}
+"""RecBole's keys for the BACO authors' Beauty split (``data_path`` is the folder holding ``beauty/``)."""
+
+
+def timing_arguments(doc, rounds, data=False, parser=None):
+    """Parse a timing benchmark's command line (``--rounds``, ``--threads``, with ``data`` ``--data``), set torch's
+    threads, and clear the command line (RecBole's ``Config`` reads it)."""
+    parser = parser or argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
+    if data:
+        parser.add_argument("--data", default=str(SHARED_DATA), help="folder holding beauty/ (skipped when absent)")
+    args = parser.parse_args()
+    sys.argv[1:] = []
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def ml100k_and_beauty(data):
+    """``(name, RecBole dataset, extra config)`` for ml-100k, and for Beauty where ``data`` holds it."""
+    datasets = [("ml-100k", "ml-100k", {})]
+    if (Path(data) / "beauty" / "beauty.train.inter").is_file():
+        datasets.append(("beauty", "beauty", {**BEAUTY, "data_path": str(data)}))
+    return datasets
 
 
 def save_results(name, data):

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS  # noqa: E402
+from common import BEAUTY, RESULTS  # noqa: E402
 
 OUT = RESULTS / "frontier"
 WORK = Path(tempfile.gettempdir()) / "frontier-work"
@@ -115,9 +115,6 @@ SCALL_PAPER_ARMS = [
 gets, the same search stopped after 40 steps: a named departure), its reward against today's (capped alike), the authors'
 starting action without search (a = 0.5, linear α), and uniform widths per side (is the gain the shape or the
 user/item split?)."""
-
-BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
-          "load_col": {"inter": ["user_id", "item_id"]}}
 
 AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_authors_protocol.yaml").read_text())
 """The BACO authors' training protocol (N(0, 1) tables, negatives from all items, no L2 term, batch 1024,

@@ -8,21 +8,16 @@ batches), and the largest difference between the COO and CSR propagations.
 Writes bench/results/graph_csr.json; the docs quote the ratios of median epoch times.
 """
 
-import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-from common import alternate, epoch_seconds, machine, save_results
+from common import alternate, epoch_seconds, machine, ml100k_and_beauty, save_results, timing_arguments
 from recbole_lightemb import Config
 from recbole_lightemb.graph import AdjacencyWithTranspose, csr_in_stored_order
 
-BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
-          "load_col": {"inter": ["user_id", "item_id"]}}
 FORMS = {"coo": lambda m: m, "coo+transpose": AdjacencyWithTranspose, "csr": csr_in_stored_order,
          "csr+transpose": lambda m: AdjacencyWithTranspose(csr_in_stored_order(m))}
 """RecBole's adjacency and its CSR form with torch's gradients, and as ``graph_csr: False`` / ``True`` run now."""
@@ -80,17 +75,8 @@ def measure(name, dataset, extra, rounds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"),
-                        help="folder holding beauty/ (skipped when absent)")
-    args = parser.parse_args()
-    sys.argv[1:] = []  # RecBole's Config reads the command line
-    torch.set_num_threads(args.threads)
-    rows = [measure("ml-100k", "ml-100k", {}, args.rounds)]
-    if (Path(args.data) / "beauty" / "beauty.train.inter").is_file():
-        rows.append(measure("beauty", "beauty", {**BEAUTY, "data_path": args.data}, args.rounds))
+    args = timing_arguments(__doc__, rounds=3, data=True)
+    rows = [measure(name, dataset, extra, args.rounds) for name, dataset, extra in ml100k_and_beauty(args.data)]
     save_results("graph_csr", {
         "benchmark": "graph_csr", "model": "LightGCN (2 layers, d = 64, batch 2048)", "rounds": args.rounds,
         "results": rows, "machine": machine()})

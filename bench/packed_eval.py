@@ -8,16 +8,14 @@ are the same.
 Writes bench/results/packed_eval.json; the docs quote the ratio of median evaluation times.
 """
 
-import argparse
 import statistics
-import sys
 import time
 
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-from common import alternate, machine, save_results
+from common import alternate, machine, save_results, timing_arguments
 from recbole_lightemb import Config
 from recbole_lightemb.swap import replace_table
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
@@ -65,12 +63,7 @@ def measure(model_name, rounds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
-    args = parser.parse_args()
-    sys.argv[1:] = []  # RecBole's Config reads the command line
-    torch.set_num_threads(args.threads)
+    args = timing_arguments(__doc__, rounds=5)
     rows = [measure(model, args.rounds) for model in ("BPR", "SASRec")]
     save_results("packed_eval", {"benchmark": "packed_eval", "dataset": "ml-100k", "widths": "uniform in 1..31, mean 16 of 64",
                                  "rounds": args.rounds, "results": rows, "machine": machine()})
