@@ -15,10 +15,12 @@ BEAUTY = {"dataset": "beauty", "benchmark_filename": ["train", "valid", "test"],
 
 
 def timing_arguments(doc, rounds, data=False, parser=None):
-    """Parse a timing benchmark's command line (``--rounds``, ``--threads``, with ``data`` ``--data``), set torch's
-    threads, and clear the command line (RecBole's ``Config`` reads it)."""
+    """Parse a timing benchmark's command line (``--rounds`` unless ``rounds`` is None, ``--threads``, with ``data``
+    ``--data``; ``parser`` may hold the script's own), set torch's threads, and clear the command line (RecBole's
+    ``Config`` reads it)."""
     parser = parser or argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=rounds)
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
     if data:
         parser.add_argument("--data", default=str(SHARED_DATA), help="folder holding beauty/ (skipped when absent)")
