@@ -13,7 +13,6 @@ import argparse
 import statistics
 
 import numpy as np
-import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
@@ -22,7 +21,7 @@ from recbole_lightemb.ciess.widths import fit_to_budget, full_plan_bytes
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.swap import find_embedding_tables, replace_table
-from common import machine, save_results, time_and_memory
+from common import machine, save_results, time_and_memory, timing_arguments
 
 
 def frequency_widths(dataset, budget, dim):
@@ -63,12 +62,9 @@ def measure(model_name, budget, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", nargs="+", default=["BPR", "LightGCN"])
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.25])
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = timing_arguments(__doc__, rounds=5, parser=parser)
     rows = [measure(m, b, args.rounds) for m in args.models for b in args.budgets]
     save_results("packed_training", {
         "benchmark": "packed_training", "dataset": "ml-100k", "rounds": args.rounds, "results": rows,
