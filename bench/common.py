@@ -64,6 +64,13 @@ def epoch_seconds(trainer, train_data):
     return time.perf_counter() - start
 
 
+def evaluation_seconds(trainer, loader):
+    """Wall seconds and metrics of one evaluation through RecBole's trainer (the model as it stands)."""
+    start = time.perf_counter()
+    result = trainer.evaluate(loader, load_best_model=False, show_progress=False)
+    return time.perf_counter() - start, dict(result)
+
+
 def alternate(timers, rounds):
     """Seconds of each timer (name -> callable returning seconds), called in turn once per round.
 

@@ -11,24 +11,17 @@ Writes bench/results/eval_batch.json; the docs quote the ratio of median evaluat
 
 import argparse
 import statistics
-import time
 
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-from common import machine, ml100k_and_beauty, save_results, timing_arguments
+from common import evaluation_seconds, machine, ml100k_and_beauty, save_results, timing_arguments
 from frontier import PROTOCOL
 from recbole_lightemb import Config
 from recbole_lightemb.graph import install_adjacency
 
 LARGE = PROTOCOL["eval_batch_size"]
 """The frontier's ``eval_batch_size`` (409 600: 33 Beauty users, 243 ml-100k users a batch)."""
-
-
-def evaluated(trainer, loader):
-    start = time.perf_counter()
-    result = trainer.evaluate(loader, load_best_model=False, show_progress=False)
-    return time.perf_counter() - start, dict(result)
 
 
 def measure(name, dataset, extra, model_name, epochs):
@@ -49,7 +42,7 @@ def measure(name, dataset, extra, model_name, epochs):
     rows = []
     for epoch in range(epochs):
         trainer._train_epoch(train_data, epoch, show_progress=False)
-        (t_small, r_small), (t_large, r_large) = evaluated(trainer, valid_small), evaluated(trainer, valid_large)
+        (t_small, r_small), (t_large, r_large) = evaluation_seconds(trainer, valid_small), evaluation_seconds(trainer, valid_large)
         rows.append({"epoch": epoch, "seconds": {"4096": t_small, "large": t_large},
                      "same_metrics": r_small == r_large,
                      "largest_difference": max(abs(r_small[k] - r_large[k]) for k in r_small)})

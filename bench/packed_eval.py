@@ -9,13 +9,12 @@ Writes bench/results/packed_eval.json; the docs quote the ratio of median evalua
 """
 
 import statistics
-import time
 
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
-from common import alternate, machine, save_results, timing_arguments
+from common import alternate, evaluation_seconds, machine, save_results, timing_arguments
 from recbole_lightemb import Config
 from recbole_lightemb.swap import replace_table
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
@@ -31,9 +30,7 @@ def evaluation(trainer, valid_data, rebuilt):
     if rebuilt:
         PackedWidthEmbedding.full_table = PackedWidthEmbedding._table
     try:
-        start = time.perf_counter()
-        result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
-        return time.perf_counter() - start, result
+        return evaluation_seconds(trainer, valid_data)
     finally:
         PackedWidthEmbedding.full_table = kept
 
