@@ -30,13 +30,15 @@ the samplers' random state is not in a checkpoint, so the run is not bit-identic
 its JSON says where it resumed); a CIESS search stopped after an episode goes on after it (``ciess_resume_search``;
 the plan records the episodes it resumed at), and a stream stopped after a segment after that one (``stream_resume``).
 A state the plugin refuses (one an older plugin wrote, say) fails the run, and its recorded error names the folder
-to remove before ``--retry_failed`` runs it afresh. ``--snapshot`` tests the best checkpoint so far of each of this setting's
+to remove before ``--retry_failed`` runs it afresh. A run another live process is training (a second
+frontier, say) is skipped, and a run's process ends once the frontier that started it is gone. ``--snapshot`` tests the best checkpoint so far of each of this setting's
 runs there, running or stopped (read as data only), and writes it to ``<setting>/unfinished/<arm>-seed<k>.json``,
 marked *not converged*. The report shows such a run for an arm and seed that has no finished run, and drops
 it once one is there.
 """
 
 import argparse
+import fcntl
 import json
 import multiprocessing
 import os
@@ -45,6 +47,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -249,16 +252,52 @@ def run_path(setting, label, seed):
     return OUT / setting / f"{label}-seed{seed}.json"
 
 
+def claim_run(setting, label, seed):
+    """An exclusive lock on one (arm, seed) for as long as the returned handle is open, or None while another
+    process holds it: two processes on one run resume from the same state, and the first to finish deletes the
+    folder the other still writes to, so its error overwrites the finished run. The lock ends with its process."""
+    lock = WORK / setting / f"{label}-seed{seed}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a")  # noqa: SIM115  (held open for the run's lifetime)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def stop_when_orphaned(interval=5.0):
+    """End this process once the frontier that started it is gone (killed, or its session over). A pool
+    worker is not killed with its parent; left running, it trains a run the next frontier resumes too. What it
+    has saved (checkpoints, search and stream states, all written atomically) stays resumable."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _one_run(task):
     """One (arm, seed) in a fresh process; whatever goes wrong becomes the run's recorded error."""
     setting, (label, method, budget, extra), seed, data, threads, out, epochs = task
     global OUT
     OUT = Path(out)
+    stop_when_orphaned()
+    claim = claim_run(setting, label, seed)
+    if claim is None:
+        print(f"[{setting}] {label} seed {seed}: another process is training it; skipped", flush=True)
+        return None
     try:
         return _train_one(setting, label, method, budget, extra, seed, data, threads, epochs)
     except Exception as error:  # noqa: BLE001  (one run's failure must not stop the others)
         run = {"method": method, "budget": budget, "seed": seed, "error": f"{type(error).__name__}: {error}"}
         return _write_run(setting, label, extra, threads, run)
+    finally:
+        claim.close()
 
 
 def _train_one(setting, label, method, budget, extra, seed, data, threads, epochs=None):

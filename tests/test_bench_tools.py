@@ -2,8 +2,11 @@
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,72 @@ def test_a_run_capped_below_a_raised_cap_is_done_again_and_the_others_are_kept(t
     todo = {label for label in [*runs, "absent"] if frontier.to_do("lightgcn-ml100k", label, 2020)}
     assert todo == {"capped-low", "absent"}
     assert frontier.to_do("lightgcn-ml100k", "failed", 2020, retry_failed=True)
+
+
+def _running(pid):
+    """Whether process ``pid`` exists and is not a zombie (a container's init may not reap orphans)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_run_held_by_another_live_process_is_not_claimed_until_that_process_ends(tmp_path, monkeypatch):
+    import frontier
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(BENCH)!r})
+import frontier
+from pathlib import Path
+frontier.WORK = Path({str(tmp_path)!r})
+held = frontier.claim_run("tiny", "uniform-0.5", 2020)
+print("held" if held else "refused", flush=True)
+time.sleep(600)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert frontier.claim_run("tiny", "uniform-0.5", 2020) is None
+        other_seed = frontier.claim_run("tiny", "uniform-0.5", 2021)
+        assert other_seed is not None
+        other_seed.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    claimed = frontier.claim_run("tiny", "uniform-0.5", 2020)  # the lock ended with its process
+    assert claimed is not None
+    claimed.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_run_process_ends_once_the_frontier_that_started_it_is_gone():
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(BENCH)!r})
+import frontier
+child = os.fork()
+if child == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    frontier.stop_when_orphaned(interval=0.05)
+    time.sleep(600)
+    os._exit(0)
+print(child, flush=True)
+"""  # the parent exits at once, as a killed frontier does; its child is the pool worker left behind
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    child = int(done.stdout.split()[-1])
+    try:
+        for _ in range(200):
+            if not _running(child):
+                break
+            time.sleep(0.1)
+        assert not _running(child)
+    finally:
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_a_running_arm_is_found_by_its_method_budget_and_own_keys():
