@@ -267,11 +267,12 @@ def claim_run(setting, label, seed):
     return handle
 
 
-def stop_when_orphaned(interval=5.0):
-    """End this process once the frontier that started it is gone (killed, or its session over). A pool
-    worker is not killed with its parent; left running, it trains a run the next frontier resumes too. What it
-    has saved (checkpoints, search and stream states, all written atomically) stays resumable."""
-    parent = os.getppid()
+def stop_when_orphaned(parent=None, interval=5.0):
+    """End this process once ``parent`` (by default the frontier that started this pool worker) is gone:
+    killed, or its session over. A pool worker is not killed with its parent; left running, it trains a run
+    the next frontier resumes too. What it has saved (checkpoints, search and stream states, all written
+    atomically) stays resumable."""
+    parent = parent or multiprocessing.parent_process().pid
 
     def watch():
         while os.getppid() == parent:
@@ -283,13 +284,16 @@ def stop_when_orphaned(interval=5.0):
 
 def _one_run(task):
     """One (arm, seed) in a fresh process; whatever goes wrong becomes the run's recorded error."""
-    setting, (label, method, budget, extra), seed, data, threads, out, epochs = task
+    setting, (label, method, budget, extra), seed, data, threads, out, epochs, retry_failed = task
     global OUT
     OUT = Path(out)
-    stop_when_orphaned()
+    stop_when_orphaned()  # a pool worker runs one task (maxtasksperchild=1)
     claim = claim_run(setting, label, seed)
-    if claim is None:
-        print(f"[{setting}] {label} seed {seed}: another process is training it; skipped", flush=True)
+    if claim is None or not to_do(setting, label, seed, retry_failed):  # held, or finished since it was queued
+        print(f"[{setting}] {label} seed {seed}: another process is training it or has finished it; skipped",
+              flush=True)
+        if claim is not None:
+            claim.close()
         return None
     try:
         return _train_one(setting, label, method, budget, extra, seed, data, threads, epochs)
@@ -705,7 +709,7 @@ def main():
                 if not to_do(args.setting, arm[0], seed, args.retry_failed):
                     continue
                 tasks.append((args.setting, arm, seed, str(Path(args.data).resolve()), args.threads, str(OUT),
-                              args.epochs))
+                              args.epochs, args.retry_failed))
         print(f"[{args.setting}] {len(tasks)} run(s) to do", flush=True)
         with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
             for _ in pool.imap_unordered(_one_run, tasks):

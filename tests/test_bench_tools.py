@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -107,7 +108,6 @@ def _running(pid):
         return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_a_run_held_by_another_live_process_is_not_claimed_until_that_process_ends(tmp_path, monkeypatch):
     import frontier
 
@@ -123,6 +123,7 @@ print("held" if held else "refused", flush=True)
 time.sleep(600)
 """], stdout=subprocess.PIPE, text=True)
     try:
+        assert select.select([holder.stdout], [], [], 120)[0], "the holder never answered"
         assert holder.stdout.readline().strip() == "held"
         assert frontier.claim_run("tiny", "uniform-0.5", 2020) is None
         other_seed = frontier.claim_run("tiny", "uniform-0.5", 2021)
@@ -136,18 +137,35 @@ time.sleep(600)
     claimed.close()
 
 
+def test_a_queued_run_finished_meanwhile_by_another_frontier_is_not_trained_again(tmp_path, monkeypatch, capsys):
+    import frontier
+
+    monkeypatch.setattr(frontier, "WORK", tmp_path / "work")
+    monkeypatch.setattr(frontier, "stop_when_orphaned", lambda: None)  # called here outside a pool
+    monkeypatch.setattr(frontier, "OUT", tmp_path / "out")
+    path = frontier.run_path("tiny", "uniform-0.5", 2020)
+    path.parent.mkdir(parents=True)
+    finished = json.dumps({"error": None, "convergence": {"converged": True, "epoch_cap": 10}})
+    path.write_text(finished)
+    task = ("tiny", ("uniform-0.5", "uniform", 0.5, {}), 2020, None, 1, str(tmp_path / "out"), None, False)
+    assert frontier._one_run(task) is None
+    assert path.read_text() == finished
+    assert "has finished it; skipped" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_a_run_process_ends_once_the_frontier_that_started_it_is_gone():
     script = f"""
 import os, sys, time
 sys.path.insert(0, {str(BENCH)!r})
 import frontier
+parent = os.getpid()
 child = os.fork()
 if child == 0:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
-    frontier.stop_when_orphaned(interval=0.05)
+    frontier.stop_when_orphaned(parent, interval=0.05)
     time.sleep(600)
     os._exit(0)
 print(child, flush=True)
