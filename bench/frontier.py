@@ -493,7 +493,7 @@ def capped_at(run, epochs, metric=METRIC):
 def format_curve_table(runs, metric=METRIC, epochs=CURVE_EPOCHS):
     """Per run with a test curve: where it ends, the test ``metric`` had it been capped at each of ``epochs``
     and at its own stop, and each over the ``full`` run of the same seed; "" when no run has a test curve."""
-    from recbole_lightemb.analysis.frontier import arm_label
+    from recbole_lightemb.analysis.frontier import shown_label
 
     curved = [r for r in runs if not r.get("error") and any("test" in p for p in r["convergence"].get("curve") or [])]
     if not curved:
@@ -511,7 +511,7 @@ def format_curve_table(runs, metric=METRIC, epochs=CURVE_EPOCHS):
             else [None] * len(values)
         cells = [f"{v:.4f}" if v is not None else "-" for v in values]
         cells += [f"{v / b:.3f}" if v is not None and b else "-" for v, b in zip(values, bases)]
-        lines.append(f"| {arm_label(run)} | {run['seed']} | {conv['best_epoch']} / {conv['epochs_run']} | "
+        lines.append(f"| {shown_label(run)} | {run['seed']} | {conv['best_epoch']} / {conv['epochs_run']} | "
                      f"{'yes' if conv['converged'] else 'no (cap ' + str(conv['epoch_cap']) + ')'} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -520,7 +520,7 @@ def format_curve_table(runs, metric=METRIC, epochs=CURVE_EPOCHS):
 def format_search_cost(runs):
     """Per arm whose runs searched (CIESS): minutes of pre-training, of the whole search (pre-training included;
     summed over a resumed run's invocations) and of a whole run (runs never stopped only); "" when none searched."""
-    from recbole_lightemb.analysis.frontier import arm_label
+    from recbole_lightemb.analysis.frontier import shown_label
 
     searched = [r for r in runs if not r.get("error") and r["method"] == "ciess"  # a stream's plan: its last segment's
                 and (r.get("plan") or {}).get("search_s") is not None]
@@ -528,7 +528,7 @@ def format_search_cost(runs):
         return ""
     arms = {}
     for run in searched:
-        arms.setdefault(arm_label(run), []).append(run)
+        arms.setdefault(shown_label(run), []).append(run)
     lines = ["Search cost, minutes a run (mean over its runs; a whole run only where it was never stopped)", "",
              "| arm | runs | pre-training | search incl. pre-training | whole run (unstopped runs) |", "|---" * 5 + "|"]
     for label, group in arms.items():

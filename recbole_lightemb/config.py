@@ -19,6 +19,8 @@ PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 PLUGIN_PREFIXES = ("emb_", "baco_", "ciess_", "scall_", "stream_", "freq_", "quant_")
 """Keys starting with these belong to the plugin: one it does not know is a typo, not a RecBole key."""
+METHOD_PREFIXES = ("baco_", "ciess_", "scall_", "freq_", "quant_")
+"""Keys only the method of that name reads (``ciess_mode`` with ``emb: ciess``): set for another method, ignored."""
 
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 
@@ -133,7 +135,8 @@ class Config(RecBoleConfig):
                              "train_neg_sample_args is set to None (RecBole requires it)")
 
     def _check_plugin_keys(self):
-        """Unknown plugin-prefixed keys are typos (named with the closest known key); boolean keys read
+        """Unknown plugin-prefixed keys are typos (named with the closest known key), a method's own key set for
+        another method is refused (it would be ignored); boolean keys read
         ``yes``/``no``/``1``/``0`` as the command line's ``str2bool`` does, anything else is an error."""
         known = plugin_defaults()
         for key, value in self.external_config_dict.items():
@@ -141,6 +144,11 @@ class Config(RecBoleConfig):
                 close = difflib.get_close_matches(key, list(known), n=1)
                 raise ValueError(f"{key}={value!r}: not a recbole-lightemb key"
                                  + (f"; did you mean {close[0]}?" if close else ""))
+        emb = self.final_config_dict.get("emb")
+        for key, value in self.external_config_dict.items():
+            if key.startswith(METHOD_PREFIXES) and emb != key.split("_", 1)[0]:
+                raise ValueError(f"{key}={value!r}: read by emb={key.split('_', 1)[0]} only, and emb={emb!r} "
+                                 "would ignore it; remove it or set that emb")
         for key, default in known.items():
             value = self.final_config_dict.get(key)
             if isinstance(value, float) and not math.isfinite(value):

@@ -29,6 +29,9 @@ def check_protocol(config):
                          "uniform_all (any item, the user's positives included)")
     if not isinstance(config["emb_test_curve"], bool):
         raise ValueError(f"emb_test_curve={config['emb_test_curve']!r}: expected True or False")
+    if config["emb_test_curve"] and config["stream"]:
+        raise ValueError("emb_test_curve=True: not supported with stream=True (each segment reports its own test "
+                         "result); use False")
     if sampling == "uniform_all":
         args = config["train_neg_sample_args"]
         distribution = args.get("distribution") if isinstance(args, dict) else None
@@ -40,13 +43,14 @@ def check_protocol(config):
                              "builds its own samplers); use exclude_positives")
 
 
-def init_id_tables(specs, tables, config):
+def init_id_tables(specs, tables, config, seed=None):
     """``emb_init: normal``: draw the entity rows of every table to be swapped from N(0, 1) (the padding row stays
-    zero), seeded with ``config['seed']``. Every method builds its rows from the table it replaces (``full``
-    keeps it), so its tables start from these values."""
+    zero), seeded with ``seed`` (default ``config['seed']``; a model rebuilt afresh within a run, as CIESS's
+    search steps, passes its own). Every method builds its rows from the table it replaces (``full`` keeps it),
+    so its tables start from these values."""
     if config["emb_init"] != "normal":
         return
-    generator = torch.Generator().manual_seed(config["seed"])
+    generator = torch.Generator().manual_seed(config["seed"] if seed is None else seed)
     with torch.no_grad():
         for spec, table in zip(specs, tables):
             rows = table.weight[spec.first_row:spec.first_row + spec.num_embeddings]

@@ -110,7 +110,7 @@ def run_recbole_lightemb(model=None, dataset=None, config_file_list=None, config
         logger.info(set_color("test recall by frequency", "yellow") + f": {format_buckets(buckets)}")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    report = compression_report(model, trainer.optimizer)
+    report = compression_report(model, trainer.optimizer, search=plan.meta.get("search_training_memory"))
     if saved and config["local_rank"] == 0:  # low-bit rows: the packed form beside the checkpoint, as counted
         report["packed_file"] = save_packed_beside(model, trainer.saved_model_file)
     logger.info(format_report(report, config["emb"]))

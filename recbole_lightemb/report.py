@@ -8,9 +8,11 @@ from recbole_lightemb.modules.master_free import master_free_stores
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 
 
-def compression_report(model, optimizer=None):
+def compression_report(model, optimizer=None, search=None):
     """Read the report off the model itself, so it always describes what is really stored; with the run's
-    ``optimizer``, also what the tables hold while training (``training``, and its ``training_ratio``)."""
+    ``optimizer``, also what the tables hold while training (``training``), and with the :func:`training_memory`
+    of the search that made the plan (CIESS's masked full-width tables), that too (``search_training``):
+    ``training_ratio`` is the larger of the two, what the run needed at its peak."""
     tables = []
     for name, module in _outer_tables(model):
         tables.append({
@@ -38,6 +40,9 @@ def compression_report(model, optimizer=None):
     if optimizer is not None:
         report["training"] = training_memory(model, optimizer)
         report["training_ratio"] = report["training"]["ratio"]
+        if search is not None:
+            report["search_training"] = search
+            report["training_ratio"] = max(report["training_ratio"], search["ratio"])
     return report
 
 
@@ -128,4 +133,8 @@ def format_report(report, emb):
         t = report["training"]
         lines.append(f"    held while training (parameters, gradients, buffers, optimiser state): {t['training_bytes']} bytes, "
                      f"ratio {t['ratio']:.4f} of full tables trained the same way")
+    if report.get("search_training"):
+        t = report["search_training"]
+        lines.append(f"    held while searching (masked full-width tables): {t['training_bytes']} bytes, ratio "
+                     f"{t['ratio']:.4f}; the run's peak: {report['training_ratio']:.4f}")
     return "\n".join(lines)

@@ -236,18 +236,19 @@ def replace_table(model, old, new):
                 parent._modules[child_name] = new
 
 
-def swap_embeddings(model, dataset, config, method=None, plan=None):
+def swap_embeddings(model, dataset, config, method=None, plan=None, init_seed=None):
     """Replace ``model``'s user/item tables as ``config['emb']`` asks; return the plan used.
 
     Call it after building a RecBole model and before building its trainer (the optimizer
-    must see the new parameters). ``dataset`` is the training dataset (``train_data.dataset``).
+    must see the new parameters). ``dataset`` is the training dataset (``train_data.dataset``);
+    ``init_seed`` seeds ``emb_init: normal`` for a model rebuilt afresh within a run.
     """
     from recbole_lightemb.methods.precision import refuse_unsupported  # the methods package imports this module
 
     method = method or get_method(config["emb"])(config)
     refuse_unsupported(method, config)  # emb_bits for a method that stores no low-bit rows
     specs, tables, left = _find(model, dataset, config)
-    init_id_tables(specs, tables, config)  # emb_init: the rows every method builds from
+    init_id_tables(specs, tables, config, init_seed)  # emb_init: the rows every method builds from
     saved = None
     if plan is None:
         saved = reused_plan(config, method.name)

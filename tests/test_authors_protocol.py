@@ -47,6 +47,19 @@ def test_normal_init_is_seeded_from_the_run_seed(tiny_config):
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def test_each_fresh_ciess_step_draws_its_own_normal_init(tiny_config):
+    from recbole_lightemb.ciess.trainer import CIESSTrainer
+
+    model, train_data, config = _built(tiny_config, emb="ciess", emb_budget=0.5, emb_init="normal")
+    trainer = CIESSTrainer(config, model)
+    starts = []
+    for step in (0, 1, 0):
+        trainer._fresh_model(train_data._dataset, step)
+        starts.append(torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()]))
+    assert abs(starts[0].std().item() - 1) < 0.2  # N(0, 1) tables, as the run's own
+    assert not torch.equal(starts[0], starts[1]) and torch.equal(starts[0], starts[2])  # new per step, seeded
+
+
 def _negatives_that_are_positives(train_data, epochs=3):
     """How many sampled negatives, over a few passes of the training data, are a training positive of their user."""
     ds = train_data._dataset

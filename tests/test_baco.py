@@ -237,3 +237,31 @@ def test_a_resolution_that_stores_more_than_full_says_so(tiny_config, caplog):
         result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "baco", "baco_resolution": 1e9})
     assert result["compression"]["ratio"] > 1  # every entity its own row, plus the codes
     assert any("more than storing them uncompressed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("keys", [{"emb_budget": 0.001}, {"baco_rows": 2},
+                                  {"baco_rows": 2, "baco_budget_rule": "authors"}])
+def test_a_budget_too_small_names_the_smallest_that_fits(keys, tiny_config):
+    import re
+
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_seed
+
+    from recbole_lightemb import Config, swap_embeddings
+
+    def plan(**given):
+        config = Config(model="BPR", config_dict={**tiny_config, "emb": "baco", **given})
+        init_seed(config["seed"], config["reproducibility"])
+        train_data, _, _ = data_preparation(config, create_dataset(config))
+        return swap_embeddings(get_model("BPR")(config, train_data._dataset), train_data._dataset, config)
+
+    key = next(k for k in keys if k in ("emb_budget", "baco_rows"))
+    with pytest.raises(ValueError, match=f"{key}=.* leaves no room for BACO codebook rows.*raise it to at least") as err:
+        plan(**keys)
+    least = float(re.search(r"at least ([0-9.e-]+)$", str(err.value)).group(1))
+    least = int(least) if key == "baco_rows" else least
+    fits = plan(**{**keys, key: least}).meta
+    assert fits["max_rows"][keys.get("baco_budget_rule", "bytes")] >= 2 + 2  # two rows besides the cold ones
+    below = least - 1 if key == "baco_rows" else least * 0.98
+    with pytest.raises(ValueError, match="leaves no room"):  # the smallest: a little less does not fit
+        plan(**{**keys, key: below})

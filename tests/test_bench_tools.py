@@ -369,3 +369,11 @@ def test_the_search_cost_table_averages_each_searched_arm_and_times_whole_runs_o
     table = format_search_cost([plain, run(2020, 60, 600, 900), run(2021, 180, 1800, 300, resumed=[4])])
     row = [line for line in table.splitlines() if line.startswith("| ciess-0.1[paper x1] |")]
     assert row == ["| ciess-0.1[paper x1] | 2 | 2.0 | 20.0 | 15.0 (1) |"]  # the resumed run's wall is one invocation's
+
+
+def test_the_frontier_pins_the_modes_its_reports_assume_for_older_runs():
+    import frontier
+
+    from recbole_lightemb.analysis.frontier import EARLIER_MODES
+
+    assert frontier.EARLIER_MODES == {method: {f"{method}_mode": mode} for method, mode in EARLIER_MODES.items()}

@@ -316,6 +316,11 @@ def test_after_the_search_the_tables_train_packed_within_the_budget(tiny_config)
     packed, masked = runs[True]["compression"], runs[False]["compression"]
     assert packed["stored_bytes"] == masked["stored_bytes"] <= 0.3 * packed["full_bytes"]
     assert packed["training"]["ratio"] <= 0.3 * 1.05 < 1 < masked["training"]["ratio"]
+    # the search trained masked full-width tables: the run's peak is the search's, measured, for both
+    for report in (packed, masked):
+        assert report["search_training"]["ratio"] > 1
+        assert report["training_ratio"] == max(report["training"]["ratio"], report["search_training"]["ratio"])
+    assert packed["search_training"]["optimizer_bytes"] == packed["full_bytes"] * 2  # Adam's two moments, n x d
 
 
 def test_search_works_on_a_table_with_a_kept_mask_row(tiny_config):

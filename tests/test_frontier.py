@@ -10,7 +10,7 @@ from recbole_lightemb.analysis.convergence import ConvergenceLog
 from recbole_lightemb.analysis.frontier import (PAPER_METHODS, budget_winners, format_budget_table, format_bucket_table,
                                        format_frontier_table, format_segment_epochs, format_segment_search,
                                        format_segment_table, format_summary, frontier_rows, interpolate_log,
-                                       training_ratio)
+                                       shown_label, training_ratio)
 from recbole_lightemb.analysis.plot import plot_frontier
 
 
@@ -58,7 +58,7 @@ def test_rows_compare_each_seed_with_its_own_uniform_curve():
 
 def test_table_marks_unconverged_arms_and_failures():
     table = format_frontier_table(frontier_rows(RUNS))
-    line = next(l for l in table.splitlines() if l.startswith("| baco-0.25 |"))
+    line = next(l for l in table.splitlines() if l.startswith("| baco-0.25 (stated) |"))
     assert "1/2 **not converged**" in line and "| +- |" in line
     assert "2/2 |" in next(l for l in table.splitlines() if l.startswith("| full |"))
     assert "failed: RuntimeError: exploded" in table
@@ -209,6 +209,15 @@ def test_the_training_ratio_is_read_from_a_run_or_derived_only_where_it_can_be()
     assert training_ratio({**old, "method": "hash"}) == 0.25  # a float table trains what it stores
     assert training_ratio({**old, "method": "ciess"}) is None  # trains a masked n x d table: not derivable
     assert training_ratio({**old, "method": "uniform", "extra": {"emb_bits": 4}}) is None  # float32 masters
+    searched = {"method": "ciess", "compression": {"ratio": 0.1, "training_ratio": 0.1}, "plan": {"searched": True}}
+    assert training_ratio(searched) == 1.0  # its masked n x d search, unmeasured in older files: at least full's
+    measured = {**searched, "plan": {"searched": True, "search_training_memory": {"ratio": 1.2}},
+                "compression": {"ratio": 0.1, "training_ratio": 1.2}}
+    assert training_ratio(measured) == 1.2
+    scall = {"method": "scall", "segments": [{"training_memory": {"ratio": 0.12}, "search_steps": 3,
+                                              "search_training_memory": {"ratio": 1.3}}]}
+    assert training_ratio(scall) == 1.3 and training_ratio({"method": "scall", "segments": [
+        {"training_memory": {"ratio": 0.12}, "search_steps": 3}]}) == 1.0
 
 
 def test_every_arm_is_compared_with_uniform_at_its_stored_and_at_its_training_bytes():
@@ -234,7 +243,7 @@ def test_the_summary_says_which_method_at_which_budget_by_stored_and_by_training
     assert summary[second + 2].startswith("| setting | training bytes / full ≤ |")
     assert summary[second + 4].startswith("| toy | 0.1 | `uniform-0.1` 0.2100")
     assert summary[second + 5].startswith("| toy | 0.25 | `quant-0.1` 0.3125 ± 0.0106, +4.2 % vs uniform ++")
-    assert summary[-1].endswith("not in the second table: toy: baco-0.1")
+    assert summary[-1].endswith("not in the second table: toy: baco-0.1 (stated)")  # a run file before the modes
 
 
 def test_the_plot_has_a_panel_per_ruler(tmp_path, monkeypatch):
@@ -247,7 +256,21 @@ def test_the_plot_has_a_panel_per_ruler(tmp_path, monkeypatch):
     left, right = saved[0].axes
     assert left.get_xlabel().startswith("stored bytes") and right.get_xlabel().startswith("bytes held while training")
     drawn = {ax: ax.get_legend_handles_labels()[1] for ax in (left, right)}
-    assert drawn[left] == ["full", "uniform", "quant-0.1", "baco-0.1"]
+    assert drawn[left] == ["full", "uniform", "quant-0.1", "baco-0.1 (stated)"]
     assert drawn[right] == ["full", "uniform", "quant-0.1"]  # baco has no training figures
     quant = next(bars for bars in right.containers if bars.get_label() == "quant-0.1")
     assert list(quant.lines[0].get_xdata()) == [0.25]  # 0.1 of the bytes stored, 0.25 held while training
+
+
+def test_every_paper_method_figure_says_its_mode():
+    old = {"method": "ciess", "budget": 0.25}  # a run file from before the modes: the fast mode's
+    assert shown_label(old) == "ciess-0.25 (fast)"
+    assert shown_label({"method": "baco", "budget": 0.25, "label": "baco-0.25[split]"}) == "baco-0.25[split] (stated)"
+    assert shown_label({"method": "scall", "budget": 0.125, "label": "scall-0.125[flat]", "mode": "paper"}) == \
+        "scall-0.125[flat] (paper)"
+    assert shown_label({"method": "ciess", "budget": 0.1, "label": "ciess-0.1[paper x1]", "mode": "paper"}) == \
+        "ciess-0.1[paper x1]"  # the label says it already
+    assert shown_label({"method": "quant", "budget": 0.1}) == "quant-0.1"  # no modes
+    rows = frontier_rows([{**old, "seed": 1, "error": None, "test": {"recall@20": 0.3},
+                           "compression": {"ratio": 0.25, "stored_bytes": 10}}])
+    assert rows[0]["arm"] == "ciess-0.25" and "| ciess-0.25 (fast) |" in format_frontier_table(rows)

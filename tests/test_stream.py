@@ -327,6 +327,10 @@ def test_each_segment_trains_packed_tables_that_hold_the_budget(tmp_path, emb, e
         held, masked_held = row["training_memory"], masked["training_memory"]
         assert held["param_bytes"] == 4 * row["stored_floats"] and held["optimizer_bytes"] == 8 * row["stored_floats"]
         assert held["ratio"] <= 0.3 < 1.0 <= masked_held["ratio"]  # width 4 of 16, against the masked 16
+        if emb == "scall":  # its search tries train masked full-width tables: measured beside the segment's
+            assert row["search_training_memory"]["ratio"] >= 1.0 > held["ratio"]
+        else:
+            assert row["search_training_memory"] is None
 
 
 @pytest.mark.parametrize("value", ["yes please", 1])

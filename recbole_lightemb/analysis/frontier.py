@@ -50,6 +50,19 @@ def arm_label(run):
     return run["method"] if run.get("budget") is None else f"{run['method']}-{run['budget']:g}"
 
 
+EARLIER_MODES = {"baco": "stated", "ciess": "fast", "scall": "fast"}
+"""The procedure of a paper's method whose run file predates the modes (and so records none)."""
+
+
+def shown_label(run):
+    """The arm as reports and plots print it: a BACO, CIESS or SCALL arm whose label does not name the procedure
+    it ran gets it, ``ciess-0.25 (fast)``, so every figure says which mode made it."""
+    label = arm_label(run)
+    mode = run.get("mode") or EARLIER_MODES.get(run["method"])
+    named = any(name in label for name in ("paper", *EARLIER_MODES.values()))
+    return label if mode is None or named else f"{label} ({mode})"
+
+
 def _ok(run, metric):
     return run.get("error") is None and run.get("test", {}).get(metric) is not None
 
@@ -63,23 +76,37 @@ AXES = {"stored": "ratio", "training": "training_ratio"}
 
 def training_ratio(run):
     """Bytes held while training ÷ those of full tables trained the same way: the run's
-    ``compression.training_ratio``, else its ``training`` figures (a stream's: the most any segment held); for a
-    run file written before either, derived where it can be: a plain ``full``, ``uniform``, ``hash`` or ``qr``
-    table trains its stored floats and nothing else, so its parameters, gradients and optimiser state stand to
-    full's as its floats do (any optimiser). ``None`` otherwise."""
+    ``compression.training_ratio``, else its ``training`` figures (a stream's: the most any segment or its search
+    held); for a run file written before either, derived where it can be: a plain ``full``, ``uniform``, ``hash``
+    or ``qr`` table trains its stored floats and nothing else, so its parameters, gradients and optimiser state
+    stand to full's as its floats do (any optimiser). ``None`` otherwise. A run whose width search was not
+    measured (files written before ``search_training_memory``) is at least 1.0: the search trains masked
+    ``n × d`` tables with the same optimiser, full's bytes and their masks besides."""
     compression = run.get("compression") or {}
+    segments = run.get("segments") or []
     if compression.get("training_ratio") is not None:
-        return compression["training_ratio"]
-    if (compression.get("training") or {}).get("ratio") is not None:
-        return compression["training"]["ratio"]
-    segments = [s["training_memory"]["ratio"] for s in run.get("segments") or []
-                if (s.get("training_memory") or {}).get("ratio") is not None]
-    if segments:  # a stream: the most any segment held
-        return max(segments)
-    plain = run.get("method") in FLOAT_TABLES and not any(k.endswith("_bits") for k in run.get("extra") or {})
-    if plain and compression.get("full_floats"):
-        return compression["stored_floats"] / compression["full_floats"]
-    return None
+        ratio = compression["training_ratio"]
+    elif (compression.get("training") or {}).get("ratio") is not None:
+        ratio = compression["training"]["ratio"]
+    elif any((s.get("training_memory") or {}).get("ratio") is not None for s in segments):  # a stream: its most
+        ratio = max(held["ratio"] for s in segments
+                    for held in (s.get("training_memory"), s.get("search_training_memory")) if held)
+    elif run.get("method") in FLOAT_TABLES and not any(k.endswith("_bits") for k in run.get("extra") or {}) \
+            and compression.get("full_floats"):
+        ratio = compression["stored_floats"] / compression["full_floats"]
+    else:
+        return None
+    return max(ratio, 1.0) if _search_unmeasured(run) else ratio
+
+
+def _search_unmeasured(run):
+    """Whether the run searched widths on masked full-width tables and its file holds no measure of them."""
+    plan = run.get("plan") or {}
+    if plan.get("searched"):  # CIESS
+        return plan.get("search_training_memory") is None
+    segments = run.get("segments") or []
+    return any(s.get("search_steps") for s in segments) and \
+        not any(s.get("search_training_memory") for s in segments)
 
 
 def _x(run, axis):
@@ -115,7 +142,7 @@ def frontier_rows(runs, metric="recall@20"):
     for label in labels:
         arm = [r for r in runs if arm_label(r) == label]
         ok = [r for r in arm if _ok(r, metric)]
-        row = {"arm": label, "method": arm[0]["method"], "budget": arm[0].get("budget"),
+        row = {"arm": label, "shown": shown_label(arm[0]), "method": arm[0]["method"], "budget": arm[0].get("budget"),
                "n_runs": len(arm), "n_ok": len(ok), "seeds": [r["seed"] for r in ok]}
         row["ratio"], row["ratio_std"] = _mean_std([r["compression"]["ratio"] for r in ok])
         trained = [training_ratio(r) for r in ok]
@@ -172,7 +199,7 @@ def format_bucket_table(rows, k=20):
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         if row.get("buckets"):
-            cells = [row["arm"], _pm(row["ratio"], None)]
+            cells = [row["shown"], _pm(row["ratio"], None)]
             cells += [_pm(row["buckets"][side].get(name), None) for side in ("user", "item") for name in names]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -193,14 +220,14 @@ def format_frontier_table(rows, metric="recall@20", second="ndcg@20"):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         if row["n_ok"] == 0:
-            lines.append(f"| {row['arm']} | failed: {row['error']} |" + " |" * (len(head) - 2))
+            lines.append(f"| {row['shown']} | failed: {row['error']} |" + " |" * (len(head) - 2))
             continue
         conv = f"{row['n_converged']}/{row['n_ok']}" + ("" if row["converged"] else " **not converged**")
         best = "-" if row["best_epoch"] is None else f"{row['best_epoch']:.0f}"
         last = "unfinished" if row["epochs_run"] is None else f"{row['epochs_run']:.0f}"
         epochs = "-" if row["best_epoch"] is None and row["epochs_run"] is None else f"{best} / {last}"
         training = _vs_cell(row, "_training")
-        cells = [row["arm"], _pm(row["ratio"], None), _pm(row.get("training_ratio"), None),
+        cells = [row["shown"], _pm(row["ratio"], None), _pm(row.get("training_ratio"), None),
                  _pm(row.get(f"test_{metric}"), row.get(f"test_{metric}_std")),
                  _pm(row.get(f"test_{second}"), row.get(f"test_{second}_std")), _vs_cell(row, ""),
                  row["vs_uniform_signs"] or "-",
@@ -247,7 +274,7 @@ def _summary_cell(row, metric, axis="stored"):
     pct = row.get(f"vs_uniform{suffix}_pct")
     vs = "" if pct is None else f", {pct:+.1f} % vs uniform {row[f'vs_uniform{suffix}_signs']}"
     conv = "" if row["converged"] else f", **{row['n_ok'] - row['n_converged']} not converged**"
-    return (f"`{row['arm']}` {_pm(row[f'test_{metric}'], row[f'test_{metric}_std'])}{vs}"
+    return (f"`{row['shown']}` {_pm(row[f'test_{metric}'], row[f'test_{metric}_std'])}{vs}"
             f" ({row['n_ok']} seed{'s' if row['n_ok'] > 1 else ''}{conv})")
 
 
@@ -271,7 +298,7 @@ def format_budget_table(settings, metric="recall@20", axis="stored"):
 def format_summary(settings, metric="recall@20"):
     """"Which method at which budget", twice: by the bytes stored and by the bytes held while training; and the
     arms left out of the second for want of training figures."""
-    untrained = {name: [r["arm"] for r in rows if r["n_ok"] and r.get("training_ratio") is None]
+    untrained = {name: [r["shown"] for r in rows if r["n_ok"] and r.get("training_ratio") is None]
                  for name, rows in settings.items()}
     lines = ["### By stored bytes", "", format_budget_table(settings, metric, "stored"), "",
              "### By bytes held while training (parameters, gradients, buffers, optimiser state)", "",

@@ -68,7 +68,7 @@ def _panel(ax, done, others, key, x_key):
         color = PALETTE[k % len(PALETTE)]
         ax.errorbar([row[x_key]], [row[key]], yerr=[row.get(f"{key}_std") or 0.0], capsize=3, linestyle="",
                     marker=MARKERS[k % len(MARKERS)], markersize=7, color=color,
-                    markerfacecolor=color if row["converged"] else "none", label=_label(row["arm"], row))
+                    markerfacecolor=color if row["converged"] else "none", label=_label(row["shown"], row))
 
 
 def _label(name, *rows):

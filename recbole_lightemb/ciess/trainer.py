@@ -44,6 +44,7 @@ from recbole_lightemb.ciess.widths import (
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import plan_path
+from recbole_lightemb.report import training_memory
 from recbole_lightemb.storage.checkpoint import first_line
 from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
 from recbole_lightemb.swap import pack_variable_widths, replace_table, swap_embeddings
@@ -145,6 +146,7 @@ class CIESSTrainer(Trainer):
         self.max_bytes = None if budget is None else int(budget * full_plan_bytes(self.sizes, self.dims))
         self.initial_state = self._snapshot()
         self.search_state_file = None
+        self.search_memory = None  # the most the search's tables held while training (``_note_memory``)
 
     # -- model state -------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class CIESSTrainer(Trainer):
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             torch.manual_seed(seed)
             model = get_model(self.config["model"])(self.config, dataset)
-            swap_embeddings(model, dataset, self.config)
+            swap_embeddings(model, dataset, self.config, init_seed=seed)  # emb_init: normal draws anew too
         self._restore(model.state_dict())
 
     def apply_widths(self, widths):
@@ -185,6 +187,14 @@ class CIESSTrainer(Trainer):
         self.optimizer = self._build_optimizer()
         self._forget_propagation()
         return packed
+
+    def _note_memory(self):
+        """The search trains masked ``n × d`` tables with their optimiser state, far more than the final
+        packed tables hold: keep the most it held (measured after a step), so the run's bytes held while
+        training are the search's when larger."""
+        held = training_memory(self.model, self.optimizer)
+        if self.search_memory is None or held["training_bytes"] > self.search_memory["training_bytes"]:
+            self.search_memory = held
 
     def _swap_tables(self, old, new):
         for a, b in zip(old, new):
@@ -374,6 +384,7 @@ class CIESSTrainer(Trainer):
         if c["ciess_pretrain_epochs"] is not None:
             for epoch in range(c["ciess_pretrain_epochs"]):
                 loss = self._train_epoch(train_data, epoch, show_progress=show_progress)
+                self._note_memory()
                 self.logger.info(set_color("CIESS pre-train", "pink") + f" epoch {epoch}: loss {np.sum(loss):.4f}")
             return c["ciess_pretrain_epochs"]
         schedule = self._lr_schedule(1.0)
@@ -381,6 +392,7 @@ class CIESSTrainer(Trainer):
         while patience > 0:
             self._train_epoch(self._batches(batches, c["ciess_pretrain_batches"], schedule), rounds,
                               show_progress=show_progress)
+            self._note_memory()
             quality = float(user_quality(self, valid_data, c["ciess_quality_ks"], show_progress).mean())
             self.logger.info(set_color("CIESS pre-train", "pink") + f" round {rounds}: quality {quality:.4f}")
             rounds += 1
@@ -439,6 +451,7 @@ class CIESSTrainer(Trainer):
                 self.apply_widths(widths)
                 schedule = self._lr_schedule(c["ciess_search_scale"])
                 self._train_epoch(self._batches(batches, n_batches, schedule), step_id, show_progress=show_progress)
+                self._note_memory()
                 quality = self._qualities(valid_data, interactions, show_progress)
                 done = step == c["ciess_steps"] - 1
                 record = {"episode": episode, "step": step, "quality": float(quality["user"].mean())}
@@ -475,6 +488,7 @@ class CIESSTrainer(Trainer):
             "shrunk_to_budget": shrunk, "peak_quality": float(peak["user"].mean()),
             "pretrain_rounds": run["pretrain_rounds"], "pretrain_s": run["pretrain_s"],
             "search_s": run["search_s"] + time() - start, "history": history, "resumed_at_episodes": run["resumed_at"],
+            "search_training_memory": self.search_memory,
             "step": {"batches": n_batches, "batch_size": batch_size, "passes": n_batches * batch_size / train_rows,
                      "fresh_model": not c["ciess_warm_start"]},
         })
@@ -493,6 +507,7 @@ class CIESSTrainer(Trainer):
             "search_s": float(search_s), "history": plain(run["history"]), "eligible": pairs(run["eligible"]),
             "best_any": pairs([best])[0] if best is not None else None, "resumed_at": list(run["resumed_at"]),
             "agents": {r: agent.state() for r, agent in agents.items()}, "rng": rng.bit_generator.state,
+            "memory": self.search_memory,
             "global_rng": rng_state(),
         }, self.config)
         self.logger.info(set_color("CIESS search state", "pink") + f" after episode {run['episodes_done']}: "
@@ -519,6 +534,7 @@ class CIESSTrainer(Trainer):
                    "search_s": state["search_s"], "history": state["history"], "eligible": pairs(state["eligible"]),
                    "best_any": pairs([state["best_any"]])[0] if state["best_any"] is not None else None,
                    "resumed_at": state["resumed_at"] + [state["episodes_done"]]}
+            self.search_memory = state.get("memory")  # a state written before it was kept has none
             found = [widths for _, widths in run["eligible"] + ([run["best_any"]] if run["best_any"] else [])]
             for r in self.roles:
                 if any(len(values[r]) != self.sizes[r] for values in [run["peak"], *found]):

@@ -1,6 +1,7 @@
 """``emb: baco``: users and items close in the training graph share codebook rows (BACO, SIGIR'26)."""
 
 import heapq
+import math
 from logging import getLogger
 
 import numpy as np
@@ -55,13 +56,26 @@ def codebook_row_bytes(tables, bits=FLOAT_BITS):
     return max(sum(int(row_bytes(s.embedding_dim, bits)) for s in tables if s.role == role) for role in ("user", "item"))
 
 
-def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS):
-    """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows."""
+def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS, per_byte=None):
+    """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows; too few is
+    refused, naming the smallest ``key`` that fits when ``per_byte`` (``key``'s value per byte) is given."""
     max_codes = int(row_bytes_budget // codebook_row_bytes(tables, bits)) - COLD_ROWS
     if max_codes < 2:
+        least = "" if per_byte is None else \
+            f" to at least {_rounded_up(value + (MIN_CODES - max_codes) * codebook_row_bytes(tables, bits) * per_byte)}"
         raise ValueError(f"{key}={value!r} leaves no room for BACO codebook rows (after the codes' own bytes "
-                         "and one cold row per side): raise it")
+                         f"and one cold row per side): raise it{least}")
     return max_codes
+
+
+MIN_CODES = 2
+"""The fewest codebook rows besides the cold ones that a plan may have."""
+
+
+def _rounded_up(value, digits=4):
+    """``value`` rounded up to ``digits`` significant digits, so the budget named is one that fits."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale) / scale
 
 
 def residual_bytes(tables, width, bits=FLOAT_BITS):
@@ -81,7 +95,7 @@ def rows_for_budget(tables, budget, secondary, residual=0, bits=FLOAT_BITS):
     """Codebook rows ``emb_budget=budget`` pays for: its share of the full tables' bytes less every
     entity's codes and private residual, over one row's bytes."""
     return rows_within(tables, budget * full_bytes(tables) - spent_bytes(tables, secondary, residual, bits),
-                       "emb_budget", budget)
+                       "emb_budget", budget, bits, per_byte=1 / full_bytes(tables))
 
 
 def spent_bytes(tables, secondary, residual=0, bits=FLOAT_BITS):
@@ -242,11 +256,12 @@ class BACO(EmbeddingMethod):
             unspent = budget_bytes - spent_bytes(tables, secondary, residual, residual_bits)
             allowed = {"bytes": max(int(unspent // codebook_row_bytes(tables, bits)), 0),
                        "authors": max(authors_rows(tables, self.row_budget(tables)), 0)}
-            if allowed[rule] - COLD_ROWS < 2:
+            if allowed[rule] - COLD_ROWS < MIN_CODES:
                 key = "emb_budget" if self.config["baco_rows"] is None else "baco_rows"
                 raise ValueError(f"{key}={self.config[key]!r} leaves no room for BACO codebook rows under "
                                  f"baco_budget_rule={rule!r} (after one cold row per side"
-                                 + (" and the codes' own bytes" if rule == "bytes" else "") + "): raise it")
+                                 + (" and the codes' own bytes" if rule == "bytes" else "") + "): raise it to at "
+                                 f"least {self._smallest_budget(tables, rule, budget_bytes - unspent, bits)}")
         max_codes = None if allowed is None else allowed[rule] - COLD_ROWS
         plan = self.plan_rows(dataset, tables, max_codes, bits)
         within_rows = None if allowed is None else plan.meta["rows"] <= allowed[rule]
@@ -285,6 +300,20 @@ class BACO(EmbeddingMethod):
             return self.config["baco_rows"]
         budget = self.config["emb_budget"]
         return None if budget is None else int(budget * full_bytes(tables) // (row_width(tables) * FLOAT_BYTES))
+
+    def _smallest_budget(self, tables, rule, spent, bits):
+        """The smallest ``baco_rows`` (or ``emb_budget``) that leaves :data:`MIN_CODES` rows besides the cold ones:
+        under ``bytes`` every entity's codes and residual (``spent``) plus those rows' bytes; under ``authors``
+        ``B`` full rows with ``(B·w − n_u) // w`` of them left."""
+        width, rows = row_width(tables), COLD_ROWS + MIN_CODES
+        if rule == "authors":
+            n_users = next((s.num_embeddings for s in tables if s.role == "user"), 0)
+            least_bytes = (rows + -(-n_users // width)) * width * FLOAT_BYTES
+        else:
+            least_bytes = spent + rows * codebook_row_bytes(tables, bits)
+        if self.config["baco_rows"] is not None:
+            return int(-(-least_bytes // (width * FLOAT_BYTES)))
+        return _rounded_up(least_bytes / full_bytes(tables))
 
     def budget_bytes(self, tables):
         """The budget in stored bytes: ``emb_budget`` of the full tables', or ``baco_rows`` full rows'."""
@@ -383,6 +412,7 @@ class BacoStream(StreamPlanner):
     def plan(self, segment, specs, search=None):
         tables_per_side = max(sum(s.role == "user" for s in specs), 1)
         floats = self.budget_floats(segment, tables_per_side)
-        max_codes = None if floats is None else rows_within(specs, floats * FLOAT_BYTES, "emb_budget",
-                                                             self.config["emb_budget"])
+        budget = self.config["emb_budget"]
+        max_codes = None if floats is None else rows_within(specs, floats * FLOAT_BYTES, "emb_budget", budget,
+                                                             per_byte=budget / (floats * FLOAT_BYTES) if floats else None)
         return self.method.plan_rows(segment.history, specs, max_codes)

@@ -240,10 +240,11 @@ INT_CEILING = 1 << 16
 
 
 def _check_int_ceiling(values, path, ceiling=INT_CEILING):
-    """The fallback where sizing on ``meta`` fails: no integer among ``values`` (nested) above ``ceiling``."""
+    """The fallback where sizing on ``meta`` fails: no integer among ``values`` (nested) above ``ceiling``; byte
+    counts a plan records of its run (``…bytes``, ``…_memory``: what its tables stored or held) size nothing."""
     if isinstance(values, dict):
         for key, value in values.items():
-            if key != "seed":
+            if key != "seed" and not str(key).endswith(("bytes", "_memory")):
                 _check_int_ceiling(value, path, ceiling)
     elif isinstance(values, (list, tuple)):
         for value in values:

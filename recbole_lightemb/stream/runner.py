@@ -112,7 +112,9 @@ class WidthSearch:
     :meth:`fresh` tries them on a model built from scratch on a given segment (this one or an earlier
     one), as SCALL's authors do. A try trains ``batches`` batches (at most ``epochs`` epochs of the
     segment's training data when set) with the trainer's optimiser at ``lr`` (default: ``learning_rate``),
-    and ``fitness`` scores its validation result (default: the ``valid_metric``). ``tried`` is the last try's model.
+    and ``fitness`` scores its validation result (default: the ``valid_metric``). ``tried`` is the last try's model;
+    ``held`` the most a try's masked full-width tables held while training (:func:`training_memory`), which the
+    segment's bytes held while training must include.
     """
 
     def __init__(self, model, trainer, segment, config, batches=200, epochs=None, lr=None, build=None, fitness=None):
@@ -120,7 +122,7 @@ class WidthSearch:
         self.batches, self.epochs, self.lr, self.build = batches, epochs, lr, build
         self.fitness = fitness or (lambda result: calculate_valid_score(result, trainer.valid_metric))
         self.start = {name: p.detach().clone() for name, p in model.named_parameters()}
-        self.tried = None
+        self.tried, self.held = None, None
         mask_unseen(trainer, segment.split)
 
     def steps(self, segment):
@@ -163,6 +165,9 @@ class WidthSearch:
                 if done >= batches:
                     break
         self.tried = model
+        held = training_memory(model, optimizer)
+        if self.held is None or held["ratio"] > self.held["ratio"]:
+            self.held = held
         trainer, own = self.trainer, (self.trainer.model, self.trainer.unseen_items)
         trainer.model = model  # this segment's trainer evaluates the try (a new one would open a log folder)
         mask_unseen(trainer, segment.split)
@@ -288,6 +293,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         model, specs = _build(model_class, config, segment, method, planner)
         tables_per_side = max(sum(s.role == "user" for s in specs), 1)
         budget = planner.budget_floats(segment, tables_per_side)
+        search = None
         if planner.widths_based:
             warm_start(model, previous)
             trainer = trainer_class(config, model)
@@ -330,6 +336,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             "segment": segment.index, "users_seen": segment.users_seen, "items_seen": segment.items_seen,
             "stored_floats": report["stored_floats"], "budget_floats": budget,
             "stored_bytes": report["stored_bytes"], "training_memory": training_memory(model, trainer.optimizer),
+            "search_training_memory": search and search.held,  # None where nothing was tried
             "valid_result": dict(best_valid_result),
             "test_result": dict(test_result),
             "time_s": time.perf_counter() - seg_start,
