@@ -174,7 +174,7 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
 
 SAME_FLOATS_FASTER = {"graph_csr": True}
 """Added to the LightGCN settings with runs still to do (2026-12-06): on one torch thread, as the frontier trains
-(on this x86 build with MKL), LightGCN with its adjacency in CSR trains RecBole's floats bit for bit, about twice as fast on Beauty
+(on an Intel CPU with torch's MKL build), LightGCN with its adjacency in CSR trains RecBole's floats bit for bit (on AMD EPYC within the last bit), about twice as fast on Beauty
 (``bench/graph_csr.py``), so runs with and without it compare."""
 
 SETTINGS = {

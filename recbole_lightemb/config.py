@@ -19,8 +19,6 @@ PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 PLUGIN_PREFIXES = ("emb_", "baco_", "ciess_", "scall_", "stream_", "freq_", "quant_")
 """Keys starting with these belong to the plugin: one it does not know is a typo, not a RecBole key."""
-METHOD_PREFIXES = ("baco_", "ciess_", "scall_", "freq_", "quant_")
-"""Keys only the method of that name reads (``ciess_mode`` with ``emb: ciess``): set for another method, ignored."""
 
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 
@@ -135,8 +133,9 @@ class Config(RecBoleConfig):
                              "train_neg_sample_args is set to None (RecBole requires it)")
 
     def _check_plugin_keys(self):
-        """Unknown plugin-prefixed keys are typos (named with the closest known key), a method's own key set for
-        another method is refused (it would be ignored); boolean keys read
+        """Unknown plugin-prefixed keys are typos (named with the closest known key), a paper method's mode
+        outside its choices is refused whatever ``emb`` is (a ``--compare`` or tuning grid hands every arm the
+        same keys, and each arm reads its own method's); boolean keys read
         ``yes``/``no``/``1``/``0`` as the command line's ``str2bool`` does, anything else is an error."""
         known = plugin_defaults()
         for key, value in self.external_config_dict.items():
@@ -144,11 +143,7 @@ class Config(RecBoleConfig):
                 close = difflib.get_close_matches(key, list(known), n=1)
                 raise ValueError(f"{key}={value!r}: not a recbole-lightemb key"
                                  + (f"; did you mean {close[0]}?" if close else ""))
-        emb = self.final_config_dict.get("emb")
-        for key, value in self.external_config_dict.items():
-            if key.startswith(METHOD_PREFIXES) and emb != key.split("_", 1)[0]:
-                raise ValueError(f"{key}={value!r}: read by emb={key.split('_', 1)[0]} only, and emb={emb!r} "
-                                 "would ignore it; remove it or set that emb")
+        self._check_modes()
         for key, default in known.items():
             value = self.final_config_dict.get(key)
             if isinstance(value, float) and not math.isfinite(value):
@@ -159,6 +154,15 @@ class Config(RecBoleConfig):
                 if value.lower() not in TRUE_WORDS + FALSE_WORDS:
                     raise ValueError(f"{key}={value!r}: expected True or False (or yes/no, 1/0)")
                 self.final_config_dict[key] = value.lower() in TRUE_WORDS
+
+    def _check_modes(self):
+        from recbole_lightemb.baco.coclustering import WEIGHT_MODES  # the methods import this module
+        from recbole_lightemb.ciess.keys import MODES as CIESS_MODES
+        from recbole_lightemb.scall.settings import MODES as SCALL_MODES
+
+        for key, allowed in (("baco_mode", WEIGHT_MODES), ("ciess_mode", CIESS_MODES), ("scall_mode", SCALL_MODES)):
+            if key in self.external_config_dict and self.external_config_dict[key] not in allowed:
+                raise ValueError(f"{key}={self.external_config_dict[key]!r}: allowed {', '.join(allowed)}")
 
     def _check_dataset_present(self):
         """Fail before RecBole would try to download a dataset: this plugin never downloads."""

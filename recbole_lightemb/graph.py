@@ -5,9 +5,10 @@ RecBole keeps the ``(users + items)²`` adjacency as a COO tensor, and on the CP
 a COO tensor out of row order, at every batch; the plugin keeps that transpose once in CSR, each row's entries in
 the order torch sums them (:class:`AdjacencyWithTranspose`, always on the CPU). With ``graph_csr: True`` the
 forward products run on the matrix in CSR too, its entries in RecBole's stored order. Both give RecBole's floats:
-on one torch thread a trained epoch is bit for bit RecBole's (tested on tiny data; ``bench/graph_csr.py`` checks
-ml-100k and Beauty and times them); with several threads RecBole's own epoch differs from run to run in the
-last bits, and so do these.
+on one torch thread on an Intel CPU (torch's MKL build) a trained epoch is bit for bit RecBole's (tested on tiny
+data; ``bench/graph_csr.py`` checks ml-100k and Beauty and times them); on an AMD EPYC the weights differ from
+RecBole's in the last bit (1.5e-8 after a tiny epoch), as RecBole's COO and CSR kernels there sum in another order;
+with several threads RecBole's own epoch differs from run to run in the last bits, and so do these.
 """
 
 import contextlib

@@ -275,7 +275,7 @@ def test_search_works_with_graph_and_multi_table_models(model, tiny_config):
     ({"ciess_steps": 0}, "ciess_steps=0"),
     ({"ciess_tau": 1.5}, "ciess_tau=1.5"),
     ({"ciess_warm_start": "maybe"}, "ciess_warm_start"),
-    ({"ciess_mode": "authors"}, "ciess_mode='authors': expected one of paper, fast"),
+    ({"ciess_mode": "authors"}, "ciess_mode='authors': allowed paper, fast"),
     ({"ciess_search_scale": 0.0}, "ciess_search_scale=0.0"),
     ({"ciess_step_batch_size": 0}, "ciess_step_batch_size=0"),
     ({"ciess_grad_clip": -1.0}, "ciess_grad_clip=-1.0"),

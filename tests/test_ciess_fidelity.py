@@ -338,7 +338,7 @@ def test_fast_mode_sets_the_plugins_values_for_unset_keys_only(tiny_config):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"ciess_mode": "slow"}, "ciess_mode='slow': expected one of paper, fast"),
+    ({"ciess_mode": "slow"}, "ciess_mode='slow': allowed paper, fast"),
     ({"ciess_search_scale": 0}, "ciess_search_scale=0"),
     ({"ciess_search_scale": -0.25}, "ciess_search_scale=-0.25"),
     ({"ciess_search_scale": float("inf")}, "ciess_search_scale=inf"),

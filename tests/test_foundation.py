@@ -211,8 +211,8 @@ def test_cli_writes_result_json(tmp_path):
     (["--emb_budgt=0.25"], {"emb": "uniform"}, "emb_budgt=.*not a recbole-lightemb key; did you mean emb_budget"),
     ([], {"emb": "uniform", "emb_budget": 0.25, "baco_secondry": True}, "did you mean baco_secondary"),
     ([], {"stream": "maybe"}, "stream='maybe': expected True or False"),
-    ([], {"emb": "uniform", "emb_budget": 0.25, "ciess_mode": "slow"},
-     "ciess_mode='slow': read by emb=ciess only, and emb='uniform' would ignore it"),
+    ([], {"emb": "uniform", "emb_budget": 0.25, "ciess_mode": "slow"}, "ciess_mode='slow': allowed paper, fast"),
+    ([], {"emb": "full", "baco_mode": "authors"}, "baco_mode='authors': allowed paper, stated"),
     ([], {"stream": True, "emb_test_curve": True}, "emb_test_curve=True: not supported with stream=True"),
 ])
 def test_keys_that_would_be_ignored_or_misread_are_errors(argv, config_dict, match, tiny_config, monkeypatch):

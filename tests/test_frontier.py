@@ -157,7 +157,7 @@ def test_a_stream_is_tabled_per_segment_against_its_uniform_arm_with_a_sign_per_
             stream_run("uniform", 1, (0.2, 0.3), (5, 6)), stream_run("uniform", 2, (0.2, 0.5), (7, 8)),
             stream_run("scall", 1, (0.2, 0.1), (1, 1)), stream_run("scall", 2, (0.3, 0.4), (9, 1))]
     lines = format_segment_table(runs).splitlines()
-    assert lines[2].split(" | ")[-1] == "scall-0.125 − uniform-0.125 (per seed) |"  # no column for full
+    assert lines[2].split(" | ")[-1] == "scall-0.125 (fast) − uniform-0.125 (per seed) |"  # no column for full; the mode said
     assert lines[4] == "| 0 | 10 | 0.5000 | 0.2000 | 0.2500 | +0.0500 =+ |"
     assert lines[5] == "| 1 | 11 | 0.5000 | 0.4000 | 0.2500 | -0.1500 -- |"
     for r in runs:  # validation: the scores the search and early stopping selected on
@@ -178,7 +178,7 @@ def test_a_stream_search_is_tabled_by_its_mean_reward_and_spread_per_segment():
     runs[1]["segments"][1]["search"] = {"rewards": [-1.0, -0.99]}
     runs[2]["segments"][1]["search"] = {"rewards": [0.2, -0.2, 0.0]}
     lines = format_segment_search(runs).splitlines()
-    assert lines[2] == "| segment | scall-0.125 |"  # only the arm that searched
+    assert lines[2] == "| segment | scall-0.125 (fast) |"  # only the arm that searched, its mode said
     assert lines[4] == "| 0 | - |"
     assert lines[5] == "| 1 | -0.497 / 0.205 |"  # means (-0.995, 0.0), spreads (0.01, 0.4)
     assert format_segment_search(runs[:1]) is None

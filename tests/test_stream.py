@@ -384,3 +384,16 @@ def test_a_stream_given_a_checkpoint_to_resume_is_refused_not_ignored(tmp_path):
 
     with pytest.raises(ValueError, match="resume_checkpoint=.*a stream trains one model per segment"):
         run_recbole_lightemb("BPR", "tiny", config_dict=config)
+
+
+def test_a_searching_trainer_on_a_stream_reports_its_search_in_each_segment(tmp_path):
+    """CIESS plans afresh per segment and searches inside its trainer: the segment's row carries that search's
+    bytes held while training (masked full-width tables), above the segment's own."""
+    from recbole_lightemb import run_recbole_lightemb
+
+    config = tiny_config(write_tiny(tmp_path), tmp_path, emb="ciess", emb_budget=0.5, ciess_pretrain_epochs=1,
+                         ciess_episodes=1, ciess_steps=2, ciess_step_batches=2, ciess_updates_per_step=2,
+                         ciess_batch_size=64, ciess_hidden=16)
+    result = run_recbole_lightemb("BPR", "tiny", config_dict=config)
+    for row in result["segments"]:
+        assert row["search_training_memory"]["ratio"] > 1.0 > row["training_memory"]["ratio"]

@@ -58,7 +58,7 @@ def shown_label(run):
     """The arm as reports and plots print it: a BACO, CIESS or SCALL arm whose label does not name the procedure
     it ran gets it, ``ciess-0.25 (fast)``, so every figure says which mode made it."""
     label = arm_label(run)
-    mode = run.get("mode") or EARLIER_MODES.get(run["method"])
+    mode = run.get("mode") or (run.get("plan") or {}).get("mode") or EARLIER_MODES.get(run["method"])
     named = any(name in label for name in ("paper", *EARLIER_MODES.values()))
     return label if mode is None or named else f"{label} ({mode})"
 
@@ -316,6 +316,11 @@ def _stream_runs(runs, keep=lambda run: True):
     return ok, list(dict.fromkeys(arm_label(r) for r in ok))
 
 
+def _shown(ok, labels):
+    """Each arm label as printed (:func:`shown_label` of its first run)."""
+    return [shown_label(next(r for r in ok if arm_label(r) == label)) for label in labels]
+
+
 def format_segment_table(runs, metric="recall@20", split="test"):
     """Markdown table of a stream setting's ``split`` (``test`` or ``valid``: the best validation score, what a
     search or early stopping selected on) ``metric`` per segment: the mean over seeds of every arm, and
@@ -331,7 +336,9 @@ def format_segment_table(runs, metric="recall@20", split="test"):
     base = scores[uniforms[0]]
     others = [label for label in labels if label != uniforms[0]
               and not any(r["method"] == FULL for r in ok if arm_label(r) == label)]
-    head = ["segment", "test users"] + labels + [f"{label} − {uniforms[0]} (per seed)" for label in others]
+    shown = dict(zip(labels, _shown(ok, labels)))
+    head = ["segment", "test users"] + [shown[label] for label in labels] + \
+        [f"{shown[label]} − {uniforms[0]} (per seed)" for label in others]
     lines = [f"{split.capitalize()} {metric} per segment (mean over seeds; the signs are the seeds in order)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, segment in enumerate(ok[0]["segments"]):
@@ -355,7 +362,7 @@ def format_segment_epochs(runs):
     epochs = {label: [[s["convergence"].get("best_epoch") for s in r["segments"]]
                       for r in sorted(ok, key=lambda r: r["seed"]) if arm_label(r) == label] for label in labels}
     lines = ["Best epoch per segment (seeds in order)", "",
-             "| segment | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+             "| segment | " + " | ".join(_shown(ok, labels)) + " |", "|" + "---|" * (len(labels) + 1)]
     for k in range(len(ok[0]["segments"])):
         cells = [" / ".join("-" if e[k] is None else str(e[k]) for e in epochs[label]) for label in labels]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
@@ -370,7 +377,7 @@ def format_segment_search(runs):
     if not ok:
         return None
     lines = ["Width search per segment: mean reward of the steps / their spread (max − min), mean over seeds", "",
-             "| segment | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+             "| segment | " + " | ".join(_shown(ok, labels)) + " |", "|" + "---|" * (len(labels) + 1)]
     for k in range(len(ok[0]["segments"])):
         cells = []
         for label in labels:

@@ -40,7 +40,7 @@ def resolve_mode(config):
     """Check ``ciess_mode``; in fast mode set the fast values of the keys the user left unset. Idempotent."""
     mode = config["ciess_mode"]
     if mode not in MODES:
-        raise ValueError(f"ciess_mode={mode!r}: expected one of {', '.join(MODES)}")
+        raise ValueError(f"ciess_mode={mode!r}: allowed {', '.join(MODES)}")
     if mode == "fast":
         given = getattr(config, "external_config_dict", {})
         for key, value in {**FAST, "ciess_step_batch_size": config["train_batch_size"]}.items():

@@ -110,6 +110,14 @@ def quality_state(quality, peak, authors):
     return np.clip(2.0 * ratio - 1.0, -1.0, 1.0)
 
 
+def _memory_record(value):
+    """A search state's record of the most its search held: None, or a dict of numbers (else refused)."""
+    if value is not None and not (isinstance(value, dict) and "training_bytes" in value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())):
+        raise ValueError(f"its memory record is {type(value).__name__}, not a dict of numbers")
+    return value
+
+
 class _Recorder:
     """Holds a candidate's ``(epoch, valid score)`` calls until it is known whether it is kept."""
 
@@ -534,7 +542,7 @@ class CIESSTrainer(Trainer):
                    "search_s": state["search_s"], "history": state["history"], "eligible": pairs(state["eligible"]),
                    "best_any": pairs([state["best_any"]])[0] if state["best_any"] is not None else None,
                    "resumed_at": state["resumed_at"] + [state["episodes_done"]]}
-            self.search_memory = state.get("memory")  # a state written before it was kept has none
+            self.search_memory = _memory_record(state.get("memory"))  # a state written before it was kept has none
             found = [widths for _, widths in run["eligible"] + ([run["best_any"]] if run["best_any"] else [])]
             for r in self.roles:
                 if any(len(values[r]) != self.sizes[r] for values in [run["peak"], *found]):

@@ -61,8 +61,8 @@ def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS, per_byte=
     refused, naming the smallest ``key`` that fits when ``per_byte`` (``key``'s value per byte) is given."""
     max_codes = int(row_bytes_budget // codebook_row_bytes(tables, bits)) - COLD_ROWS
     if max_codes < 2:
-        least = "" if per_byte is None else \
-            f" to at least {_rounded_up(value + (MIN_CODES - max_codes) * codebook_row_bytes(tables, bits) * per_byte)}"
+        short = (COLD_ROWS + MIN_CODES) * codebook_row_bytes(tables, bits) - row_bytes_budget  # bytes missing
+        least = "" if per_byte is None else f" to at least {_rounded_up(value + short * per_byte)}"
         raise ValueError(f"{key}={value!r} leaves no room for BACO codebook rows (after the codes' own bytes "
                          f"and one cold row per side): raise it{least}")
     return max_codes

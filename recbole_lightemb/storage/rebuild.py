@@ -223,7 +223,8 @@ def check_model_size(config, model_class, dataset, state_dict, plan, path, max_m
             with torch.device("meta"):
                 swap_embeddings(meta, dataset, config, plan=plan)
         except (RuntimeError, NotImplementedError):  # a table that reads values while built (shared token tables)
-            _check_int_ceiling(plan.meta, path, ceiling=max(INT_CEILING, 8 * (dataset.user_num + dataset.item_num)))
+            _check_int_ceiling(plan.meta, path, ceiling=max(INT_CEILING, 8 * (dataset.user_num + dataset.item_num)),
+                               recorded=True)
             return
         if held_bytes([meta]) > limit:
             raise CheckpointError(f"checkpoint {path!r}: its plan builds tables of {held_bytes([meta]) / 2**20:.0f} "
@@ -239,16 +240,17 @@ def check_model_size(config, model_class, dataset, state_dict, plan, path, max_m
 INT_CEILING = 1 << 16
 
 
-def _check_int_ceiling(values, path, ceiling=INT_CEILING):
-    """The fallback where sizing on ``meta`` fails: no integer among ``values`` (nested) above ``ceiling``; byte
-    counts a plan records of its run (``…bytes``, ``…_memory``: what its tables stored or held) size nothing."""
+def _check_int_ceiling(values, path, ceiling=INT_CEILING, recorded=False):
+    """The fallback where sizing on ``meta`` fails: no integer among ``values`` (nested) above ``ceiling``; with
+    ``recorded`` (a plan's meta) the byte counts it records of its run (``…bytes``, ``…_memory``: what its tables
+    stored or held) are skipped, since no table is built from them."""
     if isinstance(values, dict):
         for key, value in values.items():
-            if key != "seed" and not str(key).endswith(("bytes", "_memory")):
-                _check_int_ceiling(value, path, ceiling)
+            if key != "seed" and not (recorded and str(key).endswith(("bytes", "_memory"))):
+                _check_int_ceiling(value, path, ceiling, recorded)
     elif isinstance(values, (list, tuple)):
         for value in values:
-            _check_int_ceiling(value, path, ceiling)
+            _check_int_ceiling(value, path, ceiling, recorded)
     elif isinstance(values, int) and not isinstance(values, bool) and values > ceiling:
         raise CheckpointError(f"checkpoint {path!r}: a size of {values} in its config or plan, above the {ceiling} "
                               "allowed where the model cannot be sized before it is built")

@@ -336,7 +336,8 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             "segment": segment.index, "users_seen": segment.users_seen, "items_seen": segment.items_seen,
             "stored_floats": report["stored_floats"], "budget_floats": budget,
             "stored_bytes": report["stored_bytes"], "training_memory": training_memory(model, trainer.optimizer),
-            "search_training_memory": search and search.held,  # None where nothing was tried
+            "search_training_memory": search.held if search else plan.meta.get("search_training_memory"),  # a
+            # widths planner's tries, or a searching trainer's own search (CIESS); None where nothing searched
             "valid_result": dict(best_valid_result),
             "test_result": dict(test_result),
             "time_s": time.perf_counter() - seg_start,
