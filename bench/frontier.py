@@ -102,8 +102,12 @@ training)."""
 CIESS_SEARCH_ARMS = [(f"ciess-{b:g}[paper x{scale:g}]", "ciess", b, {"ciess_mode": "paper", "ciess_search_scale": scale})
                      for scale in (0.0625, 0.25, 1.0) for b in METHOD_BUDGETS]
 CIESS_SEARCH_ARMS += [(f"ciess-{b:g}[fast]", "ciess", b, {"ciess_mode": "fast"}) for b in METHOD_BUDGETS]
+CIESS_SEARCH_ARMS += [(f"ciess-0.1[paper x0.0625, projection{bits}]", "ciess", 0.1,
+                       {"ciess_mode": "paper", "ciess_search_scale": 0.0625, "ciess_projection": True, **extra})
+                      for bits, extra in (("", {}), (", 4 bits", {"emb_bits": 4}))]
 """Issue 32's search-budget question: CIESS as published at 1/16, 1/4 and 1 of the authors' per-step training,
-and the plugin's fast mode (the earlier ``ciess-*`` runs of this setting are fast mode, with other lambdas)."""
+and the plugin's fast mode (the earlier ``ciess-*`` runs of this setting are fast mode, with other lambdas); and
+issue 33's precision axis on CIESS: its grouped form, float32 and with 4-bit rows."""
 
 SCALL_PAPER_ARMS = [
     ("scall-0.125[paper]", "scall", 0.125, {"scall_mode": "paper"}),

@@ -43,6 +43,8 @@ from recbole_lightemb.ciess.widths import (
     to_mixed)
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
+from recbole_lightemb.modules.precision import apply_precision
+from recbole_lightemb.modules.quantized import FLOAT_BITS
 from recbole_lightemb.plan import plan_path
 from recbole_lightemb.report import training_memory
 from recbole_lightemb.storage.checkpoint import first_line
@@ -143,6 +145,7 @@ class CIESSTrainer(Trainer):
         tables = self.tables or final
         self.plan = tables[0].ciess_plan
         self.projection = bool(self.plan.meta.get("projection"))
+        self.bits = int(self.plan.meta.get("bits", FLOAT_BITS))  # emb_bits: the final groups' rows, and every cost
         self.ref_dim = self.plan.meta["ref_dim"]
         self.roles = sorted({t.role for t in tables})
         self.dims = {r: [t.embedding_dim for t in tables if t.role == r] for r in self.roles}
@@ -192,6 +195,9 @@ class CIESSTrainer(Trainer):
         with ``ciess_projection``, groups and their projections) instead of the search's masked
         ``n × d`` ones. Returns the packed tables, in ``self.tables``' order."""
         packed = pack_variable_widths(self.model, projection=self.projection)
+        if self.bits != FLOAT_BITS:  # (checked by the method: projection groups, a fixed precision)
+            for table in packed:
+                apply_precision(table, {f"values.{g}": self.bits for g in range(len(table.group_widths))})
         self.optimizer = self._build_optimizer()
         self._forget_propagation()
         return packed
@@ -210,11 +216,13 @@ class CIESSTrainer(Trainer):
         self._forget_propagation()
 
     def plan_bytes(self, widths):
-        return plan_bytes(widths, self.dims, self.ref_dim)
+        return plan_bytes(widths, self.dims, self.ref_dim, self.bits)
 
     def final_bytes(self, widths):
         """Bytes of the final tables: prefix rows, or (``ciess_projection``) groups with their projections."""
-        return mixed_plan_bytes(widths, self.dims, self.ref_dim) if self.projection else self.plan_bytes(widths)
+        if self.projection:
+            return mixed_plan_bytes(widths, self.dims, self.ref_dim, self.bits)
+        return self.plan_bytes(widths)
 
     # -- fit -----------------------------------------------------------------------------------
 
@@ -558,13 +566,14 @@ class CIESSTrainer(Trainer):
         """A chosen step's widths as trained: as found in the paper mode (``fit_to_budget`` only shrinks the
         fallback plan), filled, re-ranked or grouped where the options ask."""
         c = self.config
-        widths = fit_to_budget(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min)
+        widths = fit_to_budget(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min, self.bits)
         if c["ciess_fill_budget"]:
-            widths = grow_to_budget(widths, self.dims, self.ref_dim, self.max_bytes)
+            widths = grow_to_budget(widths, self.dims, self.ref_dim, self.max_bytes, bits=self.bits)
         if c["ciess_rank_by_frequency"]:
             widths = rank_by_frequency(widths, counts)
         if self.projection:
-            widths = to_mixed(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min, grow=c["ciess_fill_budget"])
+            widths = to_mixed(widths, self.dims, self.ref_dim, self.max_bytes, self.s_min, grow=c["ciess_fill_budget"],
+                              bits=self.bits)
         return widths
 
     def _set_plan(self, chosen, widths):

@@ -4,13 +4,15 @@ The agent picks a width ``s_e`` in ``s_min..D`` per user/item, where ``D`` is th
 swapped table. A table of width ``d_t`` (NeuMF keeps MF and MLP tables of different widths)
 stores ``ceil(s_e · d_t / D)`` floats of that entity: the same fraction of every table, never
 below one float and exactly ``d_t`` when ``s_e = D``. Costs are counted as the modules count
-them: ``4`` bytes per float plus one width index per stored row.
+them: ``4`` bytes per float (with ``emb_bits`` below 32, the row's packed values and its float32
+scale) plus one width index per stored row.
 """
 
 import numpy as np
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, index_bytes
 from recbole_lightemb.modules.mixed import mixed_bytes, power_of_two_widths
+from recbole_lightemb.modules.quantized import FLOAT_BITS, row_bytes
 
 
 def table_widths(widths, dim, ref_dim):
@@ -19,14 +21,14 @@ def table_widths(widths, dim, ref_dim):
     return np.clip(-((-widths * dim) // ref_dim), 1, dim)
 
 
-def table_bytes(widths, dim, ref_dim):
-    """Stored bytes of one table under ``widths``: floats plus one width index per row."""
-    return int(table_widths(widths, dim, ref_dim).sum()) * FLOAT_BYTES + len(widths) * index_bytes(dim)
+def table_bytes(widths, dim, ref_dim, bits=FLOAT_BITS):
+    """Stored bytes of one table under ``widths``: its rows at ``bits`` plus one width index per row."""
+    return int(row_bytes(table_widths(widths, dim, ref_dim), bits).sum()) + len(widths) * index_bytes(dim)
 
 
-def plan_bytes(widths_by_role, dims_by_role, ref_dim):
+def plan_bytes(widths_by_role, dims_by_role, ref_dim, bits=FLOAT_BITS):
     """Stored bytes of every table: ``widths_by_role[role]`` applies to all ``dims_by_role[role]``."""
-    return sum(table_bytes(widths_by_role[role], dim, ref_dim)
+    return sum(table_bytes(widths_by_role[role], dim, ref_dim, bits)
                for role, dims in dims_by_role.items() for dim in dims)
 
 
@@ -35,7 +37,7 @@ def full_plan_bytes(sizes_by_role, dims_by_role):
     return sum(sizes_by_role[role] * dim * FLOAT_BYTES for role, dims in dims_by_role.items() for dim in dims)
 
 
-def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1):
+def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, bits=FLOAT_BITS):
     """Shrink the largest widths first until the plan costs at most ``max_bytes``.
 
     The result is ``min(s_e, c)`` for the largest cap ``c`` that fits, then the entities whose
@@ -46,7 +48,7 @@ def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1):
     widths = {role: np.asarray(w, dtype=np.int64) for role, w in widths_by_role.items()}
 
     def cost(cap):
-        return plan_bytes({r: np.minimum(w, cap) for r, w in widths.items()}, dims_by_role, ref_dim)
+        return plan_bytes({r: np.minimum(w, cap) for r, w in widths.items()}, dims_by_role, ref_dim, bits)
 
     if cost(s_min) > max_bytes:
         raise ValueError(f"the smallest plan (width {s_min} everywhere) needs {cost(s_min)} bytes, "
@@ -64,8 +66,8 @@ def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1):
     candidates = []
     for role, w in widths.items():
         above = np.flatnonzero(w > lo)
-        extra = sum((table_widths(np.full(len(above), lo + 1), d, ref_dim)
-                     - table_widths(np.full(len(above), lo), d, ref_dim)) * FLOAT_BYTES
+        extra = sum(row_bytes(table_widths(np.full(len(above), lo + 1), d, ref_dim), bits)
+                    - row_bytes(table_widths(np.full(len(above), lo), d, ref_dim), bits)
                     for d in dims_by_role[role])
         candidates.extend(zip(-w[above], [role] * len(above), above, np.broadcast_to(extra, above.shape)))
     candidates.sort(key=lambda c: c[0])
@@ -77,7 +79,7 @@ def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1):
     return capped
 
 
-def grow_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, iterations=40):
+def grow_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, iterations=40, bits=FLOAT_BITS):
     """Scale every width by the largest factor ``k ≥ 1`` whose plan still fits ``max_bytes``.
 
     A short search can settle on a plan far under the budget; scaling keeps the agent's
@@ -90,14 +92,14 @@ def grow_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, iterations=
     def scaled(k):
         return {r: np.minimum(np.rint(w * k).astype(np.int64), ref_dim) for r, w in widths.items()}
 
-    if plan_bytes(widths, dims_by_role, ref_dim) > max_bytes:
+    if plan_bytes(widths, dims_by_role, ref_dim, bits) > max_bytes:
         return widths
     lo, hi = 1.0, float(ref_dim)  # scaled(lo) fits; scaled(hi) is full width
-    if plan_bytes(scaled(hi), dims_by_role, ref_dim) <= max_bytes:
+    if plan_bytes(scaled(hi), dims_by_role, ref_dim, bits) <= max_bytes:
         return scaled(hi)
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if plan_bytes(scaled(mid), dims_by_role, ref_dim) <= max_bytes else (lo, mid)
+        lo, hi = (mid, hi) if plan_bytes(scaled(mid), dims_by_role, ref_dim, bits) <= max_bytes else (lo, mid)
     return scaled(lo)
 
 
@@ -120,14 +122,17 @@ def rank_by_frequency(widths_by_role, counts_by_role):
     return ranked
 
 
-def mixed_plan_bytes(widths_by_role, dims_by_role, ref_dim):
-    """Stored bytes of every table as mixed-dimension groups with projections (rows, ``w × d`` projections,
-    group and slot per row)."""
-    return sum(mixed_bytes(table_widths(widths_by_role[role], dim, ref_dim), dim, projection=True)
-               for role, dims in dims_by_role.items() for dim in dims)
+def mixed_plan_bytes(widths_by_role, dims_by_role, ref_dim, bits=FLOAT_BITS):
+    """Stored bytes of every table as mixed-dimension groups with projections (rows at ``bits``, float32
+    ``w × d`` projections, group and slot per row)."""
+    def table(widths, dim):
+        each = None if bits == FLOAT_BITS else np.full(len(widths), bits)
+        return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each)
+
+    return sum(table(widths_by_role[role], dim) for role, dims in dims_by_role.items() for dim in dims)
 
 
-def to_mixed(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, grow=True, iterations=60):
+def to_mixed(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, grow=True, iterations=60, bits=FLOAT_BITS):
     """The searched widths as mixed-dimension groups (``ciess_projection``) that fit ``max_bytes``.
 
     Every width is scaled by one factor ``k`` and rounded down to a power of two (or ``ref_dim``; never
@@ -146,13 +151,15 @@ def to_mixed(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, grow=Tru
                 for r, w in scaled.items()}
 
     lo, hi = 1.0 / (ref_dim * max(int(w.max(initial=1)) for w in widths.values())), float(ref_dim) if grow else 1.0
-    if mixed_plan_bytes(at(lo), dims_by_role, ref_dim) > max_bytes:
+    def cost(k):
+        return mixed_plan_bytes(at(k), dims_by_role, ref_dim, bits)
+
+    if cost(lo) > max_bytes:
         raise ValueError(f"ciess_projection: the narrowest groups (width {candidates[0]} everywhere, with their "
-                         f"projections) need {mixed_plan_bytes(at(lo), dims_by_role, ref_dim)} bytes, over the "
-                         f"budget of {max_bytes} bytes")
-    if mixed_plan_bytes(at(hi), dims_by_role, ref_dim) <= max_bytes:
+                         f"projections) need {cost(lo)} bytes, over the budget of {max_bytes} bytes")
+    if cost(hi) <= max_bytes:
         return at(hi)
     for _ in range(iterations):
         mid = (lo * hi) ** 0.5
-        lo, hi = (mid, hi) if mixed_plan_bytes(at(mid), dims_by_role, ref_dim) <= max_bytes else (lo, mid)
+        lo, hi = (mid, hi) if cost(mid) <= max_bytes else (lo, mid)
     return at(lo)

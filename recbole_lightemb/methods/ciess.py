@@ -24,6 +24,7 @@ from recbole_lightemb.ciess.search_state import load_search_state
 from recbole_lightemb.ciess.trainer import CIESSTrainer
 from recbole_lightemb.ciess.widths import table_widths
 from recbole_lightemb.config import model_width
+from recbole_lightemb.methods.precision import apply_bits, planned_precision, precision_meta, precision_of
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import Plan
@@ -55,10 +56,12 @@ class CIESS(EmbeddingMethod):
     """Widths ``s_e`` in ``ciess_s_min..D`` per user/item (``D`` = widest swapped table)."""
 
     trainer = CIESSTrainer
+    precision = True  # the final groups of ``ciess_projection`` (checked in ``check_config``)
 
     def check_config(self):
         config = self.config
         resolve_mode(config)
+        self._check_precision()
         if budget_fraction(config) is None and not saved_plan_path(config):
             raise ValueError("emb=ciess needs emb_budget (or its alias ciess_budget): a fraction of the full "
                              "embedding memory in (0, 1], e.g. --emb_budget=0.1")
@@ -111,6 +114,22 @@ class CIESS(EmbeddingMethod):
             raise ValueError(f"eval_args.mode={mode!r}: emb=ciess ranks all items to measure per-user quality; "
                              "allowed: 'full' for validation")
 
+    def _check_precision(self):
+        """``emb_bits`` below 32: the final mixed-dimension groups (``ciess_projection``) store their rows in that
+        many bits and the search's byte budget counts them so; one precision for all rows, float32 masters."""
+        bits, policy = precision_of(self.config)
+        if bits == 32 and policy == "fixed":
+            return
+        if not self.config["ciess_projection"]:
+            raise ValueError(f"emb_bits={bits!r}: emb=ciess stores low-bit rows in its grouped tables only; allowed: "
+                             "ciess_projection=True with it, or emb_bits=32")
+        if policy != "fixed":
+            raise ValueError(f"emb_bits_policy={policy!r}: emb=ciess searches one width per entity at one precision; "
+                             "allowed: fixed")
+        if self.config["emb_master_free"]:
+            raise ValueError("emb_master_free=True: emb=ciess searches on float32 masked tables and trains its groups "
+                             "with float32 masters; allowed: False")
+
     def plan(self, dataset, tables):
         """Full widths to start with; the trainer's search replaces them in place."""
         ref_dim = max(spec.embedding_dim for spec in tables)
@@ -118,7 +137,8 @@ class CIESS(EmbeddingMethod):
         return Plan(self.name, arrays, meta={"ref_dim": ref_dim, "budget": budget_fraction(self.config),
                                              "searched": False, "projection": self.config["ciess_projection"],
                                              "mode": self.config["ciess_mode"],
-                                             "search_scale": float(self.config["ciess_search_scale"])})
+                                             "search_scale": float(self.config["ciess_search_scale"]),
+                                             **precision_meta(*precision_of(self.config))})
 
     def build(self, spec, table, plan):
         plan.meta.setdefault("projection", False)  # plans saved before the option had none
@@ -129,11 +149,12 @@ class CIESS(EmbeddingMethod):
             raise ValueError(f"ciess plan has {have} {spec.role} widths; table {spec.name} has "
                              f"{spec.num_embeddings} rows")
         widths = table_widths(plan[key], spec.embedding_dim, plan.meta["ref_dim"])
+        bits, _ = planned_precision(self, plan)
         if plan.meta.get("projection") and plan.meta.get("searched"):  # final groups: nothing left to search
             module = MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, widths, padding_idx=spec.padding_idx,
                                        init_from=table.weight)
             module.ciess_plan = plan
-            return module
+            return apply_bits(self.config, spec, module, {f"values.{g}": bits for g in range(len(module.group_widths))})
         module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
                                         padding_idx=spec.padding_idx, init_from=table.weight)
         module.ciess_plan = plan  # the trainer writes the searched widths back into this plan

@@ -32,7 +32,7 @@ def refuse_unsupported(method, config):
         where = "a stream (stream=True)" if _setting(config, "stream", False) else f"emb={method.name!r}"
         raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: {where} stores no low-bit rows yet; "
                          "allowed: emb_bits=32 and emb_bits_policy=fixed, or emb in baco, freq, hash, qr, uniform "
-                         "outside a stream")
+                         "(or ciess with ciess_projection=True) outside a stream")
     refuse_master_free(method, config)
 
 
