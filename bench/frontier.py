@@ -190,7 +190,9 @@ SETTINGS = {
             ("ciess-0.25[lambda=0.01]", "ciess", 0.25, {"ciess_lambda": 0.01}),
             ("ciess-0.25", "ciess", 0.25, {}), ("freq-0.25", "freq", 0.25, {}), ("quant-0.1", "quant", 0.1, {}),
             ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
-            *PRECISION_ARMS, *MASTER_FREE_ARMS, *CIESS_SEARCH_ARMS]),
+            *PRECISION_ARMS, *MASTER_FREE_ARMS, *CIESS_SEARCH_ARMS,
+            ("baco-0.25[8-4-2 bits by frequency, residual@4bit]", "baco", 0.25,  # issue 33: mixed precision on BACO
+             {"emb_bits": 4, "emb_bits_policy": "frequency", "baco_residual": 8, "baco_residual_bits": 4})]),
         "config": {"epochs": 1000, "eval_step": 5}},
     "lightgcn-ml100k": {"model": "LightGCN", "dataset": "ml-100k", "seeds": 3, "arms": ML100K_ARMS,
                         "config": {"epochs": 1500, "eval_step": 5, "n_layers": 2}},  # at 600, uniform-0.1 hit the cap

@@ -8,7 +8,7 @@ import pytest
 import torch
 from recbole.utils import get_trainer
 
-from recbole_lightemb import load_data_and_model, run_recbole_lightemb
+from recbole_lightemb import Plan, load_data_and_model, run_recbole_lightemb
 from recbole_lightemb.modules import UniformEmbedding
 from recbole_lightemb.modules.packed_file import OVERHEAD_PER_ARRAY, packed_path, read_packed, write_packed
 from recbole_lightemb.modules.precision import (apply_precision, has_low_bit_rows, ladder, most_rows, row_bits,
@@ -121,7 +121,8 @@ def test_32_bits_are_the_float_methods_and_write_no_packed_file(tiny_config, emb
     ({"emb": "uniform", "emb_bits": 4, "emb_budget": 0.01}, r"allowed: emb_budget >= 0.01953"),
     ({"emb": "hash", "emb_bits": 8, "emb_budget": 0.001}, "leaves less than one hash row .* allowed: emb_budget >= "),
     ({"emb": "full", "emb_bits": 4, "emb_budget": None}, "emb='full' stores no low-bit rows"),
-    ({"emb": "baco", "emb_bits": 4, "emb_bits_policy": "frequency"}, "allowed emb_bits_policy=fixed"),
+    ({"emb": "baco", "emb_bits": 4, "emb_bits_policy": "frequency", "baco_budget_rule": "authors"},
+     "emb_bits_policy=frequency only with baco_budget_rule=bytes"),
     ({"emb": "quant", "emb_bits": 4}, "emb=quant takes its bits from quant_bits"),
 ])
 def test_bad_precision_settings_are_named_before_training(tiny_config, extra, match):
@@ -189,7 +190,7 @@ def test_baco_stores_codebook_and_private_rows_in_low_bits_and_reloads_to_the_sa
 
 def test_baco_low_bit_rows_need_the_bytes_rule(tiny_config):
     config = {**tiny_config, "emb": "baco", "emb_budget": 0.5, "emb_bits": 4, "baco_budget_rule": "authors"}
-    with pytest.raises(ValueError, match="emb_bits below 32 only with baco_budget_rule=bytes"):
+    with pytest.raises(ValueError, match="emb_bits below 32 or emb_bits_policy=frequency only with baco_budget_rule"):
         run_recbole_lightemb(model="BPR", config_dict=config)
 
 
@@ -225,3 +226,27 @@ def test_ciess_low_bit_rows_outside_their_form_are_refused_before_training(tiny_
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "ciess", "emb_budget": 0.1, "emb_bits": 4,
                                                        **extra})
+
+
+def test_baco_codebook_rows_take_bits_by_the_interactions_that_read_them(tiny_config):
+    """emb_bits_policy: frequency on BACO: each side's codebook rows ranked by the training interactions of the
+    entities reading them, 8 / 4 / 2 bits for head / torso / tail, within the byte budget, and reloaded as trained."""
+    from recbole_lightemb.modules.precision import class_counts
+
+    config = {**tiny_config, "emb": "baco", "emb_budget": 0.5, "emb_bits": 4, "emb_bits_policy": "frequency"}
+    result = run_recbole_lightemb(model="BPR", config_dict=config)
+    report, plan = result["compression"], Plan.load(result["plan"]["file"], method="baco")
+    assert report["ratio"] <= 0.5 and report["stored_bytes"] == plan.meta["stored_bytes"]
+    for role in ("user", "item"):
+        bits, codes = plan[f"{role}_bits"], plan[f"{role}_codes"]
+        assert len(bits) == plan.meta[f"n_{role}_codes"]
+        assert sorted(np.bincount(bits, minlength=9)[[8, 4, 2]]) == sorted(class_counts(len(bits)))
+        reads = np.bincount(codes[codes >= 0], minlength=len(bits))
+        assert reads[bits == 8].mean() >= reads[bits == 2].mean()  # the head rows are read by more entities
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
+                                                             data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
+    free = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True})  # rows of 8/4/2 bits
+    assert free["compression"]["stored_bytes"] == report["stored_bytes"]  # trained as stored, no float32 masters
+    assert free["compression"]["training"]["training_bytes"] < 0.5 * report["training"]["training_bytes"]

@@ -13,10 +13,11 @@ from recbole_lightemb.baco.coclustering import WEIGHT_MODES, WEIGHT_SCHEMES, co_
 from recbole_lightemb.config import model_width
 from recbole_lightemb.methods.quantized import BITS as QUANT_BITS
 from recbole_lightemb.methods.precision import (apply_bits, master_free_of, planned_precision, precision_meta,
-                                                precision_of)
+                                                precision_of, shared_row_frequency, training_counts)
 from recbole_lightemb.modules import FLOAT_BYTES, CodebookEmbedding
 from recbole_lightemb.modules.codebook import CODE_BYTES
-from recbole_lightemb.modules.precision import FLOAT_BITS, row_bytes
+from recbole_lightemb.modules.precision import FLOAT_BITS, class_counts, ladder, row_bits, row_bytes
+from recbole_lightemb.modules.quantized import class_bytes, rows_bytes
 from recbole_lightemb.modules.residual import ResidualEmbedding
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod, register_method
@@ -54,6 +55,34 @@ def codebook_row_bytes(tables, bits=FLOAT_BITS):
     """Bytes of one codebook row at ``bits``, counted at the side whose tables take most, so a row count is
     safe whichever side the rows land on."""
     return max(sum(int(row_bytes(s.embedding_dim, bits)) for s in tables if s.role == role) for role in ("user", "item"))
+
+
+def codebook_rows_bytes(tables, n_rows, bits=FLOAT_BITS, policy="fixed"):
+    """Bytes that ``n_rows`` codebook rows in all (both sides, the cold rows included) may cost: under
+    ``emb_bits_policy: frequency`` each class of rows (head, torso, tail of each side's rows) at its bits and the
+    per-row bit classes, with room for how the two sides' rounding of the classes may differ from the whole's."""
+    if policy == "fixed":
+        return n_rows * codebook_row_bytes(tables, bits)
+    tables_per_side = max(sum(s.role == role for s in tables) for role in ("user", "item"))
+    classes = sum(c * codebook_row_bytes(tables, b) for c, b in zip(class_counts(n_rows), ladder(bits)))
+    split = 2 * (codebook_row_bytes(tables, ladder(bits)[0]) - codebook_row_bytes(tables, ladder(bits)[2]))
+    return classes + split + 2 * tables_per_side * class_bytes(n_rows + 4, True)
+
+
+def most_codebook_rows(tables, max_bytes, bits=FLOAT_BITS, policy="fixed"):
+    """The most codebook rows (both sides, the cold rows included) whose :func:`codebook_rows_bytes` fit."""
+    low, high = 0, int(max_bytes // codebook_row_bytes(tables, ladder(bits)[2])) + 1
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if codebook_rows_bytes(tables, mid, bits, policy) <= max_bytes else (low, mid)
+    return low
+
+
+def per_row_bits(codes, counts, n_codes, bits, policy):
+    """Bits of each codebook row of one side by the training interactions of the entities that read it."""
+    valid = codes >= 0
+    frequency = shared_row_frequency(codes[valid], np.broadcast_to(counts[:, None], codes.shape)[valid], n_codes)
+    return row_bits(frequency, bits, policy).astype(np.uint8)
 
 
 def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS, per_byte=None):
@@ -181,11 +210,11 @@ class BACO(EmbeddingMethod):
     def check_config(self):
         budget = check_fraction(self.config, "emb_budget")
         bits, policy = precision_of(self.config)
-        if policy != "fixed" or (bits != FLOAT_BITS and (self.config["baco_budget_rule"] != "bytes"
-                                                         or self.config["stream"])):
+        if (bits != FLOAT_BITS or policy != "fixed") and (self.config["baco_budget_rule"] != "bytes"
+                                                          or self.config["stream"]):
             raise ValueError(f"emb_bits={bits!r}, emb_bits_policy={policy!r} with emb=baco, baco_budget_rule="
                              f"{self.config['baco_budget_rule']!r}, stream={self.config['stream']!r}: allowed "
-                             "emb_bits_policy=fixed, and emb_bits below 32 only with baco_budget_rule=bytes (the "
+                             "emb_bits below 32 or emb_bits_policy=frequency only with baco_budget_rule=bytes (the "
                              "authors' rule counts float rows) outside a stream")
         rows = self.config["baco_rows"]
         resolution = self.config["baco_resolution"]
@@ -254,16 +283,16 @@ class BACO(EmbeddingMethod):
         budget_bytes, allowed = self.budget_bytes(tables), None
         if budget_bytes is not None:  # rows in all, the cold rows included, under each rule
             unspent = budget_bytes - spent_bytes(tables, secondary, residual, residual_bits)
-            allowed = {"bytes": max(int(unspent // codebook_row_bytes(tables, bits)), 0),
+            allowed = {"bytes": most_codebook_rows(tables, unspent, bits, policy),
                        "authors": max(authors_rows(tables, self.row_budget(tables)), 0)}
             if allowed[rule] - COLD_ROWS < MIN_CODES:
                 key = "emb_budget" if self.config["baco_rows"] is None else "baco_rows"
                 raise ValueError(f"{key}={self.config[key]!r} leaves no room for BACO codebook rows under "
                                  f"baco_budget_rule={rule!r} (after one cold row per side"
                                  + (" and the codes' own bytes" if rule == "bytes" else "") + "): raise it to at "
-                                 f"least {self._smallest_budget(tables, rule, budget_bytes - unspent, bits)}")
+                                 f"least {self._smallest_budget(tables, rule, budget_bytes - unspent, bits, policy)}")
         max_codes = None if allowed is None else allowed[rule] - COLD_ROWS
-        plan = self.plan_rows(dataset, tables, max_codes, bits)
+        plan = self.plan_rows(dataset, tables, max_codes, bits, policy)
         within_rows = None if allowed is None else plan.meta["rows"] <= allowed[rule]
         if within_rows is False:  # only γ used as given (baco_search: False) can end above the rows
             getLogger().warning(f"baco_resolution={self.config['baco_resolution']!r}, baco_search=False: after "
@@ -301,7 +330,7 @@ class BACO(EmbeddingMethod):
         budget = self.config["emb_budget"]
         return None if budget is None else int(budget * full_bytes(tables) // (row_width(tables) * FLOAT_BYTES))
 
-    def _smallest_budget(self, tables, rule, spent, bits):
+    def _smallest_budget(self, tables, rule, spent, bits, policy):
         """The smallest ``baco_rows`` (or ``emb_budget``) that leaves :data:`MIN_CODES` rows besides the cold ones:
         under ``bytes`` every entity's codes and residual (``spent``) plus those rows' bytes; under ``authors``
         ``B`` full rows with ``(B·w − n_u) // w`` of them left."""
@@ -310,7 +339,7 @@ class BACO(EmbeddingMethod):
             n_users = next((s.num_embeddings for s in tables if s.role == "user"), 0)
             least_bytes = (rows + -(-n_users // width)) * width * FLOAT_BYTES
         else:
-            least_bytes = spent + rows * codebook_row_bytes(tables, bits)
+            least_bytes = spent + codebook_rows_bytes(tables, rows, bits, policy)
         if self.config["baco_rows"] is not None:
             return int(-(-least_bytes // (width * FLOAT_BYTES)))
         return _rounded_up(least_bytes / full_bytes(tables))
@@ -322,7 +351,7 @@ class BACO(EmbeddingMethod):
         budget = self.config["emb_budget"]
         return None if budget is None else budget * full_bytes(tables)
 
-    def plan_rows(self, dataset, tables, max_codes, bits=FLOAT_BITS):
+    def plan_rows(self, dataset, tables, max_codes, bits=FLOAT_BITS, policy="fixed"):
         """Co-cluster ``dataset``'s interaction graph into at most ``max_codes`` rows plus one cold row
         per side (γ searched), or at ``baco_resolution`` when ``max_codes`` is None or ``baco_search`` is False
         (``max_codes`` then only stops the passes early, as in the authors' code). A model with one
@@ -367,11 +396,18 @@ class BACO(EmbeddingMethod):
         user_codes, n_user = _with_cold_code(user_codes if secondary else user_codes[:, :1], active_users, n_user)
         item_codes, n_item = _with_cold_code(item_codes[:, None], active_items, n_item)
         n_codes = {"user": n_user, "item": n_item}
+        arrays = {"user_codes": user_codes, "item_codes": item_codes}
         stored = codebook_bytes(tables, n_codes, codes_per_entity(secondary), bits)
+        if policy != "fixed":  # each row's bits by the interactions of the entities reading it
+            counts = training_counts(dataset)
+            for role in n_codes:
+                arrays[f"{role}_bits"] = per_row_bits(arrays[f"{role}_codes"], counts[role], n_codes[role], bits, policy)
+            stored = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary)) + sum(
+                rows_bytes(s.embedding_dim, arrays[f"{s.role}_bits"], True) for s in tables)
         getLogger().info(set_color("BACO", "pink") + f": resolution={result.resolution:.5g}, user rows={n_user}, "
                          f"item rows={n_item}, passes={result.passes}, probes={len(probes)}, "
                          f"objective={result.objective:.5g}")
-        return Plan(self.name, {"user_codes": user_codes, "item_codes": item_codes}, {
+        return Plan(self.name, arrays, {
             "resolution": result.resolution, "objective": result.objective, "passes": result.passes,
             "n_user_codes": n_user, "n_item_codes": n_item, "probes": [list(p) for p in probes],
             "private_users": n_head["user"], "private_items": n_head["item"],
@@ -383,11 +419,12 @@ class BACO(EmbeddingMethod):
 
     def build(self, spec, table, plan):
         self.check_plan_setting(plan, "baco_mode", "mode")
-        bits, _ = planned_precision(self, plan)
+        bits, policy = planned_precision(self, plan)
         generator = torch.Generator().manual_seed(self.config["seed"])
         shared = CodebookEmbedding(plan[f"{spec.role}_codes"], plan.meta[f"n_{spec.role}_codes"], spec.embedding_dim,
                                    padding_idx=spec.padding_idx, init_from=table.weight, generator=generator)
-        shared = apply_bits(self.config, spec, shared, {"codebook": bits})
+        each = bits if policy == "fixed" else plan[f"{spec.role}_bits"]
+        shared = apply_bits(self.config, spec, shared, {"codebook": each})
         residual = plan.meta.get("residual", 0)
         if not residual:
             return shared
