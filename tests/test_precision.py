@@ -197,29 +197,36 @@ def test_baco_low_bit_rows_need_the_bytes_rule(tiny_config):
 def test_ciess_groups_store_low_bit_rows_wider_within_the_same_budget_and_reload(tiny_config):
     """emb_bits with ciess_projection: the search and the final groups count 4-bit rows, so the same budget buys
     wider groups (filled to the budget here; the paper mode keeps a step's widths as found, and low-bit rows widen
-    which steps are eligible); what is counted is written, and the packed rows reload to the same metrics."""
+    which steps are eligible); per-row bits by frequency too; what is counted is written, and the packed rows
+    reload to the same metrics."""
     search = {"emb": "ciess", "ciess_pretrain_epochs": 1, "ciess_episodes": 1, "ciess_steps": 2, "ciess_step_batches": 2,
               "ciess_updates_per_step": 2, "ciess_batch_size": 64, "ciess_hidden": 16, "epochs": 1,
               "emb_budget": 0.5, "ciess_projection": True, "ciess_fill_budget": True}
-    runs = {bits: run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **search, "emb_bits": bits})
-            for bits in (32, 4)}
-    for result in runs.values():
+
+    def reloads_as_trained(result):
+        loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
+                                                                 data_path=tiny_config["data_path"])
+        trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+        return has_low_bit_rows(model) and dict(trainer.evaluate(test_data, load_best_model=False)) == \
+            dict(result["test_result"])
+
+    runs = {}
+    for name, extra in (("32", {"emb_bits": 32}), ("4", {"emb_bits": 4}),
+                        ("8-4-2", {"emb_bits": 4, "emb_bits_policy": "frequency"})):
+        runs[name] = result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **search, **extra})
         report = result["compression"]
         assert report["stored_bytes"] == result["plan"]["stored_bytes"] <= 0.5 * report["full_bytes"]
-    width = {bits: np.mean([side["median"] for side in runs[bits]["plan"]["final_widths"].values()]) for bits in runs}
-    assert width[4] > 2 * width[32]  # the bytes 4-bit rows save buy width
-    packed = runs[4]["compression"]["packed_file"]
-    assert packed["array_bytes"] == runs[4]["compression"]["stored_bytes"]  # what is counted is what is written
-    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
-                                                             data_path=tiny_config["data_path"])
-    assert has_low_bit_rows(model)
-    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
-    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(runs[4]["test_result"])
+        if name != "32":
+            assert report["packed_file"]["array_bytes"] == report["stored_bytes"]  # counted is written
+            assert reloads_as_trained(result)
+    width = {name: np.mean([side["median"] for side in r["plan"]["final_widths"].values()]) for name, r in runs.items()}
+    assert width["4"] > 2 * width["32"]  # the bytes 4-bit rows save buy width
+    bits = Plan.load(runs["8-4-2"]["plan"]["file"], method="ciess")["item_bits"]
+    assert np.bincount(bits, minlength=9)[[2, 4, 8]].all()  # head, torso and tail items
 
 
 @pytest.mark.parametrize("extra, match", [
     ({}, "emb_bits=4: emb=ciess stores low-bit rows in its grouped tables only"),
-    ({"ciess_projection": True, "emb_bits_policy": "frequency"}, "emb_bits_policy='frequency': emb=ciess searches"),
     ({"ciess_projection": True, "emb_master_free": True}, "emb_master_free=True: emb=ciess searches on float32"),
 ])
 def test_ciess_low_bit_rows_outside_their_form_are_refused_before_training(tiny_config, extra, match):

@@ -39,8 +39,8 @@ from recbole_lightemb.ciess.schedule import (
     AUTHORS_BUFFER_STEPS, AUTHORS_TARGET_NOISE, LrSchedule, authors_batch_size, authors_step,
     scaled_count)
 from recbole_lightemb.ciess.widths import (
-    fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency, table_widths,
-    to_mixed)
+    bits_of, fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency,
+    table_widths, to_mixed)
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.precision import apply_precision
@@ -146,6 +146,8 @@ class CIESSTrainer(Trainer):
         self.plan = tables[0].ciess_plan
         self.projection = bool(self.plan.meta.get("projection"))
         self.bits = int(self.plan.meta.get("bits", FLOAT_BITS))  # emb_bits: the final groups' rows, and every cost
+        if self.plan.meta.get("bits_policy", "fixed") != "fixed":  # one per entity, by its training interactions
+            self.bits = {t.role: self.plan[f"{t.role}_bits"].astype(np.int64) for t in tables}
         self.ref_dim = self.plan.meta["ref_dim"]
         self.roles = sorted({t.role for t in tables})
         self.dims = {r: [t.embedding_dim for t in tables if t.role == r] for r in self.roles}
@@ -195,9 +197,11 @@ class CIESSTrainer(Trainer):
         with ``ciess_projection``, groups and their projections) instead of the search's masked
         ``n × d`` ones. Returns the packed tables, in ``self.tables``' order."""
         packed = pack_variable_widths(self.model, projection=self.projection)
-        if self.bits != FLOAT_BITS:  # (checked by the method: projection groups, a fixed precision)
+        if isinstance(self.bits, dict) or self.bits != FLOAT_BITS:  # (checked by the method: projection groups)
             for table in packed:
-                apply_precision(table, {f"values.{g}": self.bits for g in range(len(table.group_widths))})
+                each = bits_of(self.bits, table.role)
+                apply_precision(table, {f"values.{g}": each[table.group_members(table.widths(), g)] if np.ndim(each)
+                                        else each for g in range(len(table.group_widths))})
         self.optimizer = self._build_optimizer()
         self._forget_propagation()
         return packed

@@ -5,14 +5,15 @@ swapped table. A table of width ``d_t`` (NeuMF keeps MF and MLP tables of differ
 stores ``ceil(s_e · d_t / D)`` floats of that entity: the same fraction of every table, never
 below one float and exactly ``d_t`` when ``s_e = D``. Costs are counted as the modules count
 them: ``4`` bytes per float (with ``emb_bits`` below 32, the row's packed values and its float32
-scale) plus one width index per stored row.
+scale) plus one width index per stored row. ``bits`` is one for every row, or (``emb_bits_policy:
+frequency``) ``{role: one per entity}``, each row then also storing its 2-bit class.
 """
 
 import numpy as np
 
 from recbole_lightemb.modules.base import FLOAT_BYTES, index_bytes
 from recbole_lightemb.modules.mixed import mixed_bytes, power_of_two_widths
-from recbole_lightemb.modules.quantized import FLOAT_BITS, row_bytes
+from recbole_lightemb.modules.quantized import FLOAT_BITS, class_bytes, row_bytes
 
 
 def table_widths(widths, dim, ref_dim):
@@ -21,14 +22,21 @@ def table_widths(widths, dim, ref_dim):
     return np.clip(-((-widths * dim) // ref_dim), 1, dim)
 
 
+def bits_of(bits, role):
+    """A role's bits: one for all, or one per entity."""
+    return bits[role] if isinstance(bits, dict) else bits
+
+
 def table_bytes(widths, dim, ref_dim, bits=FLOAT_BITS):
-    """Stored bytes of one table under ``widths``: its rows at ``bits`` plus one width index per row."""
-    return int(row_bytes(table_widths(widths, dim, ref_dim), bits).sum()) + len(widths) * index_bytes(dim)
+    """Stored bytes of one table under ``widths``: its rows at ``bits`` (one, or one per row with their classes)
+    plus one width index per row."""
+    rows = int(row_bytes(table_widths(widths, dim, ref_dim), bits).sum())
+    return rows + class_bytes(len(widths), np.ndim(bits) > 0) + len(widths) * index_bytes(dim)
 
 
 def plan_bytes(widths_by_role, dims_by_role, ref_dim, bits=FLOAT_BITS):
     """Stored bytes of every table: ``widths_by_role[role]`` applies to all ``dims_by_role[role]``."""
-    return sum(table_bytes(widths_by_role[role], dim, ref_dim, bits)
+    return sum(table_bytes(widths_by_role[role], dim, ref_dim, bits_of(bits, role))
                for role, dims in dims_by_role.items() for dim in dims)
 
 
@@ -66,8 +74,10 @@ def fit_to_budget(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, bit
     candidates = []
     for role, w in widths.items():
         above = np.flatnonzero(w > lo)
-        extra = sum(row_bytes(table_widths(np.full(len(above), lo + 1), d, ref_dim), bits)
-                    - row_bytes(table_widths(np.full(len(above), lo), d, ref_dim), bits)
+        each = bits_of(bits, role)
+        each = each[above] if np.ndim(each) else each
+        extra = sum(row_bytes(table_widths(np.full(len(above), lo + 1), d, ref_dim), each)
+                    - row_bytes(table_widths(np.full(len(above), lo), d, ref_dim), each)
                     for d in dims_by_role[role])
         candidates.extend(zip(-w[above], [role] * len(above), above, np.broadcast_to(extra, above.shape)))
     candidates.sort(key=lambda c: c[0])
@@ -125,11 +135,14 @@ def rank_by_frequency(widths_by_role, counts_by_role):
 def mixed_plan_bytes(widths_by_role, dims_by_role, ref_dim, bits=FLOAT_BITS):
     """Stored bytes of every table as mixed-dimension groups with projections (rows at ``bits``, float32
     ``w × d`` projections, group and slot per row)."""
-    def table(widths, dim):
-        each = None if bits == FLOAT_BITS else np.full(len(widths), bits)
-        return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each)
+    def table(widths, dim, each):
+        if np.ndim(each) == 0:
+            each = None if each == FLOAT_BITS else np.full(len(widths), each)
+            return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each)
+        return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each, per_row=True)
 
-    return sum(table(widths_by_role[role], dim) for role, dims in dims_by_role.items() for dim in dims)
+    return sum(table(widths_by_role[role], dim, bits_of(bits, role))
+               for role, dims in dims_by_role.items() for dim in dims)
 
 
 def to_mixed(widths_by_role, dims_by_role, ref_dim, max_bytes, s_min=1, grow=True, iterations=60, bits=FLOAT_BITS):

@@ -24,7 +24,9 @@ from recbole_lightemb.ciess.search_state import load_search_state
 from recbole_lightemb.ciess.trainer import CIESSTrainer
 from recbole_lightemb.ciess.widths import table_widths
 from recbole_lightemb.config import model_width
-from recbole_lightemb.methods.precision import apply_bits, planned_precision, precision_meta, precision_of
+from recbole_lightemb.methods.precision import (apply_bits, planned_precision, precision_meta, precision_of,
+                                                training_counts)
+from recbole_lightemb.modules.precision import row_bits
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.plan import Plan
@@ -115,17 +117,15 @@ class CIESS(EmbeddingMethod):
                              "allowed: 'full' for validation")
 
     def _check_precision(self):
-        """``emb_bits`` below 32: the final mixed-dimension groups (``ciess_projection``) store their rows in that
-        many bits and the search's byte budget counts them so; one precision for all rows, float32 masters."""
+        """``emb_bits`` below 32 (or per-row bits by frequency): the final mixed-dimension groups
+        (``ciess_projection``) store their rows in that many bits and the search's byte budget counts them so;
+        float32 masters."""
         bits, policy = precision_of(self.config)
         if bits == 32 and policy == "fixed":
             return
         if not self.config["ciess_projection"]:
             raise ValueError(f"emb_bits={bits!r}: emb=ciess stores low-bit rows in its grouped tables only; allowed: "
                              "ciess_projection=True with it, or emb_bits=32")
-        if policy != "fixed":
-            raise ValueError(f"emb_bits_policy={policy!r}: emb=ciess searches one width per entity at one precision; "
-                             "allowed: fixed")
         if self.config["emb_master_free"]:
             raise ValueError("emb_master_free=True: emb=ciess searches on float32 masked tables and trains its groups "
                              "with float32 masters; allowed: False")
@@ -134,11 +134,16 @@ class CIESS(EmbeddingMethod):
         """Full widths to start with; the trainer's search replaces them in place."""
         ref_dim = max(spec.embedding_dim for spec in tables)
         arrays = {f"{spec.role}_widths": np.full(spec.num_embeddings, ref_dim, dtype=np.int16) for spec in tables}
+        bits, policy = precision_of(self.config)
+        if policy != "fixed":  # each entity's bits by its training interactions, for the search's costs and the groups
+            counts = training_counts(dataset)
+            arrays.update({f"{spec.role}_bits": row_bits(counts[spec.role][:spec.num_embeddings], bits, policy)
+                           .astype(np.uint8) for spec in tables})
         return Plan(self.name, arrays, meta={"ref_dim": ref_dim, "budget": budget_fraction(self.config),
                                              "searched": False, "projection": self.config["ciess_projection"],
                                              "mode": self.config["ciess_mode"],
                                              "search_scale": float(self.config["ciess_search_scale"]),
-                                             **precision_meta(*precision_of(self.config))})
+                                             **precision_meta(bits, policy)})
 
     def build(self, spec, table, plan):
         plan.meta.setdefault("projection", False)  # plans saved before the option had none
@@ -149,12 +154,15 @@ class CIESS(EmbeddingMethod):
             raise ValueError(f"ciess plan has {have} {spec.role} widths; table {spec.name} has "
                              f"{spec.num_embeddings} rows")
         widths = table_widths(plan[key], spec.embedding_dim, plan.meta["ref_dim"])
-        bits, _ = planned_precision(self, plan)
+        bits, policy = planned_precision(self, plan)
         if plan.meta.get("projection") and plan.meta.get("searched"):  # final groups: nothing left to search
             module = MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, widths, padding_idx=spec.padding_idx,
                                        init_from=table.weight)
             module.ciess_plan = plan
-            return apply_bits(self.config, spec, module, {f"values.{g}": bits for g in range(len(module.group_widths))})
+            each = bits if policy == "fixed" else plan[f"{spec.role}_bits"]
+            return apply_bits(self.config, spec, module, {f"values.{g}": each[module.group_members(widths, g)]
+                                                          if policy != "fixed" else each
+                                                          for g in range(len(module.group_widths))})
         module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
                                         padding_idx=spec.padding_idx, init_from=table.weight)
         module.ciess_plan = plan  # the trainer writes the searched widths back into this plan
