@@ -211,8 +211,8 @@ def test_ciess_groups_store_low_bit_rows_wider_within_the_same_budget_and_reload
             dict(result["test_result"])
 
     runs = {}
-    for name, extra in (("32", {"emb_bits": 32}), ("4", {"emb_bits": 4}),
-                        ("8-4-2", {"emb_bits": 4, "emb_bits_policy": "frequency"})):
+    for name, extra in (("32", {"emb_bits": 32}), ("4", {"emb_bits": 4}), ("4, master-free", {"emb_bits": 4,
+                        "emb_master_free": True}), ("8-4-2", {"emb_bits": 4, "emb_bits_policy": "frequency"})):
         runs[name] = result = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, **search, **extra})
         report = result["compression"]
         assert report["stored_bytes"] == result["plan"]["stored_bytes"] <= 0.5 * report["full_bytes"]
@@ -221,13 +221,16 @@ def test_ciess_groups_store_low_bit_rows_wider_within_the_same_budget_and_reload
             assert reloads_as_trained(result)
     width = {name: np.mean([side["median"] for side in r["plan"]["final_widths"].values()]) for name, r in runs.items()}
     assert width["4"] > 2 * width["32"]  # the bytes 4-bit rows save buy width
+    free, masters = runs["4, master-free"]["compression"], runs["4"]["compression"]  # the same search and groups,
+    assert free["stored_bytes"] == masters["stored_bytes"]  # trained as stored: no float32 masters
+    assert free["training"]["training_bytes"] < 0.5 * masters["training"]["training_bytes"]
     bits = Plan.load(runs["8-4-2"]["plan"]["file"], method="ciess")["item_bits"]
     assert np.bincount(bits, minlength=9)[[2, 4, 8]].all()  # head, torso and tail items
 
 
 @pytest.mark.parametrize("extra, match", [
     ({}, "emb_bits=4: emb=ciess stores low-bit rows in its grouped tables only"),
-    ({"ciess_projection": True, "emb_master_free": True}, "emb_master_free=True: emb=ciess searches on float32"),
+    ({"ciess_projection": True, "emb_bits": 32, "emb_master_free": True}, "rows trained without masters need"),
 ])
 def test_ciess_low_bit_rows_outside_their_form_are_refused_before_training(tiny_config, extra, match):
     with pytest.raises(ValueError, match=match):

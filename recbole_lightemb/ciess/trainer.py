@@ -23,6 +23,7 @@ from there (``ciess_resume_search``, :mod:`~recbole_lightemb.ciess.search_state`
 import copy
 import os
 from time import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -41,9 +42,9 @@ from recbole_lightemb.ciess.schedule import (
 from recbole_lightemb.ciess.widths import (
     bits_of, fit_to_budget, full_plan_bytes, grow_to_budget, mixed_plan_bytes, plan_bytes, rank_by_frequency,
     table_widths, to_mixed)
+from recbole_lightemb.methods.precision import apply_bits
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
-from recbole_lightemb.modules.precision import apply_precision
 from recbole_lightemb.modules.quantized import FLOAT_BITS
 from recbole_lightemb.plan import plan_path
 from recbole_lightemb.report import training_memory
@@ -198,10 +199,11 @@ class CIESSTrainer(Trainer):
         ``n × d`` ones. Returns the packed tables, in ``self.tables``' order."""
         packed = pack_variable_widths(self.model, projection=self.projection)
         if isinstance(self.bits, dict) or self.bits != FLOAT_BITS:  # (checked by the method: projection groups)
-            for table in packed:
+            for table in packed:  # low-bit rows, with float32 masters or (emb_master_free) trained as stored
                 each = bits_of(self.bits, table.role)
-                apply_precision(table, {f"values.{g}": each[table.group_members(table.widths(), g)] if np.ndim(each)
-                                        else each for g in range(len(table.group_widths))})
+                apply_bits(self.config, SimpleNamespace(name=table.table_name), table,
+                           {f"values.{g}": each[table.group_members(table.widths(), g)] if np.ndim(each) else each
+                            for g in range(len(table.group_widths))})
         self.optimizer = self._build_optimizer()
         self._forget_propagation()
         return packed

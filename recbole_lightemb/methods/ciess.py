@@ -119,16 +119,14 @@ class CIESS(EmbeddingMethod):
     def _check_precision(self):
         """``emb_bits`` below 32 (or per-row bits by frequency): the final mixed-dimension groups
         (``ciess_projection``) store their rows in that many bits and the search's byte budget counts them so;
-        float32 masters."""
+        the groups train with float32 masters or (``emb_master_free``) as stored; the search's masked tables are
+        float32 either way."""
         bits, policy = precision_of(self.config)
         if bits == 32 and policy == "fixed":
             return
         if not self.config["ciess_projection"]:
             raise ValueError(f"emb_bits={bits!r}: emb=ciess stores low-bit rows in its grouped tables only; allowed: "
                              "ciess_projection=True with it, or emb_bits=32")
-        if self.config["emb_master_free"]:
-            raise ValueError("emb_master_free=True: emb=ciess searches on float32 masked tables and trains its groups "
-                             "with float32 masters; allowed: False")
 
     def plan(self, dataset, tables):
         """Full widths to start with; the trainer's search replaces them in place."""

@@ -67,7 +67,8 @@ def refuse_master_free(method, config):
     policy = _setting(config, "emb_bits_policy", "fixed")
     if not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or _setting(config, "stream", False):
         raise ValueError(f"emb_master_free=True: emb={method.name!r} stores no low-bit rows here; allowed: emb in "
-                         "baco, freq, hash, qr, quant, uniform with emb_bits in 2, 4, 8, outside a stream")
+                         "baco, freq, hash, qr, quant, uniform (or ciess with ciess_projection=True) with emb_bits in 2, 4, 8, "
+                         "outside a stream")
     top = {key: ladder(b)[0] if policy == "frequency" and b in MASTER_FREE_BITS else b for key, b in bits.items()}
     low_bit = [b in MASTER_FREE_BITS for b in top.values()]
     if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())):
