@@ -204,11 +204,14 @@ def test_ciess_groups_store_low_bit_rows_wider_within_the_same_budget_and_reload
               "emb_budget": 0.5, "ciess_projection": True, "ciess_fill_budget": True}
 
     def reloads_as_trained(result):
-        loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
-                                                                 data_path=tiny_config["data_path"])
+        loaded, model, _, train_data, _, test_data = load_data_and_model(checkpoint_of(tiny_config),
+                                                                          data_path=tiny_config["data_path"])
         trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+        runs_as_trained[result["plan"]["file"]] = train_data._dataset
         return has_low_bit_rows(model) and dict(trainer.evaluate(test_data, load_best_model=False)) == \
             dict(result["test_result"])
+
+    runs_as_trained = {}
 
     runs = {}
     for name, extra in (("32", {"emb_bits": 32}), ("4", {"emb_bits": 4}), ("4, master-free", {"emb_bits": 4,
@@ -225,7 +228,9 @@ def test_ciess_groups_store_low_bit_rows_wider_within_the_same_budget_and_reload
     assert free["stored_bytes"] == masters["stored_bytes"]  # trained as stored: no float32 masters
     assert free["training"]["training_bytes"] < 0.5 * masters["training"]["training_bytes"]
     bits = Plan.load(runs["8-4-2"]["plan"]["file"], method="ciess")["item_bits"]
-    assert np.bincount(bits, minlength=9)[[2, 4, 8]].all()  # head, torso and tail items
+    dataset = runs_as_trained[runs["8-4-2"]["plan"]["file"]]
+    counts = np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=len(bits))
+    assert counts[bits == 8].min() >= counts[bits == 4].max() >= counts[bits == 4].min() >= counts[bits == 2].max()
 
 
 @pytest.mark.parametrize("extra, match", [
@@ -257,6 +262,27 @@ def test_baco_codebook_rows_take_bits_by_the_interactions_that_read_them(tiny_co
                                                              data_path=tiny_config["data_path"])
     trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
+    two_per_side = run_recbole_lightemb(model="NeuMF", config_dict=config)  # MF and MLP tables of two widths a side
+    assert two_per_side["compression"]["ratio"] <= 0.5 and two_per_side["plan"]["within_bytes"]
+    assert two_per_side["compression"]["stored_bytes"] == two_per_side["plan"]["stored_bytes"]
     free = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True})  # rows of 8/4/2 bits
     assert free["compression"]["stored_bytes"] == report["stored_bytes"]  # trained as stored, no float32 masters
     assert free["compression"]["training"]["training_bytes"] < 0.5 * report["training"]["training_bytes"]
+
+
+def test_ciess_costs_at_per_row_bits_are_what_its_groups_store_and_fitting_holds_them():
+    from recbole_lightemb.ciess.widths import fit_to_budget, mixed_plan_bytes, plan_bytes, to_mixed
+    from recbole_lightemb.modules.mixed import MixedDimEmbedding
+
+    rng = np.random.default_rng(0)
+    n, d = 50, 16
+    bits, widths, dims = {"item": rng.choice([2, 4, 8], n)}, {"item": rng.integers(1, d + 1, n)}, {"item": [d]}
+    grouped = to_mixed(widths, dims, d, 10 ** 9, bits=bits)["item"]
+    table = MixedDimEmbedding(n, d, grouped)
+    apply_precision(table, {f"values.{g}": bits["item"][table.group_members(grouped, g)]
+                            for g in range(len(table.group_widths))})
+    assert table.stored_bytes() == mixed_plan_bytes({"item": grouped}, dims, d, bits)
+    budget = 3 * plan_bytes(widths, dims, d, bits) // 4
+    fitted = fit_to_budget(widths, dims, d, budget, bits=bits)
+    assert plan_bytes(fitted, dims, d, bits) <= budget < plan_bytes(widths, dims, d, bits)
+    assert plan_bytes(widths, dims, d, bits) < plan_bytes(widths, dims, d)  # low-bit rows cost less than floats

@@ -29,7 +29,7 @@ SUFFIX = ".search.pth"
 NOT_SHARED = ("ciess_resume_search", "ciess_plan", "ciess_budget")
 """``ciess_*`` keys a resumed search may differ in: the resume key itself, a reused plan (refused beside it)
 and the budget's alias (the budget is compared as ``emb_budget``, whichever key set it)."""
-RUN_KEYS = ("seed", "train_batch_size", "train_neg_sample_args", "valid_metric")
+RUN_KEYS = ("seed", "train_batch_size", "train_neg_sample_args", "valid_metric", "emb_bits", "emb_bits_policy")
 
 
 def search_state_path(checkpoint_file):
@@ -39,7 +39,7 @@ def search_state_path(checkpoint_file):
 
 def search_settings(config):
     """The values a resumed search must share with the one that wrote the state: the model, data and tables
-    (as a resumed training), the seed and sampling, and every search key."""
+    (as a resumed training), the seed and sampling, the precision its steps were costed at, and every search key."""
     keys = [k for k in SAME_KEYS if k != "emb_budget"] + list(RUN_KEYS)
     keys += sorted(k for k in plugin_defaults() if k.startswith("ciess_") and k not in NOT_SHARED)
     return {**settings_of(config, keys), "emb_budget": budget_fraction(config)}
