@@ -200,10 +200,9 @@ class CIESSTrainer(Trainer):
         packed = pack_variable_widths(self.model, projection=self.projection)
         if isinstance(self.bits, dict) or self.bits != FLOAT_BITS:  # (checked by the method: projection groups)
             for table in packed:  # low-bit rows, with float32 masters or (emb_master_free) trained as stored
-                each, widths = bits_of(self.bits, table.role), table.widths().cpu().numpy()
+                widths = table.widths().cpu().numpy()
                 apply_bits(self.config, SimpleNamespace(name=table.table_name), table,
-                           {f"values.{g}": each[table.group_members(widths, g)] if np.ndim(each) else each
-                            for g in range(len(table.group_widths))})
+                           table.group_bits(widths, bits_of(self.bits, table.role)))
         self.optimizer = self._build_optimizer()
         self._forget_propagation()
         return packed

@@ -136,10 +136,10 @@ def mixed_plan_bytes(widths_by_role, dims_by_role, ref_dim, bits=FLOAT_BITS):
     """Stored bytes of every table as mixed-dimension groups with projections (rows at ``bits``, float32
     ``w × d`` projections, group and slot per row)."""
     def table(widths, dim, each):
-        if np.ndim(each) == 0:
+        per_row = np.ndim(each) > 0
+        if not per_row:
             each = None if each == FLOAT_BITS else np.full(len(widths), each)
-            return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each)
-        return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each, per_row=True)
+        return mixed_bytes(table_widths(widths, dim, ref_dim), dim, projection=True, bits=each, per_row=per_row)
 
     return sum(table(widths_by_role[role], dim, bits_of(bits, role))
                for role, dims in dims_by_role.items() for dim in dims)

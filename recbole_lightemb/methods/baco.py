@@ -25,6 +25,8 @@ from recbole_lightemb.stream.planners import StreamPlanner
 
 PADDING_ID = 0  # RecBole reserves id 0 of users and items for [PAD]: it never interacts
 COLD_ROWS = 2  # one shared row per side for entities without training interactions
+MIN_CODES = 2
+"""The fewest codebook rows besides the cold ones that a plan may have."""
 RESIDUAL_BITS = (*QUANT_BITS, FLOAT_BITS)  # private values: quantized as emb=quant stores them, or float32
 BUDGET_RULES = ("bytes", "authors")
 """How a budget becomes codebook rows: ``bytes``, every stored byte counted (rows and codes); ``authors``,
@@ -89,16 +91,12 @@ def rows_within(tables, row_bytes_budget, key, value, bits=FLOAT_BITS, per_byte=
     """Most user+item codebook rows that fit ``row_bytes_budget`` bytes with the two cold rows; too few is
     refused, naming the smallest ``key`` that fits when ``per_byte`` (``key``'s value per byte) is given."""
     max_codes = int(row_bytes_budget // codebook_row_bytes(tables, bits)) - COLD_ROWS
-    if max_codes < 2:
+    if max_codes < MIN_CODES:
         short = (COLD_ROWS + MIN_CODES) * codebook_row_bytes(tables, bits) - row_bytes_budget  # bytes missing
         least = "" if per_byte is None else f" to at least {_rounded_up(value + short * per_byte)}"
         raise ValueError(f"{key}={value!r} leaves no room for BACO codebook rows (after the codes' own bytes "
                          f"and one cold row per side): raise it{least}")
     return max_codes
-
-
-MIN_CODES = 2
-"""The fewest codebook rows besides the cold ones that a plan may have."""
 
 
 def _rounded_up(value, digits=4):
@@ -402,7 +400,7 @@ class BACO(EmbeddingMethod):
             counts = training_counts(dataset)
             for role in n_codes:
                 arrays[f"{role}_bits"] = per_row_bits(arrays[f"{role}_codes"], counts[role], n_codes[role], bits, policy)
-            stored = codebook_bytes(tables, {"user": 0, "item": 0}, codes_per_entity(secondary)) + sum(
+            stored = spent_bytes(tables, secondary) + sum(  # the codes, and the rows at their bits
                 rows_bytes(s.embedding_dim, arrays[f"{s.role}_bits"], True) for s in tables)
         getLogger().info(set_color("BACO", "pink") + f": resolution={result.resolution:.5g}, user rows={n_user}, "
                          f"item rows={n_item}, passes={result.passes}, probes={len(probes)}, "

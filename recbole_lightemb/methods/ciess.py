@@ -158,9 +158,7 @@ class CIESS(EmbeddingMethod):
                                        init_from=table.weight)
             module.ciess_plan = plan
             each = bits if policy == "fixed" else plan[f"{spec.role}_bits"]
-            return apply_bits(self.config, spec, module, {f"values.{g}": each[module.group_members(widths, g)]
-                                                          if policy != "fixed" else each
-                                                          for g in range(len(module.group_widths))})
+            return apply_bits(self.config, spec, module, module.group_bits(widths, each))
         module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
                                         padding_idx=spec.padding_idx, init_from=table.weight)
         module.ciess_plan = plan  # the trainer writes the searched widths back into this plan

@@ -104,8 +104,5 @@ class FrequencyWidths(EmbeddingMethod):
         module = MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, plan[f"{spec.name}_widths"],
                                    padding_idx=spec.padding_idx, init_from=table.weight,
                                    projection=plan.meta["projection"])
-        if policy == "fixed":
-            return apply_bits(self.config, spec, module, {f"values.{g}": bits for g in range(len(module.group_widths))})
-        widths, each_row = plan[f"{spec.name}_widths"], plan[f"{spec.name}_bits"]
-        return apply_bits(self.config, spec, module, {f"values.{g}": each_row[module.group_members(widths, g)]
-                                                      for g in range(len(module.group_widths))})
+        each = bits if policy == "fixed" else plan[f"{spec.name}_bits"]
+        return apply_bits(self.config, spec, module, module.group_bits(plan[f"{spec.name}_widths"], each))

@@ -96,6 +96,12 @@ class MixedDimEmbedding(LightEmbedding):
             widths[self.padding_idx] = 0
         return np.flatnonzero(widths == self.group_widths[g])
 
+    def group_bits(self, widths, bits):
+        """``{group parameter: bits}`` for :func:`~recbole_lightemb.modules.precision.apply_precision`: one ``bits``
+        for every group, or, per row, each group's rows' among ``widths`` (the table's own, as built)."""
+        return {f"values.{g}": bits[self.group_members(widths, g)] if np.ndim(bits) else bits
+                for g in range(len(self.group_widths))}
+
     def widths(self):
         """Each row's width (0 for the padding row)."""
         group = self.group.long()
