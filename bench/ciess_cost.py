@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_seed

@@ -123,6 +123,16 @@ gets, the same search stopped after 40 steps: a named departure), its reward aga
 starting action without search (a = 0.5, linear α), and uniform widths per side (is the gain the shape or the
 user/item split?)."""
 
+STREAM_PRECISION_ARMS = [
+    ("uniform-0.125[4 bits]", "uniform", 0.125, {"emb_bits": 4}),
+    ("scall-0.125[paper,fixed,4 bits]", "scall", 0.125,
+     {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4}),
+    ("scall-0.125[flat,rho=0.5,4 bits]", "scall", 0.125,
+     {"scall_mode": "paper", "scall_distribution": "flat", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4})]
+"""Issue 33 on a stream: the bytes of 0.125 of the float rows (8 floats, 32 bytes a seen entity), each row in 4 bits
+with its scale: uniform 56 wide, SCALL 54 values an entity on average (a byte of slack a row set aside), seven times
+the floats; uniform and SCALL's two searchless shapes."""
+
 AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_authors_protocol.yaml").read_text())
 """The BACO authors' training protocol (N(0, 1) tables, negatives from all items, no L2 term, batch 1024,
 validation every 10 epochs, 50 epochs of patience, cap 1000), from its preset."""
@@ -235,7 +245,8 @@ SETTINGS = {
         "model": "LightGCN", "dataset": "ml-100k", "seeds": 3,  # SCALL's late segments from early stops
         "arms": _earlier([("full", "full", None, {}), ("uniform-0.125", "uniform", 0.125, {}),
                           ("scall-0.125", "scall", 0.125, {}), ("baco-0.125", "baco", 0.125, {}),
-                          ("scall-0.125[fixed]", "scall", 0.125, {"scall_action": [0.5, 0.5, 0.5]})]) + SCALL_PAPER_ARMS,
+                          ("scall-0.125[fixed]", "scall", 0.125, {"scall_action": [0.5, 0.5, 0.5]})]) + SCALL_PAPER_ARMS
+        + STREAM_PRECISION_ARMS,
         "config": {"stream": True, "stream_segments": 8, "stream_split": "user", "stream_stopping_step": 10,
                    "epochs": 1500, "eval_step": 5, "n_layers": 2, "graph_csr": True}},  # at 600, a segment hit the cap
 }

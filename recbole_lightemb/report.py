@@ -46,6 +46,12 @@ def compression_report(model, optimizer=None, search=None):
     return report
 
 
+def stored_row_bytes(model):
+    """Bytes of the stored rows of ``model``'s tables, values and scales without their index: what a stream's
+    budget of floats (at 4 bytes each) holds, whatever bits the rows take."""
+    return sum(int(module.stored_bytes()) - int(module.index_bytes()) for _, module in _outer_tables(model))
+
+
 def _outer_tables(model):
     """``(name, table)`` of every lightweight table not inside another (a residual's shared rows are
     counted by their owner); a table with row ranges gives its compressed ranges, and the rows it keeps

@@ -15,6 +15,7 @@ from torch import nn
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding, VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.modules.quantized import FLOAT_BITS
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 from recbole_lightemb.plan import reused_plan
 from recbole_lightemb.protocol import init_id_tables
@@ -289,9 +290,11 @@ def pack_variable_widths(model, projection=False):
     afterwards. Returns the new tables."""
     packed = []
     for old in [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]:
-        widths, init = old.widths.cpu().numpy(), old.full_table().detach().cpu()
+        widths, init = old.widths.cpu().numpy(), old.master_rows().detach().cpu()
         kind = MixedDimEmbedding if projection else PackedWidthEmbedding
         new = kind(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx, init_from=init)
+        if old.row_bits() != FLOAT_BITS:  # stored in low bits (a stream's rows; never CIESS's masked search tables)
+            new.set_row_bits(old.row_bits())
         _carry_model_attributes(old, new)  # its role and table name, and what the model set (GRU4RecCPR's bias)
         replace_table(model, old, new.to(old.table.device))
         packed.append(new)

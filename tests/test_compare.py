@@ -2,7 +2,6 @@
 
 import csv
 import json
-import logging
 import os
 import runpy
 import sys

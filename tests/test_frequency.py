@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_lightemb import compression_report, run_recbole_lightemb
+from recbole_lightemb import run_recbole_lightemb
 from recbole_lightemb.methods.frequency import fit_widths
 from recbole_lightemb.modules.mixed import mixed_bytes
 from recbole_lightemb.modules import MixedDimEmbedding

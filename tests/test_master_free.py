@@ -216,7 +216,7 @@ def test_a_master_free_run_is_seeded():
     ({"emb": "quant", "emb_master_free_optimizer": "adam"},
      r"emb_master_free_optimizer='adam': allowed rowwise_adagrad .*rowwise_rmsprop .*sgd \(state: none\)"),
     ({"emb": "quant", "emb_master_free_lr": 0}, "emb_master_free_lr=0: allowed a positive number, or None"),
-    ({"emb": "full", "emb_budget": None}, "emb='full' stores no low-bit rows here"),
+    ({"emb": "full", "emb_budget": None}, "emb='full' trains no low-bit rows without masters here"),
     ({"emb": "ciess", "emb_bits": 4}, "emb_bits=4: emb=ciess stores low-bit rows in its grouped tables only"),
     ({"emb": "quant", "emb_master_free": "maybe"}, "emb_master_free='maybe'"),
     ({"emb": "quant", "emb_master_free": False, "emb_master_free_lr": 0.01},

@@ -85,6 +85,32 @@ def test_a_low_bit_run_writes_what_it_counts_and_reloads_to_the_same_metrics(tin
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
 
 
+def test_scall_rows_in_low_bits_are_wider_within_the_same_bytes_and_reload_to_the_same_metrics(tiny_config):
+    """Without a stream SCALL gives every training entity the same width; at 4 bits the bytes of 0.1 of a
+    64-wide float row (6.4 floats) keep 41 values beside the row's scale and a byte of slack."""
+    config = {**tiny_config, "emb": "scall", "emb_budget": 0.1}
+    runs = {bits: run_recbole_lightemb(model="BPR", config_dict={**config, "emb_bits": bits,
+                                                                 "checkpoint_dir": f"{tiny_config['checkpoint_dir']}{bits}"})
+            for bits in (32, 4)}
+    widths = {bits: Plan.load(run["plan"]["file"], method="scall")["user_widths"] for bits, run in runs.items()}
+    assert set(widths[32][widths[32] > 0].tolist()) == {6} and set(widths[4][widths[4] > 0].tolist()) == {41}
+    assert np.array_equal(widths[4] > 0, widths[32] > 0) and runs[4]["plan"]["bits"] == 4
+    report = runs[4]["compression"]
+    plan = Plan.load(runs[4]["plan"]["file"], method="scall")
+    stored_rows = int((plan["user_widths"] > 0).sum() + (plan["item_widths"] > 0).sum())  # a width byte each
+    assert report["stored_bytes"] - stored_rows <= 4 * runs[4]["plan"]["budget_floats"]  # the floats' bytes
+    unstored = int((plan["user_widths"] == 0).sum() + (plan["item_widths"] == 0).sum())  # a width byte each
+    assert report["packed_file"]["array_bytes"] == report["stored_bytes"] + unstored
+    checkpoint_file = report["packed_file"]["file"].replace(".packed.npz", ".pth")
+    checkpoint = torch.load(checkpoint_file, weights_only=True)  # scrambled masters: rows only from the packed file
+    checkpoint["state_dict"] = {k: torch.randn_like(v) if v.is_floating_point() else v
+                                for k, v in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, checkpoint_file)
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_file, data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(runs[4]["test_result"])
+
+
 def test_the_bytes_saved_buy_width_or_rows(tiny_config):
     """At 0.1 of a 64-wide float row (25.6 bytes) 4-bit values fill 42 coordinates beside their scale, against 6
     floats; a 4-bit hash row takes 36 bytes instead of 256, so the same bytes hold about 7 times the rows."""

@@ -397,3 +397,80 @@ def test_a_searching_trainer_on_a_stream_reports_its_search_in_each_segment(tmp_
     result = run_recbole_lightemb("BPR", "tiny", config_dict=config)
     for row in result["segments"]:
         assert row["search_training_memory"]["ratio"] > 1.0 > row["training_memory"]["ratio"]
+
+
+@pytest.mark.parametrize("emb,extra", [
+    ("uniform", {"emb_budget": 0.125}),
+    ("scall", {"scall_mean_width": 2, "scall_action": [0.7, 0.6, 0.4]}),
+    ("scall", {"scall_mean_width": 2, "scall_search_batches": 2, "scall_min_search_steps": 2,
+               "scall_max_search_steps": 2, "scall_settle_window": 2, "scall_hidden": 32}),
+])
+def test_a_low_bit_stream_spends_its_floats_bytes_on_width_and_writes_what_it_counts(tmp_path, emb, extra):
+    """At 4 bits the same budget of floats holds about three times the values (a scale per row aside); every
+    segment holds it in bytes and writes its rows packed, as counted."""
+    from recbole_lightemb import run_recbole_lightemb
+
+    data_path = write_tiny(tmp_path)
+    runs = {bits: run_recbole_lightemb("BPR", "tiny", config_dict=tiny_config(
+        data_path, tmp_path, emb=emb, emb_bits=bits, checkpoint_dir=str(tmp_path / f"saved{bits}"), **extra))
+        for bits in (32, 4)}
+    for low, floats in zip(runs[4]["segments"], runs[32]["segments"]):
+        assert low["budget_floats"] == floats["budget_floats"] == 2 * (low["users_seen"] + low["items_seen"])
+        assert floats["stored_row_bytes"] == 4 * floats["stored_floats"] and floats["packed_file"] is None
+        assert low["stored_row_bytes"] <= 4 * low["budget_floats"] < low["stored_row_bytes"] + 5 * (
+            low["users_seen"] + low["items_seen"]) + 8  # what a scale and a byte's slack per row leave unspent
+        assert low["stored_floats"] >= 2.5 * floats["stored_floats"]
+        plan = Plan.load(low["plan_file"])
+        assert plan.meta["bits"] == 4 and int(plan["user_widths"].sum() + plan["item_widths"].sum()) == low["stored_floats"]
+        unstored = int((plan["user_widths"] == 0).sum() + (plan["item_widths"] == 0).sum())  # a width byte each
+        assert low["packed_file"]["array_bytes"] == low["stored_bytes"] + unstored
+        assert os.path.isfile(low["packed_file"]["file"])
+
+
+def test_low_bit_rows_of_widths_of_their_own_are_rounded_per_row_and_read_back_from_the_packed_file(tmp_path):
+    import torch
+
+    from recbole_lightemb.modules import VariableWidthEmbedding
+    from recbole_lightemb.modules.packed import PackedWidthEmbedding
+    from recbole_lightemb.modules.packed_file import read_packed, write_packed
+
+    widths = np.array([0, 3, 16, 7, 0, 1])
+    for kind in (VariableWidthEmbedding, PackedWidthEmbedding):
+        table = kind(6, 16, widths, padding_idx=0)
+        float_bytes = table.stored_bytes()
+        table.set_row_bits(4)
+        rows, masters = table.full_table().detach(), table.master_rows().detach()
+        for row, width in enumerate(widths):
+            assert not rows[row, width:].any()
+            if width:  # on the row's own grid: max |x| / 7 over its own width
+                steps = rows[row, :width] / (masters[row, :width].abs().max() / 7)
+                assert torch.allclose(steps, steps.round(), atol=1e-4)
+        assert table.stored_bytes() == sum(-(-w * 4 // 8) + 4 for w in widths if w) + 4 < float_bytes
+        model = torch.nn.Module()
+        model.table = table
+        written = write_packed(model, tmp_path / "rows.npz")
+        assert written["array_bytes"] == table.stored_bytes() + 2  # the widths of the two rows storing nothing
+        with torch.no_grad():
+            table.master_rows()  # scrambled masters: the rows can only come back from the file
+            for p in table.parameters():
+                p.copy_(torch.randn_like(p))
+        read_packed(model, tmp_path / "rows.npz")
+        assert torch.allclose(table.full_table(), rows, atol=1e-6)
+        table.set_row_bits(32)
+        assert table.stored_bytes() == float_bytes
+
+
+@pytest.mark.parametrize("emb,extra,match", [
+    ("hash", {"emb_budget": 0.5, "emb_bits": 4}, "on a stream .*emb='hash' stores no low-bit rows yet; allowed: emb in "
+                                                 "scall, uniform"),
+    ("uniform", {"emb_budget": 0.5, "emb_bits": 4, "emb_bits_policy": "frequency"},
+     "are stored at one emb_bits for all; allowed: emb_bits_policy=fixed"),
+    ("scall", {"scall_mean_width": 4, "emb_bits": 4, "emb_master_free": True}, "emb_master_free=True: emb='scall'"),
+])
+def test_low_bit_stream_settings_it_cannot_store_are_refused_before_training(tmp_path, emb, extra, match):
+    from recbole_lightemb import run_recbole_lightemb
+
+    config = tiny_config(write_tiny(tmp_path), tmp_path, emb=emb, **extra)
+    with pytest.raises(ValueError, match=match):
+        run_recbole_lightemb("BPR", "tiny", config_dict=config)
+    assert not os.path.isdir(config["checkpoint_dir"])

@@ -17,6 +17,9 @@ from recbole_lightemb.modules.master_free import OPTIMIZERS, TRAIN_BITS, MasterF
 from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, check_precision, ladder
 
 DEFAULT = (FLOAT_BITS, "fixed")
+WIDTH_ROWS = ("uniform", "scall", "stream-widths")
+"""The methods a stream stores low-bit rows for (their widths planners' tables, ``stream-widths``), one
+``emb_bits`` for all rows; the last two store rows of widths of their own outside a stream too."""
 
 
 def precision_of(config):
@@ -28,11 +31,18 @@ def refuse_unsupported(method, config):
     """``emb_bits`` / ``emb_bits_policy`` other than the default, for a method that does not store low-bit rows;
     then ``emb_master_free`` (:func:`refuse_master_free`)."""
     asked = tuple(_setting(config, key, default) for key, default in zip(("emb_bits", "emb_bits_policy"), DEFAULT))
+    given = f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}"
+    if asked != DEFAULT and _setting(config, "stream", False):
+        if method.name not in WIDTH_ROWS:
+            raise ValueError(f"{given}: on a stream (stream=True) emb={method.name!r} stores no low-bit rows yet; "
+                             "allowed: emb in scall, uniform, or emb_bits=32 and emb_bits_policy=fixed")
     if asked != DEFAULT and not getattr(method, "precision", False):
-        where = "a stream (stream=True)" if _setting(config, "stream", False) else f"emb={method.name!r}"
-        raise ValueError(f"emb_bits={asked[0]!r}, emb_bits_policy={asked[1]!r}: {where} stores no low-bit rows yet; "
-                         "allowed: emb_bits=32 and emb_bits_policy=fixed, or emb in baco, freq, hash, qr, uniform "
-                         "(or ciess with ciess_projection=True) outside a stream")
+        raise ValueError(f"{given}: emb={method.name!r} stores no low-bit rows yet; allowed: emb_bits=32 and "
+                         "emb_bits_policy=fixed, or emb in baco, freq, hash, qr, scall, uniform (or ciess with "
+                         "ciess_projection=True)")
+    if asked[1] != "fixed" and (method.name in WIDTH_ROWS[1:] or _setting(config, "stream", False)):
+        raise ValueError(f"{given}: rows of widths of their own (emb=scall, or a stream) are stored at one emb_bits "
+                         "for all; allowed: emb_bits_policy=fixed")
     refuse_master_free(method, config)
 
 
@@ -65,10 +75,11 @@ def refuse_master_free(method, config):
     keys = getattr(method, "bits_keys", ("emb_bits",))
     bits = {key: _setting(config, key, FLOAT_BITS) for key in keys}
     policy = _setting(config, "emb_bits_policy", "fixed")
-    if not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or _setting(config, "stream", False):
-        raise ValueError(f"emb_master_free=True: emb={method.name!r} stores no low-bit rows here; allowed: emb in "
-                         "baco, freq, hash, qr, quant, uniform (or ciess with ciess_projection=True) with emb_bits in 2, 4, 8, "
-                         "outside a stream")
+    if (not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or _setting(config, "stream", False)
+            or method.name in WIDTH_ROWS[1:]):
+        raise ValueError(f"emb_master_free=True: emb={method.name!r} trains no low-bit rows without masters here; "
+                         "allowed: emb in baco, freq, hash, qr, quant, uniform (or ciess with ciess_projection=True) with "
+                         "emb_bits in 2, 4, 8, outside a stream")
     top = {key: ladder(b)[0] if policy == "frequency" and b in MASTER_FREE_BITS else b for key, b in bits.items()}
     low_bit = [b in MASTER_FREE_BITS for b in top.values()]
     if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())):

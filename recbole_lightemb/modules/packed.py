@@ -11,10 +11,12 @@ import torch
 from torch import nn
 
 from recbole_lightemb.modules.base import LightEmbedding, index_bytes
+from recbole_lightemb.modules.precision import LowBitWidths
 
 
-class PackedWidthEmbedding(LightEmbedding):
-    """Row ``e`` is ``values[offset[e] : offset[e] + s_e]``, zero-padded to ``d``; width 0 stores nothing."""
+class PackedWidthEmbedding(LowBitWidths, LightEmbedding):
+    """Row ``e`` is ``values[offset[e] : offset[e] + s_e]``, zero-padded to ``d``; width 0 stores nothing.
+    :meth:`set_row_bits` stores the rows in fewer bits."""
 
     def __init__(self, num_embeddings, embedding_dim, widths, padding_idx=None, init_from=None):
         super().__init__(num_embeddings, embedding_dim, padding_idx)
@@ -32,11 +34,18 @@ class PackedWidthEmbedding(LightEmbedding):
         self.register_buffer("offsets", torch.cumsum(widths, 0) - widths, persistent=False)
 
     def forward(self, ids):
+        return self.rounded(self._masters(ids))
+
+    def _masters(self, ids):
         widths = self.widths[ids].long()
         cols = torch.arange(self.embedding_dim, device=ids.device)
         keep = cols < widths.unsqueeze(-1)
         index = (self.offsets[ids].unsqueeze(-1) + cols).clamp(max=max(self.values.numel() - 1, 0))
         return self.values[index] * keep.to(self.values.dtype)
+
+    def master_rows(self):
+        """Every row's float32 values, zero past its width, before any rounding to stored bits."""
+        return self._masters(torch.arange(self.num_embeddings, device=self.values.device))
 
     def full_table(self):
         """Built afresh in training mode or with gradients on; in evaluation without them (RecBole's full-sort

@@ -6,7 +6,10 @@ packed values. :func:`write_packed` writes every lightweight table of a model to
 bits vary by row), float rows as float32, indices in the smallest integer type that holds them. For
 the tables of ``uniform``, ``freq``, ``hash`` and ``qr`` (and ``quant``) the arrays are exactly the bytes
 ``compression.stored_bytes`` counts (``tests/test_precision.py``); the file adds only the ``.npz``
-framing, at most :data:`OVERHEAD_PER_ARRAY` bytes per array. A run writes it when its tables have low-bit
+framing, at most :data:`OVERHEAD_PER_ARRAY` bytes per array. Rows of widths of their own (``scall``, ``uniform`` on a
+stream) are written row after row, each in ``ceil(s_e · bits / 8)`` bytes, with a scale per stored row; their
+widths are written for every row, so the rows that store nothing (width 0: the padding row, entities a stream has
+not seen yet) add their width's byte to what is counted. A run writes it when its tables have low-bit
 rows (:func:`save_packed_beside`), as ``<checkpoint stem>.packed.npz``.
 
 :func:`read_packed` loads such a file into a model built from the same plan: data only
@@ -21,7 +24,7 @@ import torch
 
 from recbole_lightemb.modules.base import LightEmbedding
 from recbole_lightemb.modules.master_free import MasterFreeRows
-from recbole_lightemb.modules.precision import (BITS, FLOAT_BITS, LOW_BIT_ROWS, has_low_bit_rows,
+from recbole_lightemb.modules.precision import (BITS, FLOAT_BITS, LOW_BIT_ROWS, LowBitWidths, has_low_bit_rows,
                                                 low_bit_parameters)
 from recbole_lightemb.modules.quantized import pack, quantize, unpack
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
@@ -62,8 +65,47 @@ def _classes(bits):
     return np.packbits(((index[:, None] >> np.arange(2)) & 1).astype(np.uint8).reshape(-1))
 
 
+def _width_rows(table):
+    """Whether ``table`` stores rows of widths of their own in low bits."""
+    return isinstance(table, LowBitWidths) and table.row_bits() != FLOAT_BITS
+
+
+def _kept_bytes(widths, bits):
+    """Bytes each row of ``widths`` keeps of its packed codes."""
+    return -(-widths * bits // 8)
+
+
+def _width_rows_arrays(table):
+    """A low-bit table of widths of its own: each row's packed codes (its first ``ceil(s_e · bits / 8)`` bytes,
+    row after row) and the scales of the stored rows."""
+    bits, widths = table.row_bits(), table.widths.long().cpu().numpy()
+    codes, scale = quantize(table.master_rows().detach().cpu().float(), bits)
+    packed = pack(codes, bits)
+    keep = np.arange(packed.shape[1]) < _kept_bytes(widths, bits)[:, None]
+    return {f"values.bits{bits}": packed[keep], f"values.scale{bits}": scale.reshape(-1).numpy()[widths > 0]}
+
+
+def _width_rows_values(table, arrays):
+    """The flat ``values`` (kept floats, row after row) that :func:`_width_rows_arrays` stored."""
+    bits, widths = table.row_bits(), table.widths.long().cpu().numpy()
+    if not np.array_equal(arrays["widths"], widths):
+        raise ValueError("the widths differ from the plan's")
+    packed = np.zeros((table.num_embeddings, int(_kept_bytes(table.embedding_dim, bits))), dtype=np.uint8)
+    packed[np.arange(packed.shape[1]) < _kept_bytes(widths, bits)[:, None]] = arrays[f"values.bits{bits}"]
+    scales = torch.zeros(table.num_embeddings)
+    scales[torch.from_numpy(widths > 0)] = torch.from_numpy(arrays[f"values.scale{bits}"]).float()
+    rows = unpack(packed, table.embedding_dim, bits).float() * scales[:, None]
+    return rows[torch.arange(table.embedding_dim)[None, :] < torch.from_numpy(widths)[:, None]]
+
+
 def table_arrays(table):
     """The arrays ``table`` stores, by name: what :func:`write_packed` writes and :func:`read_packed` expects."""
+    if _width_rows(table):
+        arrays = _width_rows_arrays(table)
+        for key, value in table.state_dict().items():
+            if key != "values":  # the widths
+                arrays[key] = value.detach().cpu().numpy().astype(_int_type(value.cpu().numpy()))
+        return arrays
     arrays, low_bit = {}, low_bit_parameters(table, inner=True)
     for prefix, master, rows in low_bit:
         bits = rows.bits_per_row(master.shape[0])
@@ -149,6 +191,10 @@ def _read(model, data):
 def _load(table, arrays):
     """Put the arrays of :func:`table_arrays` back into ``table``: low-bit rows as their stored values."""
     state = table.state_dict()
+    if _width_rows(table):
+        state["values"] = _width_rows_values(table, arrays)
+        table.load_state_dict(state)
+        return
     low_bit = low_bit_parameters(table, inner=True)
     for prefix, master, rows in low_bit:
         bits = rows.bits_per_row(master.shape[0])

@@ -29,6 +29,10 @@ from recbole_lightemb.modules.base import FLOAT_BYTES, LightEmbedding
 from recbole_lightemb.modules.master_free import MasterFreeRows
 from recbole_lightemb.modules.quantized import FLOAT_BITS, class_bytes, fake_quantize, row_bytes, rows_bytes
 
+ROW_SLACK_BYTES = FLOAT_BYTES + 1
+"""What a budget sets aside per row of widths of its own before its values: the row's float32 scale, and up to one
+byte its last packed value may leave unused."""
+
 BITS = (2, 4, 8, 32)
 """Bits per stored value a config may ask for (32: float32, today's tables)."""
 POLICIES = ("fixed", "frequency")
@@ -94,6 +98,24 @@ def most_rows(max_bytes, width, bits, policy):
     return low
 
 
+def config_bits(config):
+    """``emb_bits`` of a config, 32 where it has none (a planner built from a bare mapping)."""
+    try:
+        bits = config["emb_bits"]
+    except KeyError:
+        bits = None
+    return FLOAT_BITS if bits is None else int(bits)
+
+
+def values_within(floats, n_rows, bits):
+    """How many ``bits``-bit values the bytes of ``floats`` float32 values hold over ``n_rows`` rows of widths of
+    their own (a stream's and SCALL's budgets): each row's scale and its last byte's slack set aside first, so
+    any widths summing to at most this fit the bytes. ``floats`` itself at 32 bits."""
+    if bits == FLOAT_BITS:
+        return int(floats)
+    return max(0, (int(floats) * FLOAT_BYTES - n_rows * ROW_SLACK_BYTES) * 8 // bits)
+
+
 def quantize_rows(rows, bits):
     """Per-row rounding to each row's grid (``bits``: an int, or one per row; 32 leaves a row as it is);
     gradients pass straight through."""
@@ -140,6 +162,36 @@ class LowBitRows(nn.Module):
         """Bytes of ``rows`` (the master parameter) as stored."""
         n, width = rows.shape
         return rows_bytes(width, self.bits_per_row(n), self.fixed_bits is None)
+
+
+class LowBitWidths:
+    """For tables whose rows have widths of their own (:class:`~recbole_lightemb.modules.VariableWidthEmbedding`,
+    :class:`~recbole_lightemb.modules.packed.PackedWidthEmbedding`): every row read is rounded to ``bits`` per
+    value over its own width (the coordinates past it are zero, so they change neither the scale nor the
+    rounding), with one float32 scale per stored row. Each row is stored as ``ceil(s_e · bits / 8)`` bytes and
+    its scale; the checkpoint keeps the float32 masters, the packed file the codes."""
+
+    def set_row_bits(self, bits):
+        """Store every row at ``bits`` (2, 4, 8 or 32; 32 is the float table as it was)."""
+        bits, _ = check_precision(bits, "fixed")
+        if LOW_BIT_ROWS in self._modules:
+            del self._modules[LOW_BIT_ROWS]
+        if bits != FLOAT_BITS:
+            self.add_module(LOW_BIT_ROWS, LowBitRows(bits, self.num_embeddings))
+
+    def row_bits(self):
+        """Bits of every stored value (32: float32)."""
+        rows = self._modules.get(LOW_BIT_ROWS)
+        return FLOAT_BITS if rows is None else rows.fixed_bits
+
+    def rounded(self, rows):
+        """``rows`` (zero past each row's width) as stored."""
+        rounding = self._modules.get(LOW_BIT_ROWS)
+        return rows if rounding is None else rounding(rows)
+
+    def stored_bytes(self):
+        widths = self.widths.long().cpu().numpy()
+        return int(row_bytes(widths, self.row_bits()).sum()) + self.index_bytes()
 
 
 def _owner(module, name):

@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_lightemb.modules.base import LightEmbedding, index_bytes
+from recbole_lightemb.modules.precision import LowBitWidths
 
 
-class VariableWidthEmbedding(LightEmbedding):
+class VariableWidthEmbedding(LowBitWidths, LightEmbedding):
     """Per-row widths ``s_e`` in ``0..d`` over an ``n × d`` parameter masked to each row's width.
 
     Training keeps the whole ``n × d`` parameter ``table`` (so widths can change during a search
@@ -19,6 +20,7 @@ class VariableWidthEmbedding(LightEmbedding):
     What is *stored* (accounting and the checkpoint) is packed: the ``Σ s_e`` kept floats plus
     one width per stored row, never the ``n × d`` training buffer. ``state_dict`` holds
     ``values`` (the kept floats, row after row) and ``widths`` (smallest int type for ``d``).
+    :meth:`set_row_bits` stores the rows in fewer bits (:class:`~recbole_lightemb.modules.precision.LowBitWidths`).
     """
 
     def __init__(self, num_embeddings, embedding_dim, widths, padding_idx=None, init_from=None):
@@ -66,10 +68,14 @@ class VariableWidthEmbedding(LightEmbedding):
         self.mask.copy_((cols < self.widths[:, None]).to(self.mask.dtype))
 
     def full_table(self):
-        return self.table * self.mask
+        return self.rounded(self.table * self.mask)
 
     def forward(self, ids):
-        return F.embedding(ids, self.table) * F.embedding(ids, self.mask)
+        return self.rounded(F.embedding(ids, self.table) * F.embedding(ids, self.mask))
+
+    def master_rows(self):
+        """Every row's float32 values, zero past its width, before any rounding to stored bits."""
+        return self.table * self.mask
 
     def stored_floats(self):
         return int(self.widths.sum())

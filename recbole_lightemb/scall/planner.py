@@ -22,6 +22,7 @@ from recbole.utils import set_color
 
 from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import LightEmbedding
+from recbole_lightemb.modules.precision import config_bits, values_within
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.scall.settings import scall_settings
 from recbole_lightemb.scall.state import AuthorsState, build_state, state_size
@@ -96,6 +97,7 @@ class ScallPlanner(StreamPlanner):
     def __init__(self, method, config):
         super().__init__(method, config)
         self.settings = s = scall_settings(config)
+        self.bits = config_bits(config)
         self.mode = s["mode"]
         self.logger = getLogger()
         self.agent = None
@@ -131,6 +133,12 @@ class ScallPlanner(StreamPlanner):
     def budget_floats(self, segment, tables_per_side):
         return pair_budget(self.config, segment.users_seen + segment.items_seen) * tables_per_side
 
+    def values_budget(self, segment):
+        """What the widths of a user and an item table may sum to: the pair's float budget, or at ``emb_bits``
+        below 32 the values of that many bits its bytes hold beside each seen entity's row scale."""
+        n_seen = segment.users_seen + segment.items_seen
+        return values_within(pair_budget(self.config, n_seen), n_seen, self.bits)
+
     def frequencies(self, split):
         """What ranks entities and fills the state: this segment's training interactions or the whole history."""
         if self.settings["scall_frequency"] == "segment":
@@ -139,21 +147,21 @@ class ScallPlanner(StreamPlanner):
 
     def _widths(self, action, segment, correct=True):
         split, s = segment.split, self.settings
-        budget = pair_budget(self.config, segment.users_seen + segment.items_seen)
+        budget = self.values_budget(segment)
         return action_widths(action, *self.frequencies(split), split.seen_users, split.seen_items, budget,
                              s["scall_distribution"], s["scall_alpha_range"], *self.bounds, s["scall_alpha_map"],
                              self.rng, correct, s["scall_rescale"])
 
     def _uniform(self, segment):
         split = segment.split
-        budget = pair_budget(self.config, segment.users_seen + segment.items_seen)
+        budget = self.values_budget(segment)
         return uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
 
     def _new_segment(self, segment):
         if self.state is not None:
             split = segment.split
             self.state.new_segment(*self.frequencies(split), split.seen_users, split.seen_items,
-                                   pair_budget(self.config, segment.users_seen + segment.items_seen))
+                                   self.values_budget(segment))
 
     def _summary(self, role, summary=None):
         """(mean embedding, widths) of a side; zeros for a model without a table on that side."""
@@ -290,7 +298,7 @@ class ScallPlanner(StreamPlanner):
             self.first_block = more["first_block"] = search(users, items)
         self.previous = segment
         user_floats, item_floats = int(users.sum()), int(items.sum())
-        return widths_plan("scall", users, items, **meta, **more,
+        return widths_plan("scall", users, items, bits=self.bits, **meta, **more,
                            user_share=user_floats / max(user_floats + item_floats, 1),
                            widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
 

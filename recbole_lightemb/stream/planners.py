@@ -10,30 +10,40 @@ import numpy as np
 from recbole_lightemb.budget import check_fraction, check_positive_int
 from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.base import FLOAT_BYTES
+from recbole_lightemb.modules.precision import config_bits
+from recbole_lightemb.modules.quantized import FLOAT_BITS, quantized_width, row_bytes
 from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod
 
 
 def build_variable(spec, table, plan):
     """A :class:`VariableWidthEmbedding` with the plan's widths for the table's side (clipped to
-    the table's width), initialised from the model's own table."""
+    the table's width), initialised from the model's own table, its rows in the plan's bits."""
     widths = np.minimum(plan[f"{spec.role}_widths"], spec.embedding_dim)
-    return VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
-                                  padding_idx=spec.padding_idx, init_from=table.weight)
+    module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
+                                    padding_idx=spec.padding_idx, init_from=table.weight)
+    module.set_row_bits(plan.meta.get("bits", FLOAT_BITS))
+    return module
 
 
 class VariableWidths(EmbeddingMethod):
     """Builds variable-width tables from a plan holding ``user_widths`` / ``item_widths``."""
 
     name = "stream-widths"
+    precision = True  # at the plan's bits
 
     def build(self, spec, table, plan):
         return build_variable(spec, table, plan)
 
 
-def widths_plan(method, user_widths, item_widths, **meta):
+def widths_plan(method, user_widths, item_widths, bits=FLOAT_BITS, **meta):
+    """A plan of per-entity widths, the rows stored at ``bits`` (recorded below 32)."""
+    from recbole_lightemb.methods.precision import precision_meta  # the methods package imports this module
+
     return Plan(method, arrays={"user_widths": np.asarray(user_widths, dtype=np.int64),
-                                "item_widths": np.asarray(item_widths, dtype=np.int64)}, meta=meta)
+                                "item_widths": np.asarray(item_widths, dtype=np.int64)},
+                meta={**meta, **precision_meta(bits, "fixed")})
 
 
 class StreamPlanner:
@@ -74,7 +84,9 @@ class GenericStream(StreamPlanner):
 
 
 class UniformStream(StreamPlanner):
-    """Every seen entity the same width ``emb_width`` (or ``floor(emb_budget · d)``); unseen 0."""
+    """Every seen entity the same width ``emb_width`` (or the widest ``emb_budget`` pays for, ``floor(emb_budget · d)``
+    floats, or at ``emb_bits`` below 32 the widest row of low-bit values and its scale in those floats' bytes);
+    unseen 0."""
 
     widths_based = True
 
@@ -82,21 +94,37 @@ class UniformStream(StreamPlanner):
         width = check_positive_int(self.config, "emb_width")
         if width is None:
             fraction = check_fraction(self.config, "emb_budget")
-            width = int(fraction * model_width(self.config)) if fraction else None
+            width = stored_width(self.budget_width(), model_width(self.config), self.bits) if fraction else None
         if not width:
             raise ValueError("emb=uniform with stream=True needs emb_width or an emb_budget that leaves "
-                             f"at least one float per row (got emb_width={self.config['emb_width']!r}, "
-                             f"emb_budget={self.config['emb_budget']!r})")
+                             f"at least one value per row (got emb_width={self.config['emb_width']!r}, "
+                             f"emb_budget={self.config['emb_budget']!r}, emb_bits={self.bits!r})")
         return width
 
+    @property
+    def bits(self):
+        return config_bits(self.config)
+
+    def budget_width(self):
+        """Floats per seen entity the budget allows: ``floor(emb_budget · d)``, or what ``emb_width`` stores."""
+        fraction = check_fraction(self.config, "emb_budget")
+        if fraction:
+            return int(fraction * model_width(self.config))
+        return -(-int(row_bytes(self.width(), self.bits)) // FLOAT_BYTES)
+
     def budget_floats(self, segment, tables_per_side):
-        return self.width() * (segment.users_seen + segment.items_seen) * tables_per_side
+        return self.budget_width() * (segment.users_seen + segment.items_seen) * tables_per_side
 
     def plan(self, segment, specs, search=None):
         width = self.width()
         split = segment.split
         return widths_plan("uniform", split.seen_users * width, split.seen_items * width,
-                           segment=segment.index, width=width)
+                           segment=segment.index, width=width, bits=self.bits)
+
+
+def stored_width(floats, dim, bits):
+    """The widest row at ``bits`` stored in the bytes of ``floats`` float32 values (and its scale)."""
+    return floats if bits == FLOAT_BITS else quantized_width(floats * FLOAT_BYTES, bits, dim)
 
 
 def stream_planner(method, config):

@@ -20,11 +20,15 @@ from recbole.utils import calculate_valid_score, get_local_time, get_model, get_
 from recbole_lightemb.config import Config, model_width
 from recbole_lightemb.analysis.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.graph import check_graph_csr, install_adjacency
+from recbole_lightemb.methods.precision import refuse_unsupported
 from recbole_lightemb.modules import VariableWidthEmbedding
+from recbole_lightemb.modules.base import FLOAT_BYTES
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.modules.packed_file import save_packed_beside
+from recbole_lightemb.modules.precision import config_bits
 from recbole_lightemb.plan import plan_path
 from recbole_lightemb.registry import get_method
-from recbole_lightemb.report import compression_report, training_memory
+from recbole_lightemb.report import compression_report, stored_row_bytes, training_memory
 from recbole_lightemb.storage.resume import check_resume
 from recbole_lightemb.storage.checkpoint import first_line
 from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
@@ -195,7 +199,8 @@ def format_segment_table(rows):
     lines = [set_color(head, "blue")]
     for r in rows:
         budget = r["budget_floats"]
-        held = "-" if budget is None else ("yes" if r["stored_floats"] <= budget else set_color("NO", "red"))
+        row_bytes = r.get("stored_row_bytes", r["stored_floats"] * FLOAT_BYTES)  # runs before low-bit rows: floats
+        held = "-" if budget is None else ("yes" if row_bytes <= budget * FLOAT_BYTES else set_color("NO", "red"))
         lines.append(f"{r['segment']:>3} {r['users_seen']:>7} {r['items_seen']:>7} {r['stored_floats']:>14} "
                      f"{'-' if budget is None else budget:>12} {held:>5} {r['stored_bytes']:>11} "
                      + " ".join(f"{r['test_result'][k]:>10.4f}" for k in keys) + f" {r['time_s']:>8.1f}")
@@ -216,7 +221,8 @@ def _build(model_class, config, segment, method, planner):
     specs, _ = find_embedding_tables(model, segment.history, config)
     if planner.widths_based:
         dim = model_width(config)
-        placeholder = widths_plan(method.name, segment.split.seen_users * dim, segment.split.seen_items * dim)
+        placeholder = widths_plan(method.name, segment.split.seen_users * dim, segment.split.seen_items * dim,
+                                  bits=config_bits(config))  # a search's tries store what the plan will
         swap_embeddings(model, segment.history, config, method=VariableWidths(config), plan=placeholder)
     return model, specs
 
@@ -257,6 +263,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
     check_graph_csr(config)
     method = get_method(config["emb"])(config)
     method.check_config()
+    refuse_unsupported(method, config)  # emb_bits / emb_master_free on a stream: before any data is read
     check_resume(config, method)  # resume_checkpoint is one model's: named before any data is read
     cut_key, cut_value = check_stream_config(config)
     resumed = None if config["stream_resume"] is None else load_stream_state(config["stream_resume"], config)
@@ -329,13 +336,16 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
         planner.observe(best_valid_score, model, best_valid_result)
 
         report = compression_report(model)
-        if budget is not None and report["stored_floats"] > budget:
-            raise RuntimeError(f"segment {segment.index}: {report['stored_floats']} stored floats exceed the "
-                               f"budget of {budget}; this is a bug in emb={config['emb']!r}'s stream planner")
+        row_bytes = stored_row_bytes(model)
+        if budget is not None and row_bytes > budget * FLOAT_BYTES:
+            raise RuntimeError(f"segment {segment.index}: {row_bytes} bytes of stored rows exceed the budget of "
+                               f"{budget} floats; this is a bug in emb={config['emb']!r}'s stream planner")
+        packed_file = save_packed_beside(model, trainer.saved_model_file) \
+            if saved and config["local_rank"] == 0 else None  # low-bit rows: written as counted
         row = {
             "segment": segment.index, "users_seen": segment.users_seen, "items_seen": segment.items_seen,
-            "stored_floats": report["stored_floats"], "budget_floats": budget,
-            "stored_bytes": report["stored_bytes"], "training_memory": training_memory(model, trainer.optimizer),
+            "stored_floats": report["stored_floats"], "budget_floats": budget, "stored_row_bytes": row_bytes,
+            "stored_bytes": report["stored_bytes"], "packed_file": packed_file, "training_memory": training_memory(model, trainer.optimizer),
             "search_training_memory": search.held if search else plan.meta.get("search_training_memory"),  # a
             # widths planner's tries, or a searching trainer's own search (CIESS); None where nothing searched
             "valid_result": dict(best_valid_result),
