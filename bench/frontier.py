@@ -129,9 +129,13 @@ STREAM_PRECISION_ARMS = [
      {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4}),
     ("scall-0.125[flat,rho=0.5,4 bits]", "scall", 0.125,
      {"scall_mode": "paper", "scall_distribution": "flat", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4})]
+STREAM_PRECISION_ARMS += [(f"{label[:-1]}, master-free, 16-bit codes]", method, budget,
+                           {**extra, "emb_master_free": True, "emb_master_free_bits": 16})
+                          for label, method, budget, extra in STREAM_PRECISION_ARMS[:2]]
 """Issue 33 on a stream: the bytes of 0.125 of the float rows (8 floats, 32 bytes a seen entity), each row in 4 bits
 with its scale: uniform 56 wide, SCALL 54 values an entity on average (a byte of slack a row set aside), seven times
-the floats; uniform and SCALL's two searchless shapes."""
+the floats; uniform and SCALL's two searchless shapes; the first two also trained without float32 masters (16-bit
+codes, as the best master-free arms off the stream)."""
 
 AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_authors_protocol.yaml").read_text())
 """The BACO authors' training protocol (N(0, 1) tables, negatives from all items, no L2 term, batch 1024,

@@ -15,7 +15,6 @@ from torch import nn
 from recbole_lightemb.modules import FLOAT_BYTES, LightEmbedding, VariableWidthEmbedding
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
-from recbole_lightemb.modules.quantized import FLOAT_BITS
 from recbole_lightemb.modules.row_ranges import RowRangesEmbedding
 from recbole_lightemb.plan import reused_plan
 from recbole_lightemb.protocol import init_id_tables
@@ -282,19 +281,24 @@ def swap_embeddings(model, dataset, config, method=None, plan=None, init_seed=No
     return plan
 
 
-def pack_variable_widths(model, projection=False):
+def pack_variable_widths(model, projection=False, grouped=False):
     """Once widths are fixed, replace every masked ``n × d`` variable-width table with a packed one
     (``Σ s_e`` floats, so parameters and optimiser state follow the budget while training); its rows
-    start from the masked table's. With ``projection`` the rows go into mixed-dimension groups, one
-    learned ``w × d`` projection per width (starting as the prefix embedding). Build the optimiser
-    afterwards. Returns the new tables."""
+    start from the masked table's, and keep its bits. With ``projection`` the rows go into mixed-dimension
+    groups, one learned ``w × d`` projection per width (starting as the prefix embedding); with ``grouped``
+    into such groups without projections (zero-padded, the same rows), ``(rows, width)`` parameters that
+    master-free training can replace (the caller applies the bits). Build the optimiser afterwards. Returns
+    the new tables."""
     packed = []
     for old in [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]:
         widths, init = old.widths.cpu().numpy(), old.master_rows().detach().cpu()
-        kind = MixedDimEmbedding if projection else PackedWidthEmbedding
-        new = kind(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx, init_from=init)
-        if old.row_bits() != FLOAT_BITS:  # stored in low bits (a stream's rows; never CIESS's masked search tables)
-            new.set_row_bits(old.row_bits())
+        if projection or grouped:
+            new = MixedDimEmbedding(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx,
+                                    init_from=init, projection=projection)
+        else:
+            new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx,
+                                       init_from=init)
+            new.set_row_bits(old.row_bits())  # a stream's low-bit rows (CIESS's masked search tables are float32)
         _carry_model_attributes(old, new)  # its role and table name, and what the model set (GRU4RecCPR's bias)
         replace_table(model, old, new.to(old.table.device))
         packed.append(new)

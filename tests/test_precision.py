@@ -150,6 +150,9 @@ def test_32_bits_are_the_float_methods_and_write_no_packed_file(tiny_config, emb
     ({"emb": "baco", "emb_bits": 4, "emb_bits_policy": "frequency", "baco_budget_rule": "authors"},
      "emb_bits_policy=frequency only with baco_budget_rule=bytes"),
     ({"emb": "quant", "emb_bits": 4}, "emb=quant takes its bits from quant_bits"),
+    ({"emb": "scall", "emb_bits": 4, "emb_bits_policy": "frequency"},
+     "emb=scall, or a stream. are stored at one emb_bits for all; allowed: emb_bits_policy=fixed"),
+    ({"emb": "scall", "emb_bits": 4, "emb_master_free": True}, "emb_master_free=True: emb='scall' trains no low-bit"),
 ])
 def test_bad_precision_settings_are_named_before_training(tiny_config, extra, match):
     with pytest.raises(ValueError, match=match):

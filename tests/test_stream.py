@@ -465,7 +465,9 @@ def test_low_bit_rows_of_widths_of_their_own_are_rounded_per_row_and_read_back_f
                                                  "scall, uniform"),
     ("uniform", {"emb_budget": 0.5, "emb_bits": 4, "emb_bits_policy": "frequency"},
      "are stored at one emb_bits for all; allowed: emb_bits_policy=fixed"),
-    ("scall", {"scall_mean_width": 4, "emb_bits": 4, "emb_master_free": True}, "emb_master_free=True: emb='scall'"),
+    ("scall", {"scall_mean_width": 4, "emb_bits": 4, "emb_master_free": True, "stream_packed_training": False},
+     "emb_master_free=True: a stream trains low-bit rows without masters in its packed segment tables"),
+    ("uniform", {"emb_budget": 0.5, "emb_master_free": True}, "rows trained without masters need emb_bits in 2, 4, 8"),
 ])
 def test_low_bit_stream_settings_it_cannot_store_are_refused_before_training(tmp_path, emb, extra, match):
     from recbole_lightemb import run_recbole_lightemb
@@ -474,3 +476,23 @@ def test_low_bit_stream_settings_it_cannot_store_are_refused_before_training(tmp
     with pytest.raises(ValueError, match=match):
         run_recbole_lightemb("BPR", "tiny", config_dict=config)
     assert not os.path.isdir(config["checkpoint_dir"])
+
+
+@pytest.mark.parametrize("emb,extra", [
+    ("uniform", {"emb_budget": 0.125}),
+    ("scall", {"scall_mean_width": 2, "scall_action": [0.7, 0.6, 0.4]}),
+])
+def test_a_master_free_stream_trains_its_low_bit_rows_as_stored(tmp_path, emb, extra):
+    """Each segment's rows train as 4-bit codes in groups of one width (no float32 copy, gradient or Adam
+    moments per value): the same rows and bytes stored, a fraction of the bytes held while training."""
+    from recbole_lightemb import run_recbole_lightemb
+
+    data_path = write_tiny(tmp_path)
+    runs = {free: run_recbole_lightemb("BPR", "tiny", config_dict=tiny_config(
+        data_path, tmp_path, emb=emb, emb_bits=4, emb_master_free=free, checkpoint_dir=str(tmp_path / f"saved{free}"),
+        **extra)) for free in (False, True)}
+    for free, masters in zip(runs[True]["segments"], runs[False]["segments"]):
+        assert free["stored_row_bytes"] == masters["stored_row_bytes"] <= 4 * free["budget_floats"]
+        assert free["training_memory"]["training_bytes"] < 0.5 * masters["training_memory"]["training_bytes"]
+        assert free["packed_file"]["array_bytes"] == free["stored_bytes"]  # grouped rows index every row
+        assert 0 < free["test_result"]["recall@20"] <= 1

@@ -75,11 +75,16 @@ def refuse_master_free(method, config):
     keys = getattr(method, "bits_keys", ("emb_bits",))
     bits = {key: _setting(config, key, FLOAT_BITS) for key in keys}
     policy = _setting(config, "emb_bits_policy", "fixed")
-    if (not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or _setting(config, "stream", False)
+    stream = _setting(config, "stream", False)
+    if stream and method.name in WIDTH_ROWS:  # a segment's packed tables train as stored; the search's stay masked
+        if not (_setting(config, "stream_packed_training", True) and _setting(config, "single_spec", True)):
+            raise ValueError("emb_master_free=True: a stream trains low-bit rows without masters in its packed "
+                             "segment tables; allowed: stream_packed_training=True in a single-process run")
+    elif (not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or stream
             or method.name in WIDTH_ROWS[1:]):
         raise ValueError(f"emb_master_free=True: emb={method.name!r} trains no low-bit rows without masters here; "
                          "allowed: emb in baco, freq, hash, qr, quant, uniform (or ciess with ciess_projection=True) with "
-                         "emb_bits in 2, 4, 8, outside a stream")
+                         "emb_bits in 2, 4, 8, or on a stream emb in scall, uniform")
     top = {key: ladder(b)[0] if policy == "frequency" and b in MASTER_FREE_BITS else b for key, b in bits.items()}
     low_bit = [b in MASTER_FREE_BITS for b in top.values()]
     if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())):

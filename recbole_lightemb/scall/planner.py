@@ -60,6 +60,7 @@ def model_summary(model):
         if isinstance(module, LightEmbedding) and getattr(module, "role", None) not in (None, *summary):
             table = module.full_table().detach().cpu()
             widths = getattr(module, "widths", None)
+            widths = widths() if callable(widths) else widths  # grouped tables (master-free rows) compute theirs
             stored = widths.cpu() > 0 if widths is not None else table.abs().sum(1) > 0
             mean = table[stored].mean(0) if stored.any() else table.new_zeros(table.shape[1])
             summary[module.role] = (mean.double().numpy(),

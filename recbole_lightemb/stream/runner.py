@@ -12,6 +12,7 @@ model cannot be expected to rank an item that has never appeared.
 import os
 import time
 from logging import getLogger
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -20,9 +21,10 @@ from recbole.utils import calculate_valid_score, get_local_time, get_model, get_
 from recbole_lightemb.config import Config, model_width
 from recbole_lightemb.analysis.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.graph import check_graph_csr, install_adjacency
-from recbole_lightemb.methods.precision import refuse_unsupported
+from recbole_lightemb.methods.precision import apply_bits, refuse_unsupported
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.base import FLOAT_BYTES
+from recbole_lightemb.modules.mixed import MixedDimEmbedding
 from recbole_lightemb.modules.packed import PackedWidthEmbedding
 from recbole_lightemb.modules.packed_file import save_packed_beside
 from recbole_lightemb.modules.precision import config_bits
@@ -56,13 +58,34 @@ def stream_trainer_class(base):
     return StreamTrainer
 
 
+def pack_stream_tables(model, config):
+    """The segment's masked tables packed for training; with ``emb_master_free`` their low-bit rows go into
+    groups of one width each, whose codes train without float32 masters."""
+    if not config["emb_master_free"]:
+        return pack_variable_widths(model)
+    packed = pack_variable_widths(model, grouped=True)
+    for table in packed:
+        apply_bits(config, SimpleNamespace(name=table.table_name), table,
+                   table.group_bits(table.widths().cpu().numpy(), config_bits(config)))
+    return packed
+
+
+def width_tables(model):
+    """``(name, table, widths)`` of every table whose rows have widths of their own and are the rows the model
+    reads (masked, packed, or grouped without projections)."""
+    for name, module in model.named_modules():
+        if isinstance(module, (VariableWidthEmbedding, PackedWidthEmbedding)):
+            yield name, module, module.widths
+        elif isinstance(module, MixedDimEmbedding) and not any(module.projected):
+            yield name, module, module.widths()
+
+
 @torch.no_grad()
 def warm_snapshot(model):
     """What the next segment's warm start copies from ``model``: each variable-width table's rows at full
     width with their widths (masked or packed), and every parameter by name (a stream's state file keeps it)."""
-    tables = {name: {"rows": module.full_table().detach().cpu().clone(), "widths": module.widths.detach().cpu().clone()}
-              for name, module in model.named_modules()
-              if isinstance(module, (VariableWidthEmbedding, PackedWidthEmbedding))}
+    tables = {name: {"rows": module.full_table().detach().cpu().clone(), "widths": widths.detach().cpu().clone()}
+              for name, module, widths in width_tables(model)}
     return {"tables": tables, "params": {name: p.detach().cpu().clone() for name, p in model.named_parameters()}}
 
 
@@ -309,7 +332,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             plan = planner.plan(segment, specs, search)
             search.apply(plan["user_widths"], plan["item_widths"])
             if stream_value(config, "stream_packed_training") and config["single_spec"]:
-                pack_variable_widths(model)  # the segment trains Σ widths floats, not the masked n × d table
+                pack_stream_tables(model, config)  # the segment trains Σ widths values, not the masked n × d table
                 trainer = trainer_class(config, model)
         else:
             plan = planner.plan(segment, specs)
