@@ -182,15 +182,14 @@ def test_the_packed_file_is_data_checked_against_what_the_model_stores(tmp_path)
             read_packed(model, crafted)
 
 
-def test_a_reused_plan_keeps_its_precision_and_refuses_another(tiny_config):
-    first = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
-                                                           "emb_bits": 4, "emb_bits_policy": "frequency"})
-    again = run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
-                                                           "emb_plan": first["plan"]["file"]})
-    assert again["compression"]["stored_bytes"] == first["compression"]["stored_bytes"]  # 4 bits, per row, as planned
+@pytest.mark.parametrize("emb, bits_policy", [("hash", {"emb_bits_policy": "frequency"}), ("scall", {})])
+def test_a_reused_plan_keeps_its_precision_and_refuses_another(tiny_config, emb, bits_policy):
+    config = {**tiny_config, "emb": emb, "emb_budget": 0.25}
+    first = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_bits": 4, **bits_policy})
+    again = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_plan": first["plan"]["file"]})
+    assert again["compression"]["stored_bytes"] == first["compression"]["stored_bytes"]  # 4 bits, as planned
     with pytest.raises(ValueError, match="emb_bits=8: the reused plan was made with emb_bits=4"):
-        run_recbole_lightemb(model="BPR", config_dict={**tiny_config, "emb": "hash", "emb_budget": 0.25,
-                                                       "emb_bits": 8, "emb_plan": first["plan"]["file"]})
+        run_recbole_lightemb(model="BPR", config_dict={**config, "emb_bits": 8, "emb_plan": first["plan"]["file"]})
 
 
 def test_baco_stores_codebook_and_private_rows_in_low_bits_and_reloads_to_the_same_metrics(tiny_config):

@@ -450,12 +450,17 @@ def test_low_bit_rows_of_widths_of_their_own_are_rounded_per_row_and_read_back_f
         model.table = table
         written = write_packed(model, tmp_path / "rows.npz")
         assert written["array_bytes"] == table.stored_bytes() + 2  # the widths of the two rows storing nothing
-        with torch.no_grad():
-            table.master_rows()  # scrambled masters: the rows can only come back from the file
+        with torch.no_grad():  # scrambled masters: the rows can only come back from the file
             for p in table.parameters():
                 p.copy_(torch.randn_like(p))
         read_packed(model, tmp_path / "rows.npz")
         assert torch.allclose(table.full_table(), rows, atol=1e-6)
+        other = kind(6, 16, widths[::-1].copy(), padding_idx=None)  # the same bytes, other widths: refused
+        other.set_row_bits(4)
+        holder = torch.nn.Module()
+        holder.table = other
+        with pytest.raises(ValueError, match="the widths differ from the plan's"):
+            read_packed(holder, tmp_path / "rows.npz")
         table.set_row_bits(32)
         assert table.stored_bytes() == float_bytes
 
@@ -495,4 +500,19 @@ def test_a_master_free_stream_trains_its_low_bit_rows_as_stored(tmp_path, emb, e
         assert free["stored_row_bytes"] == masters["stored_row_bytes"] <= 4 * free["budget_floats"]
         assert free["training_memory"]["training_bytes"] < 0.5 * masters["training_memory"]["training_bytes"]
         assert free["packed_file"]["array_bytes"] == free["stored_bytes"]  # grouped rows index every row
-        assert 0 < free["test_result"]["recall@20"] <= 1
+        assert free["training_memory"]["row_grad_bytes"] > 0 == masters["training_memory"]["row_grad_bytes"]  # the
+        # codes' own update hook was handed gradients: they trained in place
+
+
+def test_grouped_rows_of_more_than_127_widths_keep_their_groups():
+    """SCALL's widths are any of 1..d: past 127 distinct widths the group ids take two bytes, counted."""
+    import torch
+
+    from recbole_lightemb.modules.mixed import MixedDimEmbedding
+
+    widths = np.r_[0, np.arange(1, 201), 200]
+    table = MixedDimEmbedding(len(widths), 200, widths, padding_idx=0, projection=False)
+    assert torch.equal(table.widths(), torch.as_tensor(widths))
+    rows = table.full_table()
+    assert all((w == 0 or rows[e, :w].abs().sum() > 0) and not rows[e, w:].any() for e, w in enumerate(widths))
+    assert table.index_bytes() == len(widths) * (2 + 1)

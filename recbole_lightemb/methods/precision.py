@@ -18,8 +18,9 @@ from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, chec
 
 DEFAULT = (FLOAT_BITS, "fixed")
 WIDTH_ROWS = ("uniform", "scall", "stream-widths")
-"""The methods a stream stores low-bit rows for (their widths planners' tables, ``stream-widths``), one
-``emb_bits`` for all rows; the last two store rows of widths of their own outside a stream too."""
+"""The methods a stream stores low-bit rows for, and ``stream-widths``, the tables their stream planners build: one
+``emb_bits`` for all rows. ``WIDTH_ROWS[1:]`` store rows of widths of their own wherever they run (``scall`` off a
+stream too), so only that one ``emb_bits`` and float32 masters there."""
 
 
 def precision_of(config):

@@ -11,7 +11,7 @@ bytes of the float budget buy widths (:func:`~recbole_lightemb.modules.precision
 
 import numpy as np
 
-from recbole_lightemb.methods.precision import precision_of
+from recbole_lightemb.methods.precision import planned_precision, precision_of
 from recbole_lightemb.modules.precision import values_within
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, uniform_widths
@@ -42,6 +42,7 @@ class Scall(EmbeddingMethod):
                            bits=bits)
 
     def build(self, spec, table, plan):
+        planned_precision(self, plan)  # a reused plan's bits; another emb_bits given is an error
         return build_variable(spec, table, plan)
 
     def stream_planner(self):

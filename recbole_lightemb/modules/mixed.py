@@ -36,7 +36,7 @@ def mixed_bytes(widths, dim, projection, bits=None, per_row=False):
         rows = int(widths.sum()) * FLOAT_BYTES
     else:
         rows = sum(rows_bytes(w, bits[widths == w], per_row) for w in groups)
-    return rows + projections * FLOAT_BYTES + len(widths) * (1 + index_bytes(int(sizes.max(initial=1))))
+    return rows + projections * FLOAT_BYTES + len(widths) * (index_bytes(len(groups)) + index_bytes(int(sizes.max(initial=1))))
 
 
 class MixedDimEmbedding(LightEmbedding):
@@ -63,7 +63,8 @@ class MixedDimEmbedding(LightEmbedding):
             self.projected.append(projection and width < embedding_dim)
             if self.projected[-1]:  # starts as the prefix embedding: [I_w | 0]
                 self.projections.append(nn.Parameter(torch.eye(width, embedding_dim)))
-        self.register_buffer("group", torch.from_numpy(group).to(torch.int8))
+        group_type = torch.int8 if index_bytes(len(self.group_widths)) == 1 else torch.int16  # SCALL's: up to d widths
+        self.register_buffer("group", torch.from_numpy(group).to(group_type))
         self.register_buffer("slot", torch.from_numpy(slot).to(torch.int32))
 
     def forward(self, ids):
@@ -85,9 +86,9 @@ class MixedDimEmbedding(LightEmbedding):
         return sum(p.numel() for p in self.values) + sum(p.numel() for p in self.projections)
 
     def index_bytes(self):
-        """A group id (1 byte) and a slot inside the group per row."""
+        """A group id (1 byte, 2 past 127 groups) and a slot inside the group per row."""
         largest = max((p.shape[0] for p in self.values), default=1)
-        return self.num_embeddings * (1 + index_bytes(largest))
+        return self.num_embeddings * (index_bytes(len(self.group_widths)) + index_bytes(largest))
 
     def group_members(self, widths, g):
         """The rows of group ``g`` among the ``widths`` the table was built with, in the order of its parameter's rows."""

@@ -181,7 +181,8 @@ def _read(model, data):
             if members[full] > want.size * 8 + OVERHEAD_PER_ARRAY:  # checked before it is read
                 raise ValueError(f"{full!r} holds {members[full]} bytes for {want.size} stored values")
             got = data[full]
-            if got.shape != want.shape or got.dtype.kind != want.dtype.kind or got.dtype.itemsize > 8:
+            if (got.shape != want.shape or got.dtype.kind != want.dtype.kind or got.dtype.itemsize > 8
+                    or (want.dtype == np.uint8 and got.dtype != want.dtype)):  # packed codes: bytes, not truncated
                 raise ValueError(f"{full!r} is {got.dtype}{list(got.shape)}, the model stores "
                                  f"{want.dtype}{list(want.shape)}")
             found[key] = got

@@ -48,7 +48,7 @@ def uniform_widths(seen_users, seen_items, budget, s_min, s_max):
     n_seen = int(seen_users.sum() + seen_items.sum())
     width = min(budget // max(n_seen, 1), s_max)
     if width < s_min:
-        raise ValueError(f"a budget of {budget} floats cannot give {n_seen} seen entities the minimum width "
+        raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_seen} seen entities the minimum width "
                          f"scall_min_width={s_min}: raise the budget or lower scall_min_width")
     return seen_users * width, seen_items * width
 

@@ -187,7 +187,7 @@ def side_widths(n, budget, distribution, a, s_min, s_max, shape=None, rescale="l
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     if budget < n * s_min:
-        raise ValueError(f"a budget of {budget} floats cannot give {n} entities the minimum width "
+        raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n} entities the minimum width "
                          f"scall_min_width={s_min}")
     shape = order_statistic_shape(n, distribution, a) if shape is None else shape
     fit = loop_to_budget if rescale == "loop" else fit_to_budget
@@ -205,7 +205,7 @@ def split_budget(budget, rho, n_users, n_items, s_min, s_max):
     both sides can honour ``[s_min, s_max]`` (ρ is a wish; bounds and the total are rules)."""
     budget = int(budget)
     if budget < (n_users + n_items) * s_min:
-        raise ValueError(f"a budget of {budget} floats cannot give {n_users + n_items} seen entities the "
+        raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_users + n_items} seen entities the "
                          f"minimum width scall_min_width={s_min}: raise the budget or lower scall_min_width")
     low = max(n_users * s_min, budget - n_items * s_max)
     high = min(n_users * s_max, budget - n_items * s_min)

@@ -123,7 +123,9 @@ class UniformStream(StreamPlanner):
 
 
 def stored_width(floats, dim, bits):
-    """The widest row at ``bits`` stored in the bytes of ``floats`` float32 values (and its scale)."""
+    """The widest row at ``bits`` stored in the bytes of ``floats`` float32 values (and its scale). A stream's budget
+    is whole floats per seen entity, so this floors first (0.1 of 64: 6 floats, 40 four-bit values; off the stream
+    ``uniform`` spends 6.4 floats' bytes, 42)."""
     return floats if bits == FLOAT_BITS else quantized_width(floats * FLOAT_BYTES, bits, dim)
 
 

@@ -65,6 +65,7 @@ def pack_stream_tables(model, config):
         return pack_variable_widths(model)
     packed = pack_variable_widths(model, grouped=True)
     for table in packed:
+        table.stream_widths = True  # its rows are what the next segment's warm start reads
         apply_bits(config, SimpleNamespace(name=table.table_name), table,
                    table.group_bits(table.widths().cpu().numpy(), config_bits(config)))
     return packed
@@ -72,11 +73,11 @@ def pack_stream_tables(model, config):
 
 def width_tables(model):
     """``(name, table, widths)`` of every table whose rows have widths of their own and are the rows the model
-    reads (masked, packed, or grouped without projections)."""
+    reads (masked, packed, or grouped by :func:`pack_stream_tables`)."""
     for name, module in model.named_modules():
         if isinstance(module, (VariableWidthEmbedding, PackedWidthEmbedding)):
             yield name, module, module.widths
-        elif isinstance(module, MixedDimEmbedding) and not any(module.projected):
+        elif isinstance(module, MixedDimEmbedding) and getattr(module, "stream_widths", False):
             yield name, module, module.widths()
 
 
