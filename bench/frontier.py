@@ -123,19 +123,26 @@ gets, the same search stopped after 40 steps: a named departure), its reward aga
 starting action without search (a = 0.5, linear α), and uniform widths per side (is the gain the shape or the
 user/item split?)."""
 
-STREAM_PRECISION_ARMS = [
-    ("uniform-0.125[4 bits]", "uniform", 0.125, {"emb_bits": 4}),
-    ("scall-0.125[paper,fixed,4 bits]", "scall", 0.125,
-     {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4}),
-    ("scall-0.125[flat,rho=0.5,4 bits]", "scall", 0.125,
-     {"scall_mode": "paper", "scall_distribution": "flat", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4})]
+def _stream_precision_arms(budget):
+    """uniform and SCALL's two searchless shapes at ``budget``, each row in 4 bits with its scale."""
+    return [(f"uniform-{budget:g}[4 bits]", "uniform", budget, {"emb_bits": 4}),
+            (f"scall-{budget:g}[paper,fixed,4 bits]", "scall", budget,
+             {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4}),
+            (f"scall-{budget:g}[flat,rho=0.5,4 bits]", "scall", budget,
+             {"scall_mode": "paper", "scall_distribution": "flat", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4})]
+
+
+STREAM_PRECISION_ARMS = _stream_precision_arms(0.125)
 STREAM_PRECISION_ARMS += [(f"{label[:-1]}, master-free, 16-bit codes]", method, budget,
                            {**extra, "emb_master_free": True, "emb_master_free_bits": 16})
                           for label, method, budget, extra in STREAM_PRECISION_ARMS[:2]]
+STREAM_PRECISION_ARMS += [("uniform-0.05", "uniform", 0.05, {}), *_stream_precision_arms(0.05)]
 """Issue 33 on a stream: the bytes of 0.125 of the float rows (8 floats, 32 bytes a seen entity), each row in 4 bits
 with its scale: uniform 56 wide, SCALL 54 values an entity on average (a byte of slack a row set aside), seven times
 the floats; uniform and SCALL's two searchless shapes; the first two also trained without float32 masters (16-bit
-codes, as the best master-free arms off the stream)."""
+codes, as the best master-free arms off the stream). At 0.05 the widths are far from d = 64, where a shape has room
+to matter: uniform 3 floats an entity (a stream floors its width), 12 bytes, 16 four-bit values; SCALL's budget is
+not floored, 3.2 floats, 15.6 values an entity on average."""
 
 AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_authors_protocol.yaml").read_text())
 """The BACO authors' training protocol (N(0, 1) tables, negatives from all items, no L2 term, batch 1024,
