@@ -111,6 +111,20 @@ def test_scall_rows_in_low_bits_are_wider_within_the_same_bytes_and_reload_to_th
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(runs[4]["test_result"])
 
 
+def test_scall_low_bit_rows_train_without_masters_and_reload_to_the_same_metrics(tiny_config):
+    config = {**tiny_config, "emb": "scall", "emb_budget": 0.1, "emb_bits": 4}
+    masters = run_recbole_lightemb(model="BPR", config_dict={**config, "checkpoint_dir": "masters"})
+    free = run_recbole_lightemb(model="BPR", config_dict={**config, "emb_master_free": True})
+    assert masters["compression"]["training"]["param_bytes"] == 4 * masters["compression"]["stored_floats"]  # packed
+    assert free["compression"]["training_ratio"] < 0.5 * masters["compression"]["training_ratio"]
+    assert free["compression"]["training"]["row_grad_bytes"] > 0  # the codes trained in place
+    report = free["compression"]
+    assert report["packed_file"]["array_bytes"] == report["stored_bytes"]  # grouped rows: every row indexed
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config), data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(free["test_result"])
+
+
 def test_the_bytes_saved_buy_width_or_rows(tiny_config):
     """At 0.1 of a 64-wide float row (25.6 bytes) 4-bit values fill 42 coordinates beside their scale, against 6
     floats; a 4-bit hash row takes 36 bytes instead of 256, so the same bytes hold about 7 times the rows."""
@@ -152,7 +166,6 @@ def test_32_bits_are_the_float_methods_and_write_no_packed_file(tiny_config, emb
     ({"emb": "quant", "emb_bits": 4}, "emb=quant takes its bits from quant_bits"),
     ({"emb": "scall", "emb_bits": 4, "emb_bits_policy": "frequency"},
      "emb=scall, or a stream. are stored at one emb_bits for all; allowed: emb_bits_policy=fixed"),
-    ({"emb": "scall", "emb_bits": 4, "emb_master_free": True}, "emb_master_free=True: emb='scall' trains no low-bit"),
 ])
 def test_bad_precision_settings_are_named_before_training(tiny_config, extra, match):
     with pytest.raises(ValueError, match=match):

@@ -20,7 +20,7 @@ DEFAULT = (FLOAT_BITS, "fixed")
 WIDTH_ROWS = ("uniform", "scall", "stream-widths")
 """The methods a stream stores low-bit rows for, and ``stream-widths``, the tables their stream planners build: one
 ``emb_bits`` for all rows. ``WIDTH_ROWS[1:]`` store rows of widths of their own wherever they run (``scall`` off a
-stream too), so only that one ``emb_bits`` and float32 masters there."""
+stream too), so only that one ``emb_bits`` there."""
 
 
 def precision_of(config):
@@ -81,11 +81,10 @@ def refuse_master_free(method, config):
         if not (_setting(config, "stream_packed_training", True) and _setting(config, "single_spec", True)):
             raise ValueError("emb_master_free=True: a stream trains low-bit rows without masters in its packed "
                              "segment tables; allowed: stream_packed_training=True in a single-process run")
-    elif (not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or stream
-            or method.name in WIDTH_ROWS[1:]):
+    elif not (getattr(method, "precision", False) or hasattr(type(method), "bits_keys")) or stream:
         raise ValueError(f"emb_master_free=True: emb={method.name!r} trains no low-bit rows without masters here; "
-                         "allowed: emb in baco, freq, hash, qr, quant, uniform (or ciess with ciess_projection=True) with "
-                         "emb_bits in 2, 4, 8, or on a stream emb in scall, uniform")
+                         "allowed: emb in baco, freq, hash, qr, quant, scall, uniform (or ciess with ciess_projection=True) "
+                         "with emb_bits in 2, 4, 8, or on a stream emb in scall, uniform")
     top = {key: ladder(b)[0] if policy == "frequency" and b in MASTER_FREE_BITS else b for key, b in bits.items()}
     low_bit = [b in MASTER_FREE_BITS for b in top.values()]
     if not any(low_bit) or not all(low or b == FLOAT_BITS for low, b in zip(low_bit, bits.values())):
