@@ -516,3 +516,9 @@ def test_grouped_rows_of_more_than_127_widths_keep_their_groups():
     rows = table.full_table()
     assert all((w == 0 or rows[e, :w].abs().sum() > 0) and not rows[e, w:].any() for e, w in enumerate(widths))
     assert table.index_bytes() == len(widths) * (2 + 1)
+    reference = torch.zeros(len(widths), 200)  # the rows group by group
+    for g, width in enumerate(table.group_widths):
+        reference[torch.from_numpy(table.group_members(widths, g)), :width] = table.values[g].detach()
+    assert torch.equal(rows.detach(), reference)
+    ids = torch.tensor([[3, 0], [201, 150]])
+    assert torch.equal(table(ids).detach(), reference[ids])

@@ -68,6 +68,8 @@ class MixedDimEmbedding(LightEmbedding):
         self.register_buffer("slot", torch.from_numpy(slot).to(torch.int32))
 
     def forward(self, ids):
+        if not any(self.projected):
+            return self._prefix_rows(ids)
         flat = ids.reshape(-1)
         group, slot = self.group[flat].long(), self.slot[flat].long()
         out = torch.zeros(flat.numel(), self.embedding_dim, device=flat.device, dtype=self.values[0].dtype)
@@ -78,6 +80,24 @@ class MixedDimEmbedding(LightEmbedding):
             rows = rows @ next(projection) if self.projected[g] else F.pad(rows, (0, self.embedding_dim - width))
             out = out.index_copy(0, where, rows)
         return out.view(*ids.shape, self.embedding_dim)
+
+    def _prefix_rows(self, ids):
+        """Without projections every group's rows are one flat run of values (as they read: rounded or
+        dequantised), row ``e`` at ``start(g) + slot · w_g``: one gather for all ids, not one per group."""
+        flat_ids = ids.reshape(-1)
+        if not self.group_widths:
+            return torch.zeros(*ids.shape, self.embedding_dim, device=ids.device)
+        groups = list(self.values)
+        values = torch.cat([rows.reshape(-1) for rows in groups])
+        starts = np.cumsum([0] + [rows.numel() for rows in groups])[:-1]
+        widths = torch.tensor([0, *self.group_widths], device=ids.device)  # by group + 1: a width-0 row is -1
+        starts = torch.tensor([0, *starts.tolist()], device=ids.device)
+        group, slot = self.group[flat_ids].long() + 1, self.slot[flat_ids].long()
+        cols = torch.arange(self.embedding_dim, device=ids.device)
+        keep = cols < widths[group].unsqueeze(-1)
+        index = (starts[group] + slot * widths[group]).unsqueeze(-1) + cols
+        rows = values[index.clamp(max=values.numel() - 1)] * keep.to(values.dtype)
+        return rows.view(*ids.shape, self.embedding_dim)
 
     def full_table(self):
         return self.forward(torch.arange(self.num_embeddings, device=self.group.device))
