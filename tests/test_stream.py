@@ -401,6 +401,7 @@ def test_a_searching_trainer_on_a_stream_reports_its_search_in_each_segment(tmp_
 
 @pytest.mark.parametrize("emb,extra", [
     ("uniform", {"emb_budget": 0.125}),
+    ("uniform", {"emb_budget": 0.125, "stream_packed_training": False}),  # the masked tables store the same rows
     ("scall", {"scall_mean_width": 2, "scall_action": [0.7, 0.6, 0.4]}),
     ("scall", {"scall_mean_width": 2, "scall_search_batches": 2, "scall_min_search_steps": 2,
                "scall_max_search_steps": 2, "scall_settle_window": 2, "scall_hidden": 32}),
