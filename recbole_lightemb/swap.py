@@ -8,6 +8,7 @@ DIN and DIEN), named ``<table>.embedding[<field>]``.
 import re
 from dataclasses import dataclass
 from logging import getLogger
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -281,24 +282,38 @@ def swap_embeddings(model, dataset, config, method=None, plan=None, init_seed=No
     return plan
 
 
-def pack_variable_widths(model, projection=False, grouped=False):
+def width_rows_table(config, spec, widths, init_from, bits):
+    """A table whose rows' widths are final, stored at ``bits``: packed (``Σ s_e`` values, so parameters and
+    optimiser state follow the widths), or with ``emb_master_free`` groups of one width each (``(rows, width)``
+    parameters, no projections) whose low-bit codes train as stored. ``config`` None: packed, float32 masters."""
+    from recbole_lightemb.methods.precision import apply_bits  # the methods package imports this module
+
+    if config is None or not config["emb_master_free"]:
+        table = PackedWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths, padding_idx=spec.padding_idx,
+                                     init_from=init_from)
+        table.set_row_bits(bits)
+        return table
+    table = MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, widths, padding_idx=spec.padding_idx,
+                              init_from=init_from, projection=False)
+    return apply_bits(config, spec, table, table.group_bits(widths, bits))
+
+
+def pack_variable_widths(model, projection=False, config=None):
     """Once widths are fixed, replace every masked ``n × d`` variable-width table with a packed one
-    (``Σ s_e`` floats, so parameters and optimiser state follow the budget while training); its rows
-    start from the masked table's, and keep its bits. With ``projection`` the rows go into mixed-dimension
-    groups, one learned ``w × d`` projection per width (starting as the prefix embedding); with ``grouped``
-    into such groups without projections (zero-padded, the same rows), ``(rows, width)`` parameters that
-    master-free training can replace (the caller applies the bits). Build the optimiser afterwards. Returns
+    (:func:`width_rows_table`, at the masked table's bits; master-free when ``config`` asks); its rows start
+    from the masked table's. With ``projection`` the rows go into mixed-dimension groups instead, one learned
+    ``w × d`` projection per width (starting as the prefix embedding). Build the optimiser afterwards. Returns
     the new tables."""
     packed = []
     for old in [m for m in model.modules() if isinstance(m, VariableWidthEmbedding)]:
         widths, init = old.widths.cpu().numpy(), old.master_rows().detach().cpu()
-        if projection or grouped:
+        if projection:
             new = MixedDimEmbedding(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx,
-                                    init_from=init, projection=projection)
-        else:
-            new = PackedWidthEmbedding(old.num_embeddings, old.embedding_dim, widths, padding_idx=old.padding_idx,
-                                       init_from=init)
-            new.set_row_bits(old.row_bits())  # a stream's low-bit rows (CIESS's masked search tables are float32)
+                                    init_from=init)
+        else:  # a stream's low-bit rows keep their bits (CIESS's masked search tables are float32)
+            spec = SimpleNamespace(num_embeddings=old.num_embeddings, embedding_dim=old.embedding_dim,
+                                   padding_idx=old.padding_idx, name=old.table_name)
+            new = width_rows_table(config, spec, widths, init, old.row_bits())
         _carry_model_attributes(old, new)  # its role and table name, and what the model set (GRU4RecCPR's bias)
         replace_table(model, old, new.to(old.table.device))
         packed.append(new)

@@ -11,14 +11,13 @@ bytes of the float budget buy widths (:func:`~recbole_lightemb.modules.precision
 
 import numpy as np
 
-from recbole_lightemb.methods.precision import apply_bits, planned_precision, precision_of
-from recbole_lightemb.modules.mixed import MixedDimEmbedding
-from recbole_lightemb.modules.packed import PackedWidthEmbedding
+from recbole_lightemb.methods.precision import planned_precision, precision_of
 from recbole_lightemb.modules.precision import values_within
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, uniform_widths
 from recbole_lightemb.scall.settings import check_scall_config
 from recbole_lightemb.stream.planners import widths_plan
+from recbole_lightemb.swap import width_rows_table
 
 
 @register_method("scall")
@@ -44,19 +43,11 @@ class Scall(EmbeddingMethod):
                            bits=bits)
 
     def build(self, spec, table, plan):
-        """The widths are final in a plain run: packed rows (``Σ s_e`` values and their optimiser state, not a
-        masked ``n × d`` table); with ``emb_master_free`` groups of one width each, whose low-bit codes train
-        as stored."""
+        """The widths are final in a plain run: packed rows, or master-free groups
+        (:func:`~recbole_lightemb.swap.width_rows_table`)."""
         bits, _ = planned_precision(self, plan)  # a reused plan's bits; another emb_bits given is an error
         widths = np.minimum(plan[f"{spec.role}_widths"], spec.embedding_dim)
-        if not self.config["emb_master_free"]:
-            module = PackedWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
-                                          padding_idx=spec.padding_idx, init_from=table.weight)
-            module.set_row_bits(bits)
-            return module
-        module = MixedDimEmbedding(spec.num_embeddings, spec.embedding_dim, widths, padding_idx=spec.padding_idx,
-                                   init_from=table.weight, projection=False)
-        return apply_bits(self.config, spec, module, module.group_bits(widths, bits))
+        return width_rows_table(self.config, spec, widths, table.weight, bits)
 
     def stream_planner(self):
         return ScallPlanner(self, self.config)

@@ -12,7 +12,6 @@ model cannot be expected to rank an item that has never appeared.
 import os
 import time
 from logging import getLogger
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from recbole.utils import calculate_valid_score, get_local_time, get_model, get_
 from recbole_lightemb.config import Config, model_width
 from recbole_lightemb.analysis.convergence import ConvergenceLog, stream_convergence
 from recbole_lightemb.graph import check_graph_csr, install_adjacency
-from recbole_lightemb.methods.precision import apply_bits, refuse_unsupported
+from recbole_lightemb.methods.precision import refuse_unsupported
 from recbole_lightemb.modules import VariableWidthEmbedding
 from recbole_lightemb.modules.base import FLOAT_BYTES
 from recbole_lightemb.modules.mixed import MixedDimEmbedding
@@ -59,15 +58,11 @@ def stream_trainer_class(base):
 
 
 def pack_stream_tables(model, config):
-    """The segment's masked tables packed for training; with ``emb_master_free`` their low-bit rows go into
-    groups of one width each, whose codes train without float32 masters."""
-    if not config["emb_master_free"]:
-        return pack_variable_widths(model)
-    packed = pack_variable_widths(model, grouped=True)
+    """The segment's masked tables packed for training (:func:`~recbole_lightemb.swap.width_rows_table`; with
+    ``emb_master_free`` groups of one width each, whose low-bit codes train without float32 masters)."""
+    packed = pack_variable_widths(model, config=config)
     for table in packed:
         table.stream_widths = True  # its rows are what the next segment's warm start reads
-        apply_bits(config, SimpleNamespace(name=table.table_name), table,
-                   table.group_bits(table.widths().cpu().numpy(), config_bits(config)))
     return packed
 
 
