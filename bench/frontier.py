@@ -137,12 +137,16 @@ STREAM_PRECISION_ARMS += [(f"{label[:-1]}, master-free, 16-bit codes]", method, 
                            {**extra, "emb_master_free": True, "emb_master_free_bits": 16})
                           for label, method, budget, extra in STREAM_PRECISION_ARMS[:2]]
 STREAM_PRECISION_ARMS += [("uniform-0.05", "uniform", 0.05, {}), *_stream_precision_arms(0.05)]
+STREAM_PRECISION_ARMS += [(f"scall-{b:g}[paper,fixed,8-4-2 bits by frequency]", "scall", b,
+                           {"scall_mode": "paper", "scall_action": [0.5, 0.5, 0.5], "emb_bits": 4,
+                            "emb_bits_policy": "frequency"}) for b in (0.125, 0.05)]
 """Issue 33 on a stream: the bytes of 0.125 of the float rows (8 floats, 32 bytes a seen entity), each row in 4 bits
 with its scale: uniform 56 wide, SCALL 54 values an entity on average (a byte of slack a row set aside), seven times
 the floats; uniform and SCALL's two searchless shapes; the first two also trained without float32 masters (16-bit
 codes, as the best master-free arms off the stream). At 0.05 the widths are far from d = 64, where a shape has room
 to matter: uniform 3 floats an entity (a stream floors its width), 12 bytes, 16 four-bit values; SCALL's budget is
-not floored, 3.2 floats, 15.6 values an entity on average."""
+not floored, 3.2 floats, 15.6 values an entity on average. Last, SCALL's fixed shape at bits by frequency (8 / 4 / 2,
+the widest rows the most precise) against the same shape at 4 bits for all, at both budgets."""
 
 AUTHORS_PROTOCOL = yaml.safe_load((ROOT / "properties" / "presets" / "baco_authors_protocol.yaml").read_text())
 """The BACO authors' training protocol (N(0, 1) tables, negatives from all items, no L2 term, batch 1024,

@@ -283,7 +283,7 @@ def swap_embeddings(model, dataset, config, method=None, plan=None, init_seed=No
 
 
 def width_rows_table(config, spec, widths, init_from, bits):
-    """A table whose rows' widths are final, stored at ``bits``: packed (``Σ s_e`` values, so parameters and
+    """A table whose rows' widths are final, stored at ``bits`` (one for all, or one per row): packed (``Σ s_e`` values, so parameters and
     optimiser state follow the widths), or with ``emb_master_free`` groups of one width each (``(rows, width)``
     parameters, no projections) whose low-bit codes train as stored. ``config`` None: packed, float32 masters."""
     from recbole_lightemb.methods.precision import apply_bits  # the methods package imports this module

@@ -111,6 +111,39 @@ def test_scall_rows_in_low_bits_are_wider_within_the_same_bytes_and_reload_to_th
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(runs[4]["test_result"])
 
 
+def test_scall_rows_at_bits_by_frequency_hold_the_bytes_and_reload_to_the_same_metrics(tiny_config):
+    """Mixed precision on SCALL: the most frequent fifth of each side's training entities at 8 bits, the least
+    frequent half at 2; the one width is the widest those bits' bytes hold, and the file holds what is counted."""
+    config = {**tiny_config, "emb": "scall", "emb_budget": 0.1, "emb_bits": 4, "emb_bits_policy": "frequency"}
+    result = run_recbole_lightemb(model="BPR", config_dict=config)
+    plan = Plan.load(result["plan"]["file"], method="scall")
+    bits_sum, n_seen, classes = 0, 0, 0
+    for role in ("user", "item"):
+        widths, bits = plan[f"{role}_widths"], plan[f"{role}_bits"]
+        seen = widths > 0
+        assert len(set(widths[seen].tolist())) == 1 and sorted(set(bits[seen].tolist())) == [2, 4, 8]
+        head, tail = (bits[seen] == 8).sum(), (bits[seen] == 2).sum()
+        assert head == round(0.2 * seen.sum()) and tail == seen.sum() - head - round(0.3 * seen.sum())
+        bits_sum, n_seen = bits_sum + int(bits[seen].sum()), n_seen + int(seen.sum())
+        classes += -(-len(widths) // 4) + 63  # 2 bits a row, in up to 64 width groups
+    width = int(plan["user_widths"].max())  # the widest whose bits fit the bytes left beside scales and classes
+    spare_bits = 8 * (4 * result["plan"]["budget_floats"] - 5 * n_seen - classes)
+    assert width * bits_sum <= spare_bits < (width + 1) * bits_sum
+    report = result["compression"]
+    assert result["plan"]["bits_policy"] == "frequency" and report["ratio"] <= 0.1
+    stored_rows = int((plan["user_widths"] > 0).sum() + (plan["item_widths"] > 0).sum())  # a width byte each
+    assert report["stored_bytes"] - stored_rows <= 4 * result["plan"]["budget_floats"]
+    unstored = int((plan["user_widths"] == 0).sum() + (plan["item_widths"] == 0).sum())
+    assert report["packed_file"]["array_bytes"] == report["stored_bytes"] + unstored
+    checkpoint = torch.load(checkpoint_of(tiny_config), weights_only=True)  # scrambled masters
+    checkpoint["state_dict"] = {k: torch.randn_like(v) if v.is_floating_point() else v
+                                for k, v in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, checkpoint_of(tiny_config))
+    loaded, model, _, _, _, test_data = load_data_and_model(checkpoint_of(tiny_config), data_path=tiny_config["data_path"])
+    trainer = get_trainer(loaded["MODEL_TYPE"], loaded["model"])(loaded, model)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
+
+
 def test_scall_low_bit_rows_train_without_masters_and_reload_to_the_same_metrics(tiny_config):
     config = {**tiny_config, "emb": "scall", "emb_budget": 0.1, "emb_bits": 4}
     masters = run_recbole_lightemb(model="BPR", config_dict={**config, "checkpoint_dir": "masters"})
@@ -164,8 +197,6 @@ def test_32_bits_are_the_float_methods_and_write_no_packed_file(tiny_config, emb
     ({"emb": "baco", "emb_bits": 4, "emb_bits_policy": "frequency", "baco_budget_rule": "authors"},
      "emb_bits_policy=frequency only with baco_budget_rule=bytes"),
     ({"emb": "quant", "emb_bits": 4}, "emb=quant takes its bits from quant_bits"),
-    ({"emb": "scall", "emb_bits": 4, "emb_bits_policy": "frequency"},
-     "emb=scall, or a stream. are stored at one emb_bits for all; allowed: emb_bits_policy=fixed"),
 ])
 def test_bad_precision_settings_are_named_before_training(tiny_config, extra, match):
     with pytest.raises(ValueError, match=match):

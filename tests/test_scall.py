@@ -14,8 +14,8 @@ from recbole_lightemb.config import plugin_defaults
 from recbole_lightemb.scall.planner import ScallPlanner, pair_budget
 from recbole_lightemb.scall.settings import SEARCH_KEYS, check_scall_config
 from recbole_lightemb.scall.state import build_state, pooled_profile, state_size
-from recbole_lightemb.scall.widths import (DISTRIBUTIONS, order_statistic_shape, plan_widths, rank_assign,
-                                           side_widths, split_budget)
+from recbole_lightemb.scall.widths import (DISTRIBUTIONS, action_widths, order_statistic_shape, plan_widths,
+                                           rank_assign, ranked_bits, side_widths, split_budget)
 from recbole_lightemb.stream.segments import SegmentSplit
 
 
@@ -45,6 +45,54 @@ def test_widths_never_exceed_the_budget(n_users, n_items, mean_width, s_min, s_m
     for widths, seen in ((users, seen_users), (items, seen_items)):
         assert np.all(widths[~seen] == 0)
         assert np.all((widths[seen] >= s_min) & (widths[seen] <= s_max))
+
+
+def test_bits_by_frequency_follow_the_ranking_the_widths_follow():
+    """Head 20 % of the seen entities at the next bits up, torso 30 % at emb_bits, tail 50 % one down; a rank's
+    cost is its bits over emb_bits; unseen rows (which store nothing) at emb_bits."""
+    freq = np.array([0, 9, 3, 7, 0, 5, 1, 8, 2, 6, 4, 0])
+    seen = freq > 0
+    rows, weights = ranked_bits(freq, seen, 4)
+    assert weights.tolist() == [2.0] * 2 + [1.0] * 3 + [0.5] * 4  # 9 seen: 2 head, 3 torso, 4 tail
+    assert rows[[1, 7]].tolist() == [8, 8] and rows[[3, 9, 5]].tolist() == [4, 4, 4]
+    assert rows[[10, 2, 8, 6]].tolist() == [2] * 4 and rows[~seen].tolist() == [4] * 3
+    assert np.array_equal(rows, rank_assign(freq, seen, weights * 4) + 4 * ~seen)  # the widths' own ranking
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 2000), mean_width=st.floats(1, 64), a=st.floats(0.05, 30),
+       distribution=st.sampled_from(DISTRIBUTIONS), rescale=st.sampled_from(["loop", "limit"]),
+       bits=st.sampled_from([2, 4, 8]))
+def test_widths_at_bits_by_frequency_cost_at_most_the_budget_and_spend_it(n, mean_width, a, distribution,
+                                                                           rescale, bits):
+    """Each width costs its row's bits: ``Σ (b_e / emb_bits) · s_e`` stays within the budget of emb_bits values
+    and leaves less than the dearest row's unit unspent (unless every row is at its widest)."""
+    _, weights = ranked_bits(np.arange(n, 0, -1), np.ones(n, bool), bits)
+    budget = int(np.ceil(mean_width * weights.sum()))
+    widths = side_widths(n, budget, distribution, a, 1, 64, rescale=rescale, weights=weights)
+    cost = float(weights @ widths)
+    assert cost <= budget and np.all(np.diff(widths) <= 0) and widths.min() >= 1
+    assert budget - cost < weights.max() or widths.min() == 64
+
+
+def test_weights_of_one_are_scalls_own_sum_of_widths():
+    rng = np.random.default_rng(3)
+    freq_u, freq_i = rng.integers(0, 40, 300), rng.integers(0, 40, 200)
+    seen_u, seen_i = freq_u > 0, freq_i > 0
+    ones = (np.ones(seen_u.sum()), np.ones(seen_i.sum()))
+    for rescale, correct in (("loop", True), ("limit", True), ("loop", False)):
+        plain, weighted = (action_widths([0.6, 0.3, 0.7], freq_u, freq_i, seen_u, seen_i, 2000, "power", (0.1, 30),
+                                         1, 32, correct=correct, rescale=rescale, weights=w)
+                           for w in ((None, None), ones))
+        assert np.array_equal(plain.user_widths, weighted.user_widths)
+        assert np.array_equal(plain.item_widths, weighted.item_widths)
+
+
+def test_split_budget_weighs_each_side_by_its_rows_bits():
+    """Ten users at 8 bits (cost 2 each) cannot take less than 20 of a 4-bit budget at width 1."""
+    users, items = split_budget(100, 0.0, 10, 10, 1, 8, (np.full(10, 2.0), np.full(10, 0.5)))
+    assert (users, items) == (60, 40)  # the items take at most 10 · 8 · 0.5 = 40
+    assert split_budget(100, 0.5, 10, 10, 1, 8, (None, None)) == split_budget(100, 0.5, 10, 10, 1, 8)
 
 
 @settings(max_examples=200, deadline=None)
@@ -174,7 +222,7 @@ def test_planner_searches_until_rho_settles_and_stays_in_budget():
     planner.observe(0.1, FakeModel(16))
     tried = []
 
-    def search(users, items):
+    def search(users, items, row_bits=None):
         tried.append(int(users.sum() + items.sum()))
         return 0.1 * (1 + 0.5 * users.sum() / (users.sum() + items.sum()))  # more floats to users is better
 
@@ -197,7 +245,7 @@ def test_search_rewards_are_measured_against_the_chosen_baseline(baseline):
     planner.observe(0.2, FakeModel(16))  # the previous segment converged at 0.2 on its own validation data
     tried = []
 
-    def search(users, items):  # this segment is harder: everything scores near 0.1, more to users is better
+    def search(users, items, row_bits=None):  # this segment is harder: everything scores near 0.1, more to users is better
         tried.append((users[1:][users[1:] > 0], items[1:][items[1:] > 0]))
         return 0.1 * (1 + 0.5 * users.sum() / (users.sum() + items.sum()))
 
@@ -228,7 +276,7 @@ def test_the_best_choice_keeps_the_best_try_and_uniform_unless_beaten(uniform_sc
     planner.observe(0.2, FakeModel(16))
     scores = []
 
-    def search(users, items):  # uniform scores uniform_score; a searched shape scores its user share
+    def search(users, items, row_bits=None):  # uniform scores uniform_score; a searched shape scores its user share
         share = users.sum() / (users.sum() + items.sum())
         scores.append((uniform_score if len(set(users[1:]) | set(items[1:])) == 1 else share, users, items))
         return scores[-1][0]
@@ -255,7 +303,7 @@ def test_a_fixed_action_gives_its_shape_without_a_search():
     planner.plan(fake_segment(0), specs)
     planner.observe(0.2, FakeModel(16))
 
-    def search(users, items):
+    def search(users, items, row_bits=None):
         raise AssertionError("a fixed action must not search")
 
     segment = fake_segment(1)

@@ -209,11 +209,11 @@ class FakeSearch:
         self.first_block, self.fresh_score, self.fresh_on, self.warm = first_block, fresh_score, [], 0
         self.tried = FakeModel()
 
-    def __call__(self, users, items):
+    def __call__(self, users, items, row_bits=None):
         self.warm += 1
         return self.first_block
 
-    def fresh(self, users, items, segment):
+    def fresh(self, users, items, segment, row_bits=None):
         self.fresh_on.append(segment.index)
         return self.fresh_score
 

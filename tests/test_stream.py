@@ -466,11 +466,72 @@ def test_low_bit_rows_of_widths_of_their_own_are_rounded_per_row_and_read_back_f
         assert table.stored_bytes() == float_bytes
 
 
+def test_rows_of_widths_of_their_own_at_bits_per_row_are_rounded_each_on_its_grid_and_read_back(tmp_path):
+    """Mixed precision: each row rounded at its own bits (32: as it is), stored with a 2-bit class per row, and
+    the packed file refused for a table planned with other bits."""
+    import torch
+
+    from recbole_lightemb.modules import VariableWidthEmbedding
+    from recbole_lightemb.modules.packed import PackedWidthEmbedding
+    from recbole_lightemb.modules.packed_file import read_packed, write_packed
+
+    widths, bits = np.array([0, 3, 16, 7, 0, 5]), np.array([4, 8, 32, 2, 2, 4])
+    for kind in (VariableWidthEmbedding, PackedWidthEmbedding):
+        table = kind(6, 16, widths, padding_idx=0)
+        table.set_row_bits(bits)
+        rows, masters = table.full_table().detach(), table.master_rows().detach()
+        ids = torch.tensor([[5, 2], [3, 1]])
+        assert torch.equal(table(ids).detach(), rows[ids])  # a lookup rounds each row at its own bits
+        assert torch.equal(rows[2], masters[2])
+        for row in (1, 3, 5):
+            levels = 2 ** (bits[row] - 1) - 1
+            steps = rows[row, :widths[row]] / (masters[row, :widths[row]].abs().max() / levels)
+            assert torch.allclose(steps, steps.round(), atol=1e-4) and not rows[row, widths[row]:].any()
+        # codes in whole bytes per row (3, 2, 3), 16 floats, 3 scales, 12 bits of classes, a width per stored row
+        assert table.stored_bytes() == 3 + 2 + 3 + 16 * 4 + 3 * 4 + 2 + 4
+        model = torch.nn.Module()
+        model.table = table
+        written = write_packed(model, tmp_path / "rows.npz")
+        assert written["array_bytes"] == table.stored_bytes() + 2  # the widths of the two rows storing nothing
+        with torch.no_grad():
+            for p in table.parameters():
+                p.copy_(torch.randn_like(p))
+        read_packed(model, tmp_path / "rows.npz")
+        assert torch.allclose(table.full_table(), rows, atol=1e-6)
+        table.set_row_bits(bits[[4, 1, 2, 3, 0, 5]])  # two rows storing nothing swap bits: the same arrays' sizes
+        with pytest.raises(ValueError, match="the bits per row differ from the plan's"):
+            read_packed(model, tmp_path / "rows.npz")
+
+
+@pytest.mark.parametrize("master_free", [False, True])
+def test_scall_on_a_stream_stores_rows_at_bits_by_frequency_within_each_segments_bytes(tmp_path, master_free):
+    """Each segment ranks its seen entities (as for the widths) into 8 / 4 / 2 bits; the widest rows are the
+    most precise, every segment holds its floats' bytes, and writes what it counts; master-free rows train
+    their codes in place."""
+    from recbole_lightemb import run_recbole_lightemb
+
+    config = tiny_config(write_tiny(tmp_path), tmp_path, emb="scall", scall_mean_width=2, emb_bits=4,
+                         emb_bits_policy="frequency", emb_master_free=master_free, scall_search_batches=2,
+                         scall_min_search_steps=2, scall_max_search_steps=2, scall_settle_window=2, scall_hidden=32)
+    result = run_recbole_lightemb("BPR", "tiny", config_dict=config)
+    for row in result["segments"]:
+        plan = Plan.load(row["plan_file"])
+        assert plan.meta["bits_policy"] == "frequency" and row["stored_row_bytes"] <= 4 * row["budget_floats"]
+        for role in ("user", "item"):
+            widths, bits = plan[f"{role}_widths"], plan[f"{role}_bits"]
+            seen = widths > 0
+            assert (bits[seen] == 8).sum() == round(0.2 * seen.sum())
+            assert widths[seen & (bits == 8)].min() >= widths[seen & (bits == 2)].max()
+        unstored = 0 if master_free else int((plan["user_widths"] == 0).sum() + (plan["item_widths"] == 0).sum())
+        assert row["packed_file"]["array_bytes"] == row["stored_bytes"] + unstored  # groups index every row
+        assert (row["training_memory"]["row_grad_bytes"] > 0) == master_free
+
+
 @pytest.mark.parametrize("emb,extra,match", [
     ("hash", {"emb_budget": 0.5, "emb_bits": 4}, "on a stream .*emb='hash' stores no low-bit rows yet; allowed: emb in "
                                                  "scall, uniform"),
     ("uniform", {"emb_budget": 0.5, "emb_bits": 4, "emb_bits_policy": "frequency"},
-     "are stored at one emb_bits for all; allowed: emb_bits_policy=fixed"),
+     "on a stream only emb=scall stores rows at bits by frequency; allowed: emb=scall, or emb_bits_policy=fixed"),
     ("scall", {"scall_mean_width": 4, "emb_bits": 4, "emb_master_free": True, "stream_packed_training": False},
      "emb_master_free=True: a stream trains low-bit rows without masters in its packed segment tables"),
     ("uniform", {"emb_budget": 0.5, "emb_master_free": True}, "rows trained without masters need emb_bits in 2, 4, 8"),

@@ -18,9 +18,8 @@ from recbole_lightemb.modules.precision import FLOAT_BITS, apply_precision, chec
 
 DEFAULT = (FLOAT_BITS, "fixed")
 WIDTH_ROWS = ("uniform", "scall", "stream-widths")
-"""The methods a stream stores low-bit rows for, and ``stream-widths``, the tables their stream planners build: one
-``emb_bits`` for all rows. ``WIDTH_ROWS[1:]`` store rows of widths of their own wherever they run (``scall`` off a
-stream too), so only that one ``emb_bits`` there."""
+"""The methods a stream stores low-bit rows for, and ``stream-widths``, the tables their stream planners build;
+``WIDTH_ROWS[1:]`` also at bits by frequency (``uniform`` on a stream at one ``emb_bits`` for all rows)."""
 
 
 def precision_of(config):
@@ -41,9 +40,9 @@ def refuse_unsupported(method, config):
         raise ValueError(f"{given}: emb={method.name!r} stores no low-bit rows yet; allowed: emb_bits=32 and "
                          "emb_bits_policy=fixed, or emb in baco, freq, hash, qr, scall, uniform (or ciess with "
                          "ciess_projection=True)")
-    if asked[1] != "fixed" and (method.name in WIDTH_ROWS[1:] or _setting(config, "stream", False)):
-        raise ValueError(f"{given}: rows of widths of their own (emb=scall, or a stream) are stored at one emb_bits "
-                         "for all; allowed: emb_bits_policy=fixed")
+    if asked[1] != "fixed" and _setting(config, "stream", False) and method.name not in WIDTH_ROWS[1:]:
+        raise ValueError(f"{given}: on a stream only emb=scall stores rows at bits by frequency; allowed: emb=scall, "
+                         "or emb_bits_policy=fixed")
     refuse_master_free(method, config)
 
 

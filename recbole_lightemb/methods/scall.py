@@ -5,49 +5,58 @@ SCALL's first-segment plan: the budget spread uniformly over the entities of the
 (entities absent from it stay at width 0 and cost nothing).
 
 At ``emb_bits`` below 32 every row is stored in that many bits per value with a float32 scale, and the
-bytes of the float budget buy widths (:func:`~recbole_lightemb.modules.precision.values_within`): one
-``emb_bits`` for all rows, trained on float32 masters or (``emb_master_free``) as stored.
+bytes of the float budget buy widths (:func:`~recbole_lightemb.modules.precision.values_within`), trained
+on float32 masters or (``emb_master_free``) as stored. Under ``emb_bits_policy: frequency`` each side's
+rows take ``emb_bits``' ladder by training interactions (:func:`~recbole_lightemb.scall.widths.ranked_bits`)
+and the one width is the widest that those bits' bytes hold.
 """
 
 import numpy as np
 
-from recbole_lightemb.methods.precision import planned_precision, precision_of
-from recbole_lightemb.modules.precision import values_within
+from recbole_lightemb.methods.precision import planned_precision, precision_of, training_counts
+from recbole_lightemb.modules.precision import row_class_bytes, values_within
 from recbole_lightemb.registry import EmbeddingMethod, register_method
 from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, uniform_widths
 from recbole_lightemb.scall.settings import check_scall_config
-from recbole_lightemb.stream.planners import widths_plan
+from recbole_lightemb.scall.widths import ranked_bits
+from recbole_lightemb.stream.planners import planned_row_bits, widths_plan
 from recbole_lightemb.swap import width_rows_table
 
 
 @register_method("scall")
 class Scall(EmbeddingMethod):
-    precision = True  # one emb_bits for every row (refuse_unsupported)
+    precision = True
 
     def check_config(self):
         check_scall_config(self.config)
         precision_of(self.config)
 
     def plan(self, dataset, tables):
-        seen_users = np.bincount(dataset.inter_feat[dataset.uid_field].numpy(), minlength=dataset.user_num) > 0
-        seen_items = np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num) > 0
+        counts = training_counts(dataset)
+        seen_users, seen_items = counts["user"] > 0, counts["item"] > 0
         per_side = max(sum(spec.role == "user" for spec in tables), 1)
         dim = max(spec.embedding_dim for spec in tables)  # NeuMF, NNCF, … set no embedding_size
         n_seen = int(seen_users.sum() + seen_items.sum())
         budget = pair_budget(self.config, n_seen, dim)
-        bits, _ = precision_of(self.config)
+        bits, policy = precision_of(self.config)
         s_max = self.config["scall_max_width"] or dim
-        users, items = uniform_widths(seen_users, seen_items, values_within(budget, n_seen, bits),
-                                      self.config["scall_min_width"], s_max)
+        row_bits, cost, classes = None, None, 0
+        if policy == "frequency":
+            ranked = [ranked_bits(counts[role], seen, bits) for role, seen in (("user", seen_users), ("item", seen_items))]
+            row_bits = tuple(rows for rows, _ in ranked)
+            cost = sum(float(weights.sum()) for _, weights in ranked)
+            classes = row_class_bytes(seen_users.size, s_max) + row_class_bytes(seen_items.size, s_max)
+        users, items = uniform_widths(seen_users, seen_items, values_within(budget, n_seen, bits, classes),
+                                      self.config["scall_min_width"], s_max, cost)
         return widths_plan(self.name, users, items, budget_floats=budget * per_side, mode=self.config["scall_mode"],
-                           bits=bits)
+                           bits=bits, row_bits=row_bits)
 
     def build(self, spec, table, plan):
         """The widths are final in a plain run: packed rows, or master-free groups
         (:func:`~recbole_lightemb.swap.width_rows_table`)."""
-        bits, _ = planned_precision(self, plan)  # a reused plan's bits; another emb_bits given is an error
+        planned_precision(self, plan)  # a reused plan's bits; another emb_bits given is an error
         widths = np.minimum(plan[f"{spec.role}_widths"], spec.embedding_dim)
-        return width_rows_table(self.config, spec, widths, table.weight, bits)
+        return width_rows_table(self.config, spec, widths, table.weight, planned_row_bits(plan, spec))
 
     def stream_planner(self):
         return ScallPlanner(self, self.config)

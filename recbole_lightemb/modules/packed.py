@@ -34,7 +34,7 @@ class PackedWidthEmbedding(LowBitWidths, LightEmbedding):
         self.register_buffer("offsets", torch.cumsum(widths, 0) - widths, persistent=False)
 
     def forward(self, ids):
-        return self.rounded(self._masters(ids))
+        return self.rounded(self._masters(ids), ids)
 
     def _masters(self, ids):
         widths = self.widths[ids].long()

@@ -7,8 +7,8 @@ bits vary by row), float rows as float32, indices in the smallest integer type t
 the tables of ``uniform``, ``freq``, ``hash`` and ``qr`` (and ``quant``) the arrays are exactly the bytes
 ``compression.stored_bytes`` counts (``tests/test_precision.py``); the file adds only the ``.npz``
 framing, at most :data:`OVERHEAD_PER_ARRAY` bytes per array. Rows of widths of their own (``scall``, ``uniform`` on a
-stream) are written row after row, each in ``ceil(s_e · bits / 8)`` bytes, with a scale per stored row; their
-widths are written for every row, so the rows that store nothing (width 0: the padding row, entities a stream has
+stream) are written row after row, each in ``ceil(s_e · bits / 8)`` bytes, with a scale per stored row (rows of
+per-row bits grouped by their bits, with each row's 2-bit class); their widths are written for every row, so the rows that store nothing (width 0: the padding row, entities a stream has
 not seen yet) add their width's byte to what is counted. A run writes it when its tables have low-bit
 rows (:func:`save_packed_beside`), as ``<checkpoint stem>.packed.npz``.
 
@@ -66,8 +66,8 @@ def _classes(bits):
 
 
 def _width_rows(table):
-    """Whether ``table`` stores rows of widths of their own in low bits."""
-    return isinstance(table, LowBitWidths) and table.row_bits() != FLOAT_BITS
+    """Whether ``table`` stores rows of widths of their own in low bits (some rows at least)."""
+    return isinstance(table, LowBitWidths) and bool((table.bits_per_row() != FLOAT_BITS).any())
 
 
 def _kept_bytes(widths, bits):
@@ -76,25 +76,47 @@ def _kept_bytes(widths, bits):
 
 
 def _width_rows_arrays(table):
-    """A low-bit table of widths of its own: each row's packed codes (its first ``ceil(s_e · bits / 8)`` bytes,
-    row after row) and the scales of the stored rows."""
-    bits, widths = table.row_bits(), table.widths.long().cpu().numpy()
-    codes, scale = quantize(table.master_rows().detach().cpu().float(), bits)
-    packed = pack(codes, bits)
-    keep = np.arange(packed.shape[1]) < _kept_bytes(widths, bits)[:, None]
-    return {f"values.bits{bits}": packed[keep], f"values.scale{bits}": scale.reshape(-1).numpy()[widths > 0]}
+    """A low-bit table of widths of its own: per bit class, its rows' packed codes (each row's first
+    ``ceil(s_e · bits / 8)`` bytes, row after row) and the scales of its stored rows (32-bit rows: their kept
+    floats); with per-row bits, each row's class."""
+    bits, widths = table.bits_per_row(), table.widths.long().cpu().numpy()
+    rows, arrays = table.master_rows().detach().cpu().float(), {}
+    for b in sorted(set(bits.tolist())):
+        where = np.flatnonzero(bits == b)
+        kept = np.arange(table.embedding_dim)[None, :] < widths[where][:, None]
+        if b == FLOAT_BITS:
+            arrays["values.float32"] = rows[where].numpy()[kept]
+            continue
+        codes, scale = quantize(rows[where], b)
+        packed = pack(codes, b)
+        arrays[f"values.bits{b}"] = packed[np.arange(packed.shape[1]) < _kept_bytes(widths[where], b)[:, None]]
+        arrays[f"values.scale{b}"] = scale.reshape(-1).numpy()[widths[where] > 0]
+    if np.ndim(table.row_bits()):
+        arrays["values.classes"] = _classes(bits)
+    return arrays
 
 
 def _width_rows_values(table, arrays):
     """The flat ``values`` (kept floats, row after row) that :func:`_width_rows_arrays` stored."""
-    bits, widths = table.row_bits(), table.widths.long().cpu().numpy()
+    bits, widths = table.bits_per_row(), table.widths.long().cpu().numpy()
     if not np.array_equal(arrays["widths"], widths):
         raise ValueError("the widths differ from the plan's")
-    packed = np.zeros((table.num_embeddings, int(_kept_bytes(table.embedding_dim, bits))), dtype=np.uint8)
-    packed[np.arange(packed.shape[1]) < _kept_bytes(widths, bits)[:, None]] = arrays[f"values.bits{bits}"]
-    scales = torch.zeros(table.num_embeddings)
-    scales[torch.from_numpy(widths > 0)] = torch.from_numpy(arrays[f"values.scale{bits}"]).float()
-    rows = unpack(packed, table.embedding_dim, bits).float() * scales[:, None]
+    if np.ndim(table.row_bits()) and not np.array_equal(arrays["values.classes"], _classes(bits)):
+        raise ValueError("the bits per row differ from the plan's")
+    rows = torch.zeros(table.num_embeddings, table.embedding_dim)
+    for b in sorted(set(bits.tolist())):
+        where = np.flatnonzero(bits == b)
+        kept = torch.arange(table.embedding_dim)[None, :] < torch.from_numpy(widths[where])[:, None]
+        if b == FLOAT_BITS:
+            part = torch.zeros(len(where), table.embedding_dim)
+            part[kept] = torch.from_numpy(arrays["values.float32"]).float()
+            rows[where] = part
+            continue
+        packed = np.zeros((len(where), int(_kept_bytes(table.embedding_dim, b))), dtype=np.uint8)
+        packed[np.arange(packed.shape[1]) < _kept_bytes(widths[where], b)[:, None]] = arrays[f"values.bits{b}"]
+        scales = torch.zeros(len(where))
+        scales[torch.from_numpy(widths[where] > 0)] = torch.from_numpy(arrays[f"values.scale{b}"]).float()
+        rows[where] = unpack(packed, table.embedding_dim, b).float() * scales[:, None]
     return rows[torch.arange(table.embedding_dim)[None, :] < torch.from_numpy(widths)[:, None]]
 
 

@@ -107,13 +107,29 @@ def config_bits(config):
     return FLOAT_BITS if bits is None else int(bits)
 
 
-def values_within(floats, n_rows, bits):
+def config_policy(config):
+    """``emb_bits_policy`` of a config, ``fixed`` where it has none."""
+    try:
+        policy = config["emb_bits_policy"]
+    except KeyError:
+        policy = None
+    return "fixed" if policy is None else policy
+
+
+def row_class_bytes(n_rows, groups=1):
+    """The most bytes the 2-bit classes of ``n_rows`` rows of per-row bits take, kept in up to ``groups`` arrays
+    (a table grouped by width keeps one per group, each rounded up to whole bytes)."""
+    return class_bytes(n_rows, True) + max(int(groups) - 1, 0)
+
+
+def values_within(floats, n_rows, bits, reserved_bytes=0):
     """How many ``bits``-bit values the bytes of ``floats`` float32 values hold over ``n_rows`` rows of widths of
-    their own (a stream's and SCALL's budgets): each row's scale and its last byte's slack set aside first, so
-    any widths summing to at most this fit the bytes. ``floats`` itself at 32 bits."""
-    if bits == FLOAT_BITS:
+    their own (a stream's and SCALL's budgets): each row's scale and its last byte's slack set aside first, and
+    ``reserved_bytes`` (per-row bit classes), so any widths summing to at most this fit the bytes. ``floats``
+    itself at 32 bits with nothing reserved."""
+    if bits == FLOAT_BITS and not reserved_bytes:
         return int(floats)
-    return max(0, (int(floats) * FLOAT_BYTES - n_rows * ROW_SLACK_BYTES) * 8 // bits)
+    return max(0, (int(floats) * FLOAT_BYTES - n_rows * ROW_SLACK_BYTES - int(reserved_bytes)) * 8 // bits)
 
 
 def quantize_rows(rows, bits):
@@ -147,10 +163,11 @@ class LowBitRows(nn.Module):
         """What ``owner.<leaf>`` reads as: the master parameter, rounded."""
         return self(owner._parameters[leaf])
 
-    def forward(self, rows):
+    def forward(self, rows, ids=None):
+        """``rows`` rounded: every row of the parameter, or with per-row bits the rows of ``ids`` gathered."""
         if self.fixed_bits is not None:
             return quantize_rows(rows, self.fixed_bits)
-        return quantize_rows(rows, self.row_bits.long())
+        return quantize_rows(rows, (self.row_bits if ids is None else self.row_bits[ids]).long())
 
     def bits_per_row(self, n_rows):
         """Every row's bits as a NumPy array."""
@@ -169,29 +186,38 @@ class LowBitWidths:
     :class:`~recbole_lightemb.modules.packed.PackedWidthEmbedding`): every row read is rounded to ``bits`` per
     value over its own width (the coordinates past it are zero, so they change neither the scale nor the
     rounding), with one float32 scale per stored row. Each row is stored as ``ceil(s_e · bits / 8)`` bytes and
-    its scale; the checkpoint keeps the float32 masters, the packed file the codes."""
+    its scale; the checkpoint keeps the float32 masters, the packed file the codes. Per-row bits (mixed
+    precision) add a 2-bit class per row."""
 
     def set_row_bits(self, bits):
-        """Store every row at ``bits`` (2, 4, 8 or 32; 32 is the float table as it was)."""
-        bits, _ = check_precision(bits, "fixed")
+        """Store every row at ``bits`` (2, 4, 8 or 32; 32 is the float table as it was), or each row at its own
+        (one per row: mixed precision)."""
+        if np.ndim(bits) == 0:
+            bits, _ = check_precision(bits, "fixed")
         if LOW_BIT_ROWS in self._modules:
             del self._modules[LOW_BIT_ROWS]
-        if bits != FLOAT_BITS:
-            self.add_module(LOW_BIT_ROWS, LowBitRows(bits, self.num_embeddings))
+        if np.ndim(bits) or bits != FLOAT_BITS:
+            self.add_module(LOW_BIT_ROWS, LowBitRows(bits, self.num_embeddings).to(self.widths.device))
 
     def row_bits(self):
-        """Bits of every stored value (32: float32)."""
+        """Bits of every stored value (32: float32): one for all rows, or an array of one per row."""
         rows = self._modules.get(LOW_BIT_ROWS)
-        return FLOAT_BITS if rows is None else rows.fixed_bits
+        if rows is None:
+            return FLOAT_BITS
+        return rows.fixed_bits if rows.fixed_bits is not None else rows.bits_per_row(self.num_embeddings)
 
-    def rounded(self, rows):
-        """``rows`` (zero past each row's width) as stored."""
+    def bits_per_row(self):
+        """Every row's bits as an array."""
+        return np.broadcast_to(np.asarray(self.row_bits(), dtype=np.int64), (self.num_embeddings,))
+
+    def rounded(self, rows, ids=None):
+        """``rows`` (zero past each row's width; those of ``ids``, or every row) as stored."""
         rounding = self._modules.get(LOW_BIT_ROWS)
-        return rows if rounding is None else rounding(rows)
+        return rows if rounding is None else rounding(rows, ids)
 
     def stored_bytes(self):
         widths = self.widths.long().cpu().numpy()
-        return int(row_bytes(widths, self.row_bits()).sum()) + self.index_bytes()
+        return rows_bytes(widths, self.bits_per_row(), np.ndim(self.row_bits()) > 0) + self.index_bytes()
 
 
 def _owner(module, name):

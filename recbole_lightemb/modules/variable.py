@@ -71,7 +71,7 @@ class VariableWidthEmbedding(LowBitWidths, LightEmbedding):
         return self.rounded(self.table * self.mask)
 
     def forward(self, ids):
-        return self.rounded(F.embedding(ids, self.table) * F.embedding(ids, self.mask))
+        return self.rounded(F.embedding(ids, self.table) * F.embedding(ids, self.mask), ids)
 
     def master_rows(self):
         """Every row's float32 values, zero past its width, before any rounding to stored bits."""

@@ -22,11 +22,11 @@ from recbole.utils import set_color
 
 from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import LightEmbedding
-from recbole_lightemb.modules.precision import config_bits, values_within
+from recbole_lightemb.modules.precision import config_bits, config_policy, row_class_bytes, values_within
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.scall.settings import scall_settings
 from recbole_lightemb.scall.state import AuthorsState, build_state, state_size
-from recbole_lightemb.scall.widths import action_widths, alpha_from_action
+from recbole_lightemb.scall.widths import action_widths, alpha_from_action, ranked_bits
 from recbole_lightemb.stream.planners import StreamPlanner, widths_plan
 
 MB_FLOATS = 2 ** 20 // 4
@@ -43,10 +43,11 @@ def pair_budget(config, n_seen, dim=None):
     return int(np.floor(config["emb_budget"] * (dim or model_width(config)) * n_seen))
 
 
-def uniform_widths(seen_users, seen_items, budget, s_min, s_max):
-    """Segment 0: every seen entity ``budget // seen`` floats (capped at ``s_max``)."""
+def uniform_widths(seen_users, seen_items, budget, s_min, s_max, cost=None):
+    """Segment 0: every seen entity ``budget // seen`` values (capped at ``s_max``); ``cost``: what one unit of
+    width costs over all seen rows, in those values (default: one each; with bits by frequency, their sum)."""
     n_seen = int(seen_users.sum() + seen_items.sum())
-    width = min(budget // max(n_seen, 1), s_max)
+    width = min(int(budget // max(n_seen if cost is None else cost, 1)), s_max)
     if width < s_min:
         raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_seen} seen entities the minimum width "
                          f"scall_min_width={s_min}: raise the budget or lower scall_min_width")
@@ -98,7 +99,7 @@ class ScallPlanner(StreamPlanner):
     def __init__(self, method, config):
         super().__init__(method, config)
         self.settings = s = scall_settings(config)
-        self.bits = config_bits(config)
+        self.bits, self.policy = config_bits(config), config_policy(config)
         self.mode = s["mode"]
         self.logger = getLogger()
         self.agent = None
@@ -135,10 +136,29 @@ class ScallPlanner(StreamPlanner):
         return pair_budget(self.config, segment.users_seen + segment.items_seen) * tables_per_side
 
     def values_budget(self, segment):
-        """What the widths of a user and an item table may sum to: the pair's float budget, or at ``emb_bits``
-        below 32 the values of that many bits its bytes hold beside each seen entity's row scale."""
+        """What the widths of a user and an item table may cost: the pair's float budget, or at ``emb_bits``
+        below 32 the values of that many bits its bytes hold beside each seen entity's row scale (and, with bits
+        by frequency, each table's 2-bit row classes, :func:`~recbole_lightemb.modules.precision.row_class_bytes`)."""
+        split = segment.split
         n_seen = segment.users_seen + segment.items_seen
-        return values_within(pair_budget(self.config, n_seen), n_seen, self.bits)
+        groups = self.bounds[1]  # master-free rows group by width, one class array each
+        classes = 0 if self.policy == "fixed" else \
+            row_class_bytes(split.seen_users.size, groups) + row_class_bytes(split.seen_items.size, groups)
+        return values_within(pair_budget(self.config, n_seen), n_seen, self.bits, classes)
+
+    def row_precision(self, segment):
+        """Bits by frequency at ``segment``: per side, every row's bits and each rank's cost
+        (:func:`~recbole_lightemb.scall.widths.ranked_bits`), ranked as the widths are; None for one ``emb_bits``."""
+        if self.policy == "fixed":
+            return None
+        split = segment.split
+        return tuple(ranked_bits(freq, seen, self.bits)
+                     for freq, seen in zip(self.frequencies(split), (split.seen_users, split.seen_items)))
+
+    def row_bits(self, segment):
+        """``(user bits, item bits)`` of every row at ``segment``, or None (one ``emb_bits`` for all)."""
+        precision = self.row_precision(segment)
+        return None if precision is None else tuple(rows for rows, _ in precision)
 
     def frequencies(self, split):
         """What ranks entities and fills the state: this segment's training interactions or the whole history."""
@@ -149,14 +169,18 @@ class ScallPlanner(StreamPlanner):
     def _widths(self, action, segment, correct=True):
         split, s = segment.split, self.settings
         budget = self.values_budget(segment)
+        precision = self.row_precision(segment)
+        weights = (None, None) if precision is None else tuple(cost for _, cost in precision)
         return action_widths(action, *self.frequencies(split), split.seen_users, split.seen_items, budget,
                              s["scall_distribution"], s["scall_alpha_range"], *self.bounds, s["scall_alpha_map"],
-                             self.rng, correct, s["scall_rescale"])
+                             self.rng, correct, s["scall_rescale"], weights)
 
     def _uniform(self, segment):
         split = segment.split
         budget = self.values_budget(segment)
-        return uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds)
+        precision = self.row_precision(segment)
+        cost = None if precision is None else sum(float(c.sum()) for _, c in precision)
+        return uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds, cost)
 
     def _new_segment(self, segment):
         if self.state is not None:
@@ -208,8 +232,10 @@ class ScallPlanner(StreamPlanner):
         on = self.previous if s["scall_search_segment"] == "previous" else segment
         fresh = s["scall_search_init"] == "fresh"
 
+        row_bits = self.row_bits(on)
+
         def attempt(users, items):
-            return search.fresh(users, items, on) if fresh else search(users, items)
+            return search.fresh(users, items, on, row_bits) if fresh else search(users, items, row_bits)
 
         if on is segment:
             self._new_segment(segment)
@@ -296,10 +322,10 @@ class ScallPlanner(StreamPlanner):
         training with these widths (warm start, ``scall_search_lr``), the next search's denominator."""
         if (self.settings["scall_reward_baseline"] == "first_block" and self.settings["scall_action"] is None
                 and search is not None):
-            self.first_block = more["first_block"] = search(users, items)
+            self.first_block = more["first_block"] = search(users, items, self.row_bits(segment))
         self.previous = segment
         user_floats, item_floats = int(users.sum()), int(items.sum())
-        return widths_plan("scall", users, items, bits=self.bits, **meta, **more,
+        return widths_plan("scall", users, items, bits=self.bits, row_bits=self.row_bits(segment), **meta, **more,
                            user_share=user_floats / max(user_floats + item_floats, 1),
                            widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
 

@@ -18,12 +18,19 @@ That closed form is the plugin's (``scall_shape: expected``). The authors' ``Con
 draws their own families: ``powerlaw`` as above, scipy's classical Pareto (support ``x >= 1``) and a
 normal centred at ``1/n`` truncated to [0, 1]. ``flat`` (every entity alike) is no paper family: it
 gives each side one uniform width, so an action's ρ alone can be tried against SCALL's shapes.
+
+Mixed precision (``emb_bits_policy: frequency``, the plugin's own; SCALL stores float32 rows): a row of ``b``
+bits costs ``b / emb_bits`` of a budget counted in ``emb_bits``-bit values, so every rescale below weighs
+each width by its row's cost (``weights``, largest first as the shape is; all ones, the default, is SCALL's
+own sum of widths). The head rows are the widest and the most precise.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln, ndtr, ndtri
+
+from recbole_lightemb.modules.precision import class_counts, ladder
 
 DISTRIBUTIONS = ("power", "pareto", "truncnorm", "flat")
 SHAPES = ("sampled", "expected")
@@ -105,110 +112,131 @@ def sampled_shape(n, distribution, a, rng, draws=DRAWS):
     return total / draws
 
 
-def fit_to_budget(shape, budget, s_min, s_max):
-    """Real widths ``clip(λ·shape, s_min, s_max)`` summing to ``budget`` (shape sorted descending).
+def _weights(weights, n):
+    """Each width's cost per unit (all ones: a plain sum of widths)."""
+    return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+
+
+def fit_to_budget(shape, budget, s_min, s_max, weights=None):
+    """Real widths ``clip(λ·shape, s_min, s_max)`` whose cost ``Σ weights·widths`` is ``budget`` (shape sorted
+    descending).
 
     This is the fixed point of SCALL's "clip and renormalise until within bounds". The total is
     monotone and piecewise linear in ``λ``; with prefix sums each evaluation is O(log n), so the
     bisection is free and only the final clip touches all ``n`` entities.
     """
     n = shape.size
-    if budget >= n * s_max:
+    weights = _weights(weights, n)
+    if budget >= weights.sum() * s_max:
         return np.full(n, float(s_max))
     shape = np.maximum(shape, shape.max() * 1e-12)  # underflowed tails still scale
-    ascending = shape[::-1]
-    prefix = np.concatenate([[0.0], np.cumsum(ascending)])
+    ascending, ascending_w = shape[::-1], weights[::-1]
+    prefix = np.concatenate([[0.0], np.cumsum(ascending * ascending_w)])
+    prefix_w = np.concatenate([[0.0], np.cumsum(ascending_w)])
 
     def parts(log_scale):
         scale = np.exp(log_scale)
         bottom = int(np.searchsorted(ascending, s_min / scale, side="right"))
         top = n - int(np.searchsorted(ascending, s_max / scale, side="left"))
         middle = prefix[n - top] - prefix[bottom] if n - top > bottom else 0.0
-        return top, bottom, middle, top * s_max + bottom * s_min + scale * middle
+        top_w, bottom_w = prefix_w[n] - prefix_w[max(n - top, bottom)], prefix_w[bottom]
+        return top_w, bottom_w, middle, top_w * s_max + bottom_w * s_min + scale * middle
 
-    lo, hi = np.log(s_min / shape.max()), np.log(s_max / shape.min())  # totals n·s_min .. n·s_max
+    lo, hi = np.log(s_min / shape.max()), np.log(s_max / shape.min())  # totals Σw·s_min .. Σw·s_max
     for _ in range(200):
         mid = 0.5 * (lo + hi)
         if parts(mid)[3] < budget:
             lo = mid
         else:
             hi = mid
-    top, bottom, middle, _ = parts(hi)
-    rest = budget - top * s_max - bottom * s_min
+    top_w, bottom_w, middle, _ = parts(hi)
+    rest = budget - top_w * s_max - bottom_w * s_min
     scale = rest / middle if middle > 0 else np.exp(hi)
     return np.clip(scale * shape, s_min, s_max)
 
 
-def loop_to_budget(shape, budget, s_min, s_max, max_iterations=10_000):
+def loop_to_budget(shape, budget, s_min, s_max, max_iterations=10_000, weights=None):
     """``Action.py``'s final widths before rounding: ``max(s_min, p · budget)``, then clip to
     ``[s_min, s_max]`` and rescale to the budget until a pass lands within the bounds (the authors stop
     after one second; here after ``max_iterations`` passes). It stops at the first pass in bounds, so its
     widest rows can end below ``s_max`` where :func:`fit_to_budget`'s limit has them at it, and when the
-    floor alone lifts the tail within bounds it never rescales: the total then exceeds the budget."""
-    sizes = np.maximum(s_min, shape * budget)
+    floor alone lifts the tail within bounds it never rescales: the total then exceeds the budget. With
+    ``weights`` the budget is a cost, ``Σ weights·sizes``, and the first pass spreads it as ``p`` over
+    that cost."""
+    weights = _weights(weights, shape.size)
+    sizes = np.maximum(s_min, shape * budget / np.dot(weights, shape))
     for _ in range(max_iterations):
         if sizes.max() <= s_max and sizes.min() >= s_min:
             break
         sizes = np.clip(sizes, s_min, s_max)
-        sizes = sizes / sizes.sum() * budget
+        sizes = sizes / np.dot(weights, sizes) * budget
     return sizes
 
 
-def round_to_budget(real, budget, s_min, s_max):
-    """Integer widths within ``[s_min, s_max]`` whose sum never exceeds ``budget``.
+def round_to_budget(real, budget, s_min, s_max, weights=None):
+    """Integer widths within ``[s_min, s_max]`` whose cost ``Σ weights·widths`` never exceeds ``budget``.
 
-    Round down, then hand the leftover floats out by largest remainder (ties to the more active
-    entity, so a non-increasing ``real`` stays non-increasing), never past ``s_max``; if float
-    error left the floor over budget, take units back from the least active widths above ``s_min``.
+    Round down, then hand the leftover budget out by largest remainder (ties to the more active
+    entity, so a non-increasing ``real`` stays non-increasing) while it pays for the next unit, never
+    past ``s_max``; if float error left the floor over budget, take units back from the least active
+    widths above ``s_min``.
     """
+    weights = _weights(weights, real.size)
     widths = np.clip(np.floor(real), s_min, s_max).astype(np.int64)
     budget = int(budget)
-    leftover = budget - int(widths.sum())
+    leftover = budget - float(np.dot(weights, widths))
     if leftover > 0:
         room = np.flatnonzero(widths < s_max)
         remainder = real[room] - widths[room]
-        take = room[np.lexsort((room, -remainder))][:leftover]
+        ranked = room[np.lexsort((room, -remainder))]
+        take = ranked[np.cumsum(weights[ranked]) <= leftover]
         widths[take] += 1
+        leftover -= float(weights[take].sum())
     while leftover < 0:
-        above = np.flatnonzero(widths > s_min)
+        above = np.flatnonzero(widths > s_min)[::-1]
         if above.size == 0:
             break
-        cut = above[::-1][: -leftover]
+        cut = above[: int(np.searchsorted(np.cumsum(weights[above]), -leftover)) + 1]
         widths[cut] -= 1
-        leftover += cut.size
+        leftover += float(weights[cut].sum())
     return widths
 
 
-def side_widths(n, budget, distribution, a, s_min, s_max, shape=None, rescale="limit"):
-    """Widths for ``n`` entities of one side, widest first, summing to at most ``budget``: the shape
+def side_widths(n, budget, distribution, a, s_min, s_max, shape=None, rescale="limit", weights=None):
+    """Widths for ``n`` entities of one side, widest first, costing at most ``budget``: the shape
     (default: the expected order statistics) clipped to ``[s_min, s_max]`` and rescaled to the budget,
     by the authors' loop (:func:`loop_to_budget`) or to its limit (:func:`fit_to_budget`), then rounded
     never over the budget."""
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if budget < n * s_min:
+    if budget < _weights(weights, n).sum() * s_min:
         raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n} entities the minimum width "
                          f"scall_min_width={s_min}")
     shape = order_statistic_shape(n, distribution, a) if shape is None else shape
-    fit = loop_to_budget if rescale == "loop" else fit_to_budget
-    return round_to_budget(fit(shape, budget, s_min, s_max), budget, s_min, s_max)
+    real = loop_to_budget(shape, budget, s_min, s_max, weights=weights) if rescale == "loop" else \
+        fit_to_budget(shape, budget, s_min, s_max, weights)
+    return round_to_budget(real, budget, s_min, s_max, weights)
 
 
-def raw_side_widths(shape, budget, s_min, s_max):
+def raw_side_widths(shape, budget, s_min, s_max, weights=None):
     """``Action.py`` while searching (``correct=False``): ``round(max(s_min, p · budget))``, nothing rescaled,
-    so the sum may miss the budget either way; capped at ``s_max``, the table's width (the authors' mask)."""
-    return np.minimum(np.round(np.maximum(s_min, shape * budget)), s_max).astype(np.int64)
+    so the sum may miss the budget either way; capped at ``s_max``, the table's width (the authors' mask).
+    With ``weights``, ``p`` spreads the budget over the rows' cost (``p · budget / Σ weights·p``)."""
+    spread = budget if weights is None or not shape.size else budget / np.dot(weights, shape)
+    return np.minimum(np.round(np.maximum(s_min, shape * spread)), s_max).astype(np.int64)
 
 
-def split_budget(budget, rho, n_users, n_items, s_min, s_max):
-    """Floats for users and for items: ``ρ`` of the budget to users, moved into the range where
-    both sides can honour ``[s_min, s_max]`` (ρ is a wish; bounds and the total are rules)."""
+def split_budget(budget, rho, n_users, n_items, s_min, s_max, weights=(None, None)):
+    """Values for users and for items: ``ρ`` of the budget to users, moved into the range where
+    both sides can honour ``[s_min, s_max]`` (ρ is a wish; bounds and the total are rules); a side's
+    minimum and maximum cost weighs its rows by ``weights``."""
     budget = int(budget)
-    if budget < (n_users + n_items) * s_min:
+    cost_u, cost_i = (_weights(w, n).sum() for w, n in zip(weights, (n_users, n_items)))
+    if budget < (cost_u + cost_i) * s_min:
         raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_users + n_items} seen entities the "
                          f"minimum width scall_min_width={s_min}: raise the budget or lower scall_min_width")
-    low = max(n_users * s_min, budget - n_items * s_max)
-    high = min(n_users * s_max, budget - n_items * s_min)
+    low = int(np.ceil(max(cost_u * s_min, budget - cost_i * s_max)))
+    high = int(np.floor(min(cost_u * s_max, budget - cost_i * s_min)))
     users = int(np.clip(np.floor(rho * budget), low, max(low, high)))
     return users, budget - users
 
@@ -221,6 +249,17 @@ def rank_assign(freq, seen, sorted_widths):
     widths = np.zeros(seen.size, dtype=np.int64)
     widths[ranked] = sorted_widths
     return widths
+
+
+def ranked_bits(freq, seen, bits):
+    """Mixed precision over one side's seen entities: ``bits``' ladder (:func:`~recbole_lightemb.modules.precision.ladder`)
+    down the frequency ranking that :func:`rank_assign` hands widths out by, head 20 %, torso 30 %, tail 50 %.
+    Returns every row's bits (unseen rows, which store nothing, at ``bits``) and each rank's cost in
+    ``bits``-bit values (the ``weights`` of the rescales here)."""
+    sorted_bits = np.repeat(ladder(bits), class_counts(int(seen.sum())))
+    rows = rank_assign(freq, seen, sorted_bits)
+    rows[~seen] = bits
+    return rows.astype(np.uint8), sorted_bits / bits
 
 
 def alpha_from_action(x, alpha_range, mapping="linear"):
@@ -243,26 +282,27 @@ class ActionWidths:
 
 
 def action_widths(action, user_freq, item_freq, seen_users, seen_items, budget, distribution, alpha_range,
-                  s_min, s_max, alpha_map="linear", rng=None, correct=True, rescale="loop"):
+                  s_min, s_max, alpha_map="linear", rng=None, correct=True, rescale="loop", weights=(None, None)):
     """Widths for an action ``(ρ, α_U, α_I)`` in [0, 1]³, the most frequent entity widest.
 
     ``rng`` given: the authors' sampled shape, else the expected one. ``correct``: the final plan, never
     over ``budget`` (ρ moved to where both sides can honour the bounds, each side rescaled as ``rescale``
     says); not ``correct``: ``Action.py``'s search widths, ρ·budget and (1-ρ)·budget as drawn,
-    unrescaled (:func:`raw_side_widths`).
+    unrescaled (:func:`raw_side_widths`). ``weights``: each side's cost per width unit by rank (mixed
+    precision, :func:`ranked_bits`), or None for a plain sum.
     """
     n_u, n_i = int(seen_users.sum()), int(seen_items.sum())
     alphas = [alpha_from_action(x, alpha_range, alpha_map) for x in action[1:3]]
     shapes = [sampled_shape(n, distribution, a, rng) if rng is not None else order_statistic_shape(n, distribution, a)
               for n, a in zip((n_u, n_i), alphas)]
     if correct:
-        b_u, b_i = split_budget(budget, action[0], n_u, n_i, s_min, s_max)
-        users, items = (side_widths(n, b, distribution, a, s_min, s_max, shape, rescale)
-                        for n, b, a, shape in zip((n_u, n_i), (b_u, b_i), alphas, shapes))
+        b_u, b_i = split_budget(budget, action[0], n_u, n_i, s_min, s_max, weights)
+        users, items = (side_widths(n, b, distribution, a, s_min, s_max, shape, rescale, w)
+                        for n, b, a, shape, w in zip((n_u, n_i), (b_u, b_i), alphas, shapes, weights))
     else:
         rho = float(np.clip(action[0], 1e-5, 1 - 1e-5))  # Action.py's clip
-        users, items = (raw_side_widths(shape, b, s_min, s_max)
-                        for shape, b in zip(shapes, (rho * budget, (1 - rho) * budget)))
+        users, items = (raw_side_widths(shape, b, s_min, s_max, w)
+                        for shape, b, w in zip(shapes, (rho * budget, (1 - rho) * budget), weights))
     p_range = [float(shape.max() - shape.min()) if shape.size else 0.0 for shape in shapes]
     return ActionWidths(rank_assign(user_freq, seen_users, users), rank_assign(item_freq, seen_items, items),
                         *p_range)

@@ -17,13 +17,28 @@ from recbole_lightemb.plan import Plan
 from recbole_lightemb.registry import EmbeddingMethod
 
 
+def planned_row_bits(plan, spec):
+    """The bits of table ``spec``'s rows in a widths plan: one for all, or with per-row bits (mixed precision)
+    its side's array."""
+    if plan.meta.get("bits_policy", "fixed") == "frequency":
+        return np.asarray(plan[f"{spec.role}_bits"][:spec.num_embeddings], dtype=np.int64)
+    return plan.meta.get("bits", FLOAT_BITS)
+
+
+def plan_row_bits(plan):
+    """``(user bits, item bits)``, one per row, of a widths plan with bits by frequency; None for one for all."""
+    if plan.meta.get("bits_policy", "fixed") != "frequency":
+        return None
+    return plan["user_bits"], plan["item_bits"]
+
+
 def build_variable(spec, table, plan):
     """A :class:`VariableWidthEmbedding` with the plan's widths for the table's side (clipped to
     the table's width), initialised from the model's own table, its rows in the plan's bits."""
     widths = np.minimum(plan[f"{spec.role}_widths"], spec.embedding_dim)
     module = VariableWidthEmbedding(spec.num_embeddings, spec.embedding_dim, widths,
                                     padding_idx=spec.padding_idx, init_from=table.weight)
-    module.set_row_bits(plan.meta.get("bits", FLOAT_BITS))
+    module.set_row_bits(planned_row_bits(plan, spec))
     return module
 
 
@@ -37,13 +52,18 @@ class VariableWidths(EmbeddingMethod):
         return build_variable(spec, table, plan)
 
 
-def widths_plan(method, user_widths, item_widths, bits=FLOAT_BITS, **meta):
-    """A plan of per-entity widths, the rows stored at ``bits`` (recorded below 32)."""
+def widths_plan(method, user_widths, item_widths, bits=FLOAT_BITS, row_bits=None, **meta):
+    """A plan of per-entity widths, the rows stored at ``bits`` (recorded below 32), or with ``row_bits``
+    (``(user bits, item bits)``, one per row) at bits by frequency around ``bits``."""
     from recbole_lightemb.methods.precision import precision_meta  # the methods package imports this module
 
-    return Plan(method, arrays={"user_widths": np.asarray(user_widths, dtype=np.int64),
-                                "item_widths": np.asarray(item_widths, dtype=np.int64)},
-                meta={**meta, **precision_meta(bits, "fixed")})
+    arrays = {"user_widths": np.asarray(user_widths, dtype=np.int64),
+              "item_widths": np.asarray(item_widths, dtype=np.int64)}
+    if row_bits is not None:
+        arrays.update({"user_bits": np.asarray(row_bits[0], dtype=np.uint8),
+                       "item_bits": np.asarray(row_bits[1], dtype=np.uint8)})
+    return Plan(method, arrays=arrays,
+                meta={**meta, **precision_meta(bits, "fixed" if row_bits is None else "frequency")})
 
 
 class StreamPlanner:

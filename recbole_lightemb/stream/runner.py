@@ -35,7 +35,7 @@ from recbole_lightemb.storage.checkpoint import first_line
 from recbole_lightemb.storage.run_state import plain, rng_state, set_rng_state
 from recbole_lightemb.runs import start_run, write_result
 from recbole_lightemb.stream.loader import stream_segments
-from recbole_lightemb.stream.planners import VariableWidths, stream_planner, widths_plan
+from recbole_lightemb.stream.planners import VariableWidths, plan_row_bits, stream_planner, widths_plan
 from recbole_lightemb.stream.resume import load_stream_state, save_stream_state, stream_state_path
 from recbole_lightemb.stream.segments import check_stream_config, stream_value
 from recbole_lightemb.swap import find_embedding_tables, pack_variable_widths, swap_embeddings
@@ -121,11 +121,16 @@ def mask_unseen(trainer, split):
     trainer.unseen_items[0] = False
 
 
-def set_widths(model, user_widths, item_widths):
+def set_widths(model, user_widths, item_widths, row_bits=None):
+    """Every masked table to its side's widths, and with ``row_bits`` (``(user bits, item bits)``, one per row:
+    bits by frequency) its rows' bits."""
     widths = {"user": user_widths, "item": item_widths}
+    bits = None if row_bits is None else dict(zip(("user", "item"), row_bits))
     for table in model.modules():
         if isinstance(table, VariableWidthEmbedding):
             table.set_widths(np.minimum(widths[table.role], table.embedding_dim))
+            if bits is not None:
+                table.set_row_bits(np.asarray(bits[table.role][:table.num_embeddings], dtype=np.int64))
 
 
 class WidthSearch:
@@ -155,20 +160,20 @@ class WidthSearch:
         return min(self.batches, max(1, int(self.epochs * len(segment.train_data))))
 
     @torch.no_grad()
-    def apply(self, user_widths, item_widths):
-        """Back to the warm start, with these widths."""
+    def apply(self, user_widths, item_widths, row_bits=None):
+        """Back to the warm start, with these widths (and bits per row, :func:`set_widths`)."""
         for name, p in self.model.named_parameters():
             p.copy_(self.start[name])
-        set_widths(self.model, user_widths, item_widths)
+        set_widths(self.model, user_widths, item_widths, row_bits)
 
-    def __call__(self, user_widths, item_widths):
-        self.apply(user_widths, item_widths)
+    def __call__(self, user_widths, item_widths, row_bits=None):
+        self.apply(user_widths, item_widths, row_bits)
         return self._try(self.model, self.segment)
 
-    def fresh(self, user_widths, item_widths, segment):
+    def fresh(self, user_widths, item_widths, segment, row_bits=None):
         """A model built from scratch on ``segment`` (its history's graph), with these widths."""
         model = self.build(segment)
-        set_widths(model, user_widths, item_widths)
+        set_widths(model, user_widths, item_widths, row_bits)
         return self._try(model, segment)
 
     def _try(self, model, segment):
@@ -326,7 +331,7 @@ def run_stream(model=None, dataset=None, config_file_list=None, config_dict=None
             search = WidthSearch(model, trainer, segment, config, build=fresh_model,
                                  **getattr(planner, "search_options", {}))
             plan = planner.plan(segment, specs, search)
-            search.apply(plan["user_widths"], plan["item_widths"])
+            search.apply(plan["user_widths"], plan["item_widths"], plan_row_bits(plan))
             if stream_value(config, "stream_packed_training") and config["single_spec"]:
                 pack_stream_tables(model, config)  # the segment trains Σ widths values, not the masked n × d table
                 trainer = trainer_class(config, model)
