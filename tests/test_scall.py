@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 import recbole_lightemb  # noqa: F401
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.config import plugin_defaults
-from recbole_lightemb.scall.planner import ScallPlanner, pair_budget
+from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, row_precision, values_budget
 from recbole_lightemb.scall.settings import SEARCH_KEYS, check_scall_config
 from recbole_lightemb.scall.state import build_state, pooled_profile, state_size
 from recbole_lightemb.scall.widths import (DISTRIBUTIONS, action_widths, order_statistic_shape, plan_widths,
-                                           rank_assign, ranked_bits, side_widths, split_budget)
+                                           rank_assign, ranked_bits, raw_side_widths, side_widths, split_budget)
 from recbole_lightemb.stream.segments import SegmentSplit
 
 
@@ -75,24 +75,55 @@ def test_widths_at_bits_by_frequency_cost_at_most_the_budget_and_spend_it(n, mea
     assert budget - cost < weights.max() or widths.min() == 64
 
 
-def test_weights_of_one_are_scalls_own_sum_of_widths():
+@pytest.mark.parametrize("distribution", ["power", "flat"])
+def test_weights_of_one_are_scalls_own_sum_of_widths(distribution):
+    """The fidelity tests pin the unweighted rescales to the authors' formulas; weights of one give the very same
+    widths, the searches' unrescaled tries included (a flat shape's x.5 widths round the same way)."""
     rng = np.random.default_rng(3)
     freq_u, freq_i = rng.integers(0, 40, 300), rng.integers(0, 40, 200)
     seen_u, seen_i = freq_u > 0, freq_i > 0
     ones = (np.ones(seen_u.sum()), np.ones(seen_i.sum()))
-    for rescale, correct in (("loop", True), ("limit", True), ("loop", False)):
-        plain, weighted = (action_widths([0.6, 0.3, 0.7], freq_u, freq_i, seen_u, seen_i, 2000, "power", (0.1, 30),
-                                         1, 32, correct=correct, rescale=rescale, weights=w)
+    for rescale, correct, budget in (("loop", True, 2000), ("limit", True, 2000), ("loop", False, 2000),
+                                     ("loop", False, 1243)):
+        plain, weighted = (action_widths([0.6, 0.3, 0.7], freq_u, freq_i, seen_u, seen_i, budget, distribution,
+                                         (0.1, 30), 1, 32, correct=correct, rescale=rescale, weights=w)
                            for w in ((None, None), ones))
         assert np.array_equal(plain.user_widths, weighted.user_widths)
         assert np.array_equal(plain.item_widths, weighted.item_widths)
+    p = np.full(10, 0.1)  # 2.5 each: rounds to 2 both ways
+    assert raw_side_widths(p, 25, 1, 8, np.ones(10)).tolist() == raw_side_widths(p, 25, 1, 8).tolist() == [2] * 10
 
 
 def test_split_budget_weighs_each_side_by_its_rows_bits():
-    """Ten users at 8 bits (cost 2 each) cannot take less than 20 of a 4-bit budget at width 1."""
+    """Ten users at 8 bits (cost 2 each) cannot take less than 20 of a 4-bit budget at width 1; a side's budget is
+    whole values, so two sides of 3.5 each need 8, not 7, and 7 is refused naming the minimum width."""
     users, items = split_budget(100, 0.0, 10, 10, 1, 8, (np.full(10, 2.0), np.full(10, 0.5)))
     assert (users, items) == (60, 40)  # the items take at most 10 · 8 · 0.5 = 40
-    assert split_budget(100, 0.5, 10, 10, 1, 8, (None, None)) == split_budget(100, 0.5, 10, 10, 1, 8)
+    _, costs = ranked_bits(np.array([0, 6, 5, 4]), np.array([False, True, True, True]), 4)
+    assert costs.tolist() == [2.0, 1.0, 0.5]
+    users, items = split_budget(8, 0.5, 3, 3, 1, 8, (costs, costs))
+    assert min(users, items) >= 3.5
+    with pytest.raises(ValueError, match="scall_min_width=1"):
+        split_budget(7, 0.5, 3, 3, 1, 8, (costs, costs))
+
+
+def test_a_budget_at_bits_by_frequency_sets_aside_a_scale_only_for_low_bit_rows():
+    """At emb_bits 8 the head fifth is float32: no scale and no slack for it; every row's 2-bit class is paid."""
+    seen_users, seen_items = np.r_[False, np.ones(50, bool)], np.r_[False, np.ones(30, bool)]
+    freqs = (np.r_[0, np.arange(50, 0, -1)], np.r_[0, np.arange(30, 0, -1)])
+    precision = row_precision(freqs, seen_users, seen_items, 8, "frequency")
+    assert [int((rows[seen] == 32).sum()) for (rows, _), seen in zip(precision, (seen_users, seen_items))] == [10, 6]
+    classes = (-(-51 // 4) + 15) + (-(-31 // 4) + 15)
+    assert values_budget(1000, seen_users, seen_items, 8, precision, 16) == (4000 - 64 * 5 - classes) * 8 // 8
+    assert values_budget(1000, seen_users, seen_items, 8, None, 16) == (4000 - 80 * 5) * 8 // 8
+
+
+def test_packed_rows_of_width_zero_everywhere_read_as_zeros():
+    from recbole_lightemb.modules.packed import PackedWidthEmbedding
+
+    table = PackedWidthEmbedding(4, 8, np.zeros(4, dtype=int))
+    assert table.values.numel() == 0 and not table(torch.tensor([[1, 3], [0, 2]])).any()
+    assert table.full_table().shape == (4, 8)
 
 
 @settings(max_examples=200, deadline=None)
@@ -288,6 +319,25 @@ def test_the_best_choice_keeps_the_best_try_and_uniform_unless_beaten(uniform_sc
         assert plan.meta["chosen"] == "uniform" and plan.meta["action"] is None
     else:
         assert plan.meta["chosen"] == f"step {best - 1}" and len(plan.meta["action"]) == 3
+
+
+def test_the_best_unrescaled_try_is_rescaled_to_the_budget_before_it_is_planned():
+    """With ``scall_search_correct: False`` a try's widths are ``Action.py``'s unrescaled ones and may exceed the
+    budget; the best one becomes the plan only rescaled, on the segment's own entities."""
+    config = fast_config(scall_choice="best", scall_search_correct=False, scall_max_search_steps=6)
+    planner = ScallPlanner(None, config)
+    specs = [SimpleNamespace(role="user"), SimpleNamespace(role="item")]
+    planner.plan(fake_segment(0), specs)
+    planner.observe(0.2, FakeModel(16))
+    tried = []
+
+    def search(users, items, row_bits=None):  # the widest try scores best
+        tried.append(int(users.sum() + items.sum()))
+        return float(tried[-1])
+
+    plan = planner.plan(fake_segment(1), specs, search)
+    assert max(tried) > pair_budget(config, 80)  # some unrescaled try was over the budget
+    assert int(plan["user_widths"].sum() + plan["item_widths"].sum()) <= pair_budget(config, 80)
 
 
 def search_defaults():

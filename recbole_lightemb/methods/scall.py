@@ -14,11 +14,9 @@ and the one width is the widest that those bits' bytes hold.
 import numpy as np
 
 from recbole_lightemb.methods.precision import planned_precision, precision_of, training_counts
-from recbole_lightemb.modules.precision import row_class_bytes, values_within
 from recbole_lightemb.registry import EmbeddingMethod, register_method
-from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, uniform_widths
+from recbole_lightemb.scall.planner import ScallPlanner, pair_budget, row_precision, uniform_widths, values_budget
 from recbole_lightemb.scall.settings import check_scall_config
-from recbole_lightemb.scall.widths import ranked_bits
 from recbole_lightemb.stream.planners import planned_row_bits, widths_plan
 from recbole_lightemb.swap import width_rows_table
 
@@ -40,16 +38,12 @@ class Scall(EmbeddingMethod):
         budget = pair_budget(self.config, n_seen, dim)
         bits, policy = precision_of(self.config)
         s_max = self.config["scall_max_width"] or dim
-        row_bits, cost, classes = None, None, 0
-        if policy == "frequency":
-            ranked = [ranked_bits(counts[role], seen, bits) for role, seen in (("user", seen_users), ("item", seen_items))]
-            row_bits = tuple(rows for rows, _ in ranked)
-            cost = sum(float(weights.sum()) for _, weights in ranked)
-            classes = row_class_bytes(seen_users.size, s_max) + row_class_bytes(seen_items.size, s_max)
-        users, items = uniform_widths(seen_users, seen_items, values_within(budget, n_seen, bits, classes),
-                                      self.config["scall_min_width"], s_max, cost)
+        precision = row_precision((counts["user"], counts["item"]), seen_users, seen_items, bits, policy)
+        values = values_budget(budget, seen_users, seen_items, bits, precision, s_max)
+        cost = None if precision is None else sum(float(weights.sum()) for _, weights in precision)
+        users, items = uniform_widths(seen_users, seen_items, values, self.config["scall_min_width"], s_max, cost)
         return widths_plan(self.name, users, items, budget_floats=budget * per_side, mode=self.config["scall_mode"],
-                           bits=bits, row_bits=row_bits)
+                           bits=bits, row_bits=None if precision is None else tuple(rows for rows, _ in precision))
 
     def build(self, spec, table, plan):
         """The widths are final in a plain run: packed rows, or master-free groups

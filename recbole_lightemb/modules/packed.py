@@ -37,6 +37,8 @@ class PackedWidthEmbedding(LowBitWidths, LightEmbedding):
         return self.rounded(self._masters(ids), ids)
 
     def _masters(self, ids):
+        if self.values.numel() == 0:  # every width 0 (no entity seen yet): zeros, still in the graph
+            return self.values.new_zeros(*ids.shape, self.embedding_dim) + self.values.sum()
         widths = self.widths[ids].long()
         cols = torch.arange(self.embedding_dim, device=ids.device)
         keep = cols < widths.unsqueeze(-1)

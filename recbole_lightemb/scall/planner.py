@@ -22,7 +22,7 @@ from recbole.utils import set_color
 
 from recbole_lightemb.config import model_width
 from recbole_lightemb.modules import LightEmbedding
-from recbole_lightemb.modules.precision import config_bits, config_policy, row_class_bytes, values_within
+from recbole_lightemb.modules.precision import FLOAT_BITS, config_bits, config_policy, row_class_bytes, values_within
 from recbole_lightemb.scall.agent import SACAgent
 from recbole_lightemb.scall.settings import scall_settings
 from recbole_lightemb.scall.state import AuthorsState, build_state, state_size
@@ -52,6 +52,26 @@ def uniform_widths(seen_users, seen_items, budget, s_min, s_max, cost=None):
         raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_seen} seen entities the minimum width "
                          f"scall_min_width={s_min}: raise the budget or lower scall_min_width")
     return seen_users * width, seen_items * width
+
+
+def row_precision(freqs, seen_users, seen_items, bits, policy):
+    """Under ``emb_bits_policy: frequency``, per side every row's bits and each rank's cost in ``bits``-bit values
+    (:func:`~recbole_lightemb.scall.widths.ranked_bits`, ranked by ``freqs``); None under ``fixed``."""
+    if policy == "fixed":
+        return None
+    return tuple(ranked_bits(freq, seen, bits) for freq, seen in zip(freqs, (seen_users, seen_items)))
+
+
+def values_budget(floats, seen_users, seen_items, bits, precision, s_max):
+    """What the widths of a user and an item table may cost: ``floats``, or at ``emb_bits`` below 32 (or with bits
+    by frequency, ``precision``) the ``bits``-bit values its bytes hold beside each low-bit row's scale and a byte
+    of slack, and each table's 2-bit row classes (:func:`~recbole_lightemb.modules.precision.row_class_bytes`,
+    grouped by width in up to ``s_max`` arrays when master-free). Float32 rows need neither scale nor slack."""
+    if precision is None:
+        return values_within(floats, int(seen_users.sum() + seen_items.sum()), bits)
+    low_bit = sum(int((cost * bits < FLOAT_BITS).sum()) for _, cost in precision)
+    classes = row_class_bytes(seen_users.size, s_max) + row_class_bytes(seen_items.size, s_max)
+    return values_within(floats, low_bit, bits, classes)
 
 
 def model_summary(model):
@@ -136,24 +156,16 @@ class ScallPlanner(StreamPlanner):
         return pair_budget(self.config, segment.users_seen + segment.items_seen) * tables_per_side
 
     def values_budget(self, segment):
-        """What the widths of a user and an item table may cost: the pair's float budget, or at ``emb_bits``
-        below 32 the values of that many bits its bytes hold beside each seen entity's row scale (and, with bits
-        by frequency, each table's 2-bit row classes, :func:`~recbole_lightemb.modules.precision.row_class_bytes`)."""
+        """What the widths of a user and an item table may cost (:func:`values_budget`)."""
         split = segment.split
-        n_seen = segment.users_seen + segment.items_seen
-        groups = self.bounds[1]  # master-free rows group by width, one class array each
-        classes = 0 if self.policy == "fixed" else \
-            row_class_bytes(split.seen_users.size, groups) + row_class_bytes(split.seen_items.size, groups)
-        return values_within(pair_budget(self.config, n_seen), n_seen, self.bits, classes)
+        return values_budget(pair_budget(self.config, segment.users_seen + segment.items_seen), split.seen_users,
+                             split.seen_items, self.bits, self.row_precision(segment), self.bounds[1])
 
     def row_precision(self, segment):
-        """Bits by frequency at ``segment``: per side, every row's bits and each rank's cost
-        (:func:`~recbole_lightemb.scall.widths.ranked_bits`), ranked as the widths are; None for one ``emb_bits``."""
-        if self.policy == "fixed":
-            return None
+        """Bits by frequency at ``segment`` (:func:`row_precision`), ranked as the widths are; None for one
+        ``emb_bits``."""
         split = segment.split
-        return tuple(ranked_bits(freq, seen, self.bits)
-                     for freq, seen in zip(self.frequencies(split), (split.seen_users, split.seen_items)))
+        return row_precision(self.frequencies(split), split.seen_users, split.seen_items, self.bits, self.policy)
 
     def row_bits(self, segment):
         """``(user bits, item bits)`` of every row at ``segment``, or None (one ``emb_bits`` for all)."""
@@ -295,7 +307,8 @@ class ScallPlanner(StreamPlanner):
         if s["scall_choice"] == "best":  # the first of the best: uniform wins a tie
             best = max(range(len(candidates)), key=lambda k: (candidates[k][0], -k))
             _, chosen, action, users, items = candidates[best]
-            if on is not segment:  # the best try's shape, on this segment's entities
+            if on is not segment or (action is not None and not s["scall_search_correct"]):  # the best try's shape
+                # on this segment's entities, rescaled to the budget (a try's unrescaled widths may exceed it)
                 users, items = self._uniform(segment) if action is None else self._planned(action, segment)
         else:
             chosen, action = "policy", agent.act(state, deterministic=True)

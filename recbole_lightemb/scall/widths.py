@@ -117,6 +117,12 @@ def _weights(weights, n):
     return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
 
 
+def _spread(shape, weights):
+    """What ``p · budget`` is multiplied by so that ``p`` spreads the budget over the rows' cost: ``Σ p / Σ w·p``,
+    exactly 1 for weights of one (both sums taken the same way)."""
+    return np.sum(shape) / np.sum(weights * shape)
+
+
 def fit_to_budget(shape, budget, s_min, s_max, weights=None):
     """Real widths ``clip(λ·shape, s_min, s_max)`` whose cost ``Σ weights·widths`` is ``budget`` (shape sorted
     descending).
@@ -164,12 +170,12 @@ def loop_to_budget(shape, budget, s_min, s_max, max_iterations=10_000, weights=N
     ``weights`` the budget is a cost, ``Σ weights·sizes``, and the first pass spreads it as ``p`` over
     that cost."""
     weights = _weights(weights, shape.size)
-    sizes = np.maximum(s_min, shape * budget / np.dot(weights, shape))
+    sizes = np.maximum(s_min, shape * (budget * _spread(shape, weights)))
     for _ in range(max_iterations):
         if sizes.max() <= s_max and sizes.min() >= s_min:
             break
         sizes = np.clip(sizes, s_min, s_max)
-        sizes = sizes / np.dot(weights, sizes) * budget
+        sizes = sizes / np.sum(weights * sizes) * budget
     return sizes
 
 
@@ -184,7 +190,7 @@ def round_to_budget(real, budget, s_min, s_max, weights=None):
     weights = _weights(weights, real.size)
     widths = np.clip(np.floor(real), s_min, s_max).astype(np.int64)
     budget = int(budget)
-    leftover = budget - float(np.dot(weights, widths))
+    leftover = budget - float(np.sum(weights * widths))
     if leftover > 0:
         room = np.flatnonzero(widths < s_max)
         remainder = real[room] - widths[room]
@@ -222,7 +228,7 @@ def raw_side_widths(shape, budget, s_min, s_max, weights=None):
     """``Action.py`` while searching (``correct=False``): ``round(max(s_min, p · budget))``, nothing rescaled,
     so the sum may miss the budget either way; capped at ``s_max``, the table's width (the authors' mask).
     With ``weights``, ``p`` spreads the budget over the rows' cost (``p · budget / Σ weights·p``)."""
-    spread = budget if weights is None or not shape.size else budget / np.dot(weights, shape)
+    spread = budget if weights is None or not shape.size else budget * _spread(shape, weights)
     return np.minimum(np.round(np.maximum(s_min, shape * spread)), s_max).astype(np.int64)
 
 
@@ -232,7 +238,7 @@ def split_budget(budget, rho, n_users, n_items, s_min, s_max, weights=(None, Non
     minimum and maximum cost weighs its rows by ``weights``."""
     budget = int(budget)
     cost_u, cost_i = (_weights(w, n).sum() for w, n in zip(weights, (n_users, n_items)))
-    if budget < (cost_u + cost_i) * s_min:
+    if budget < np.ceil(cost_u * s_min) + np.ceil(cost_i * s_min):  # each side's budget is whole values
         raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_users + n_items} seen entities the "
                          f"minimum width scall_min_width={s_min}: raise the budget or lower scall_min_width")
     low = int(np.ceil(max(cost_u * s_min, budget - cost_i * s_max)))
