@@ -40,8 +40,7 @@ class Scall(EmbeddingMethod):
         s_max = self.config["scall_max_width"] or dim
         precision = row_precision((counts["user"], counts["item"]), seen_users, seen_items, bits, policy)
         values = values_budget(budget, seen_users, seen_items, bits, precision, s_max)
-        cost = None if precision is None else sum(float(weights.sum()) for _, weights in precision)
-        users, items = uniform_widths(seen_users, seen_items, values, self.config["scall_min_width"], s_max, cost)
+        users, items = uniform_widths(seen_users, seen_items, values, self.config["scall_min_width"], s_max, precision)
         return widths_plan(self.name, users, items, budget_floats=budget * per_side, mode=self.config["scall_mode"],
                            bits=bits, row_bits=None if precision is None else tuple(rows for rows, _ in precision))
 

@@ -43,11 +43,12 @@ def pair_budget(config, n_seen, dim=None):
     return int(np.floor(config["emb_budget"] * (dim or model_width(config)) * n_seen))
 
 
-def uniform_widths(seen_users, seen_items, budget, s_min, s_max, cost=None):
-    """Segment 0: every seen entity ``budget // seen`` values (capped at ``s_max``); ``cost``: what one unit of
-    width costs over all seen rows, in those values (default: one each; with bits by frequency, their sum)."""
+def uniform_widths(seen_users, seen_items, budget, s_min, s_max, precision=None):
+    """Segment 0: every seen entity ``budget // seen`` values (capped at ``s_max``); with bits by frequency
+    (``precision``, :func:`row_precision`) one unit of width costs the seen rows' summed costs instead."""
     n_seen = int(seen_users.sum() + seen_items.sum())
-    width = min(int(budget // max(n_seen if cost is None else cost, 1)), s_max)
+    cost = n_seen if precision is None else sum(float(weights.sum()) for _, weights in precision)
+    width = min(int(budget // max(cost, 1)), s_max)
     if width < s_min:
         raise ValueError(f"a budget of {budget} values (floats, or at emb_bits below 32 the low-bit values its bytes hold) cannot give {n_seen} seen entities the minimum width "
                          f"scall_min_width={s_min}: raise the budget or lower scall_min_width")
@@ -155,11 +156,12 @@ class ScallPlanner(StreamPlanner):
     def budget_floats(self, segment, tables_per_side):
         return pair_budget(self.config, segment.users_seen + segment.items_seen) * tables_per_side
 
-    def values_budget(self, segment):
-        """What the widths of a user and an item table may cost (:func:`values_budget`)."""
+    def values_budget(self, segment, precision):
+        """What the widths of a user and an item table may cost at ``segment`` with its :meth:`row_precision`
+        (:func:`values_budget`)."""
         split = segment.split
         return values_budget(pair_budget(self.config, segment.users_seen + segment.items_seen), split.seen_users,
-                             split.seen_items, self.bits, self.row_precision(segment), self.bounds[1])
+                             split.seen_items, self.bits, precision, self.bounds[1])
 
     def row_precision(self, segment):
         """Bits by frequency at ``segment`` (:func:`row_precision`), ranked as the widths are; None for one
@@ -180,8 +182,8 @@ class ScallPlanner(StreamPlanner):
 
     def _widths(self, action, segment, correct=True):
         split, s = segment.split, self.settings
-        budget = self.values_budget(segment)
         precision = self.row_precision(segment)
+        budget = self.values_budget(segment, precision)
         weights = (None, None) if precision is None else tuple(cost for _, cost in precision)
         return action_widths(action, *self.frequencies(split), split.seen_users, split.seen_items, budget,
                              s["scall_distribution"], s["scall_alpha_range"], *self.bounds, s["scall_alpha_map"],
@@ -189,16 +191,15 @@ class ScallPlanner(StreamPlanner):
 
     def _uniform(self, segment):
         split = segment.split
-        budget = self.values_budget(segment)
         precision = self.row_precision(segment)
-        cost = None if precision is None else sum(float(c.sum()) for _, c in precision)
-        return uniform_widths(split.seen_users, split.seen_items, budget, *self.bounds, cost)
+        return uniform_widths(split.seen_users, split.seen_items, self.values_budget(segment, precision),
+                              *self.bounds, precision)
 
     def _new_segment(self, segment):
         if self.state is not None:
             split = segment.split
             self.state.new_segment(*self.frequencies(split), split.seen_users, split.seen_items,
-                                   self.values_budget(segment))
+                                   self.values_budget(segment, self.row_precision(segment)))
 
     def _summary(self, role, summary=None):
         """(mean embedding, widths) of a side; zeros for a model without a table on that side."""
@@ -333,12 +334,13 @@ class ScallPlanner(StreamPlanner):
     def _finish(self, segment, search, users, items, meta, **more):
         """The plan; in ``first_block`` mode, first the segment's fitness after the first block of its own
         training with these widths (warm start, ``scall_search_lr``), the next search's denominator."""
+        row_bits = self.row_bits(segment)
         if (self.settings["scall_reward_baseline"] == "first_block" and self.settings["scall_action"] is None
                 and search is not None):
-            self.first_block = more["first_block"] = search(users, items, self.row_bits(segment))
+            self.first_block = more["first_block"] = search(users, items, row_bits)
         self.previous = segment
         user_floats, item_floats = int(users.sum()), int(items.sum())
-        return widths_plan("scall", users, items, bits=self.bits, row_bits=self.row_bits(segment), **meta, **more,
+        return widths_plan("scall", users, items, bits=self.bits, row_bits=row_bits, **meta, **more,
                            user_share=user_floats / max(user_floats + item_floats, 1),
                            widest={"user": int(users.max(initial=0)), "item": int(items.max(initial=0))})
 
