@@ -201,6 +201,12 @@ ML100K_ARMS = _arms(("hash", "qr", "baco", "ciess", "freq", "quant"), variants=[
     ("baco-0.25[head=0.1+split]", "baco", 0.25, {"baco_head_share": 0.1, "baco_split": True}),
     ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4})])
 
+LIGHTGCN_BEAUTY_MASTER_FREE = [arm for arm in MASTER_FREE_ARMS
+                               if arm[0] in ("quant-0.1[master-free, 16-bit codes]",
+                                             "quant-0.05[master-free, 16-bit codes]")]
+"""Issue 33's master-free variants of the best two low-bit arms, for the one-seed LightGCN Beauty setting: the
+master-free form that won on the three-seed settings (16-bit codes) of 4-bit rows at 10 % and 5 %."""
+
 SAME_FLOATS_FASTER = {"graph_csr": True}
 """Added to the LightGCN settings with runs still to do (2026-12-06): on one torch thread, as the frontier trains
 (on an Intel CPU with torch's MKL build), LightGCN with its adjacency in CSR trains RecBole's floats bit for bit (on AMD EPYC within the last bit), about twice as fast on Beauty
@@ -234,7 +240,7 @@ SETTINGS = {
             ("hash-0.25", "hash", 0.25, {}), ("qr-0.25", "qr", 0.25, {}),
             ("quant-0.1", "quant", 0.1, {}),
             ("baco-0.25[residual=48@4bit]", "baco", 0.25, {"baco_residual": 48, "baco_residual_bits": 4}),
-            BACO_AUTHORS_SIZE, *PRECISION_ARMS]),
+            BACO_AUTHORS_SIZE, *PRECISION_ARMS, *LIGHTGCN_BEAUTY_MASTER_FREE]),
         "config": {**BEAUTY, "epochs": 2000, "eval_step": 5, "n_layers": 2, **SAME_FLOATS_FASTER}},
     "lightgcn-beauty-authors": {  # lightgcn-beauty under the BACO authors' protocol, trained to its own stop; the
         "model": "LightGCN", "dataset": "beauty", "seeds": 1,  # test curve gives the arms' ratio at 50/100/200 epochs
